@@ -1,9 +1,165 @@
-"""pytest entry point (placeholder while the spine is being written)."""
+"""pytest entry point: options, ini keys, markers and fixtures. Nothing else.
+
+Installed but not enabled, this module is all of pytest-corrsource that runs: it imports only
+the standard library and pytest, registers the markers (so ``--strict-markers`` suites keep
+working) and returns. With ``--corresponding-source`` it registers the session object
+(``session.py``), which holds every other hook.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
 import pytest
+
+if TYPE_CHECKING:
+    from pytest_corrsource.session import CorrSourceSession
+
+LEVEL_CHOICES = ("open-weights", "corresponding-source", "open-source-ai")
+SESSION_PLUGIN_NAME = "corrsource-session"
+
+MARKERS = (
+    "corresponding_source: a Corresponding Source check; manifest checks carry it, and a test "
+    "of yours may too (select them with -m corresponding_source)",
+    "requires_weights(path): the model_weights fixture reads this declared weights file; a "
+    "missing or invalid file fails the test with the weights error",
+    "training_code: the test needs the manifest's training code; skipped when none is "
+    "declared, failed instead when --corrsource-level open-source-ai requires it",
+    "training_data: the test needs the manifest's training data; skipped when none is "
+    "declared, failed instead when --corrsource-level open-source-ai requires it",
+)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("corrsource", "Corresponding Source checks (pytest-corrsource)")
+    group.addoption(
+        "--corresponding-source",
+        action="store_true",
+        dest="corrsource",
+        default=False,
+        help="verify the repository's corresponding-source.yaml (collects one item per check)",
+    )
+    group.addoption(
+        "--corrsource-manifest",
+        metavar="PATH",
+        dest="corrsource_manifest",
+        default=None,
+        help="the manifest to verify (default: corresponding-source.yaml in the given "
+        "directory or the rootdir); ini: corrsource_manifest",
+    )
+    group.addoption(
+        "--corrsource-level",
+        dest="corrsource_level",
+        default=None,
+        choices=LEVEL_CHOICES,
+        help="the openness level that must be met (default: corresponding-source); "
+        "env: CORRSOURCE_LEVEL; ini: corrsource_level",
+    )
+    group.addoption(
+        "--corrsource-report",
+        metavar="PATH",
+        dest="corrsource_report",
+        default=None,
+        help="write the JSON report to PATH (and Markdown to PATH.md); ini: corrsource_report",
+    )
+    group.addoption(
+        "--corrsource-report-md",
+        metavar="PATH",
+        dest="corrsource_report_md",
+        default=None,
+        help="write the Markdown report to PATH",
+    )
+    group.addoption(
+        "--corrsource-fresh-env",
+        action="store_true",
+        dest="corrsource_fresh_env",
+        default=False,
+        help="rebuild the isolated environment even when a cached one matches",
+    )
+    group.addoption(
+        "--corrsource-cache-dir",
+        metavar="DIR",
+        dest="corrsource_cache_dir",
+        default=None,
+        help="where isolated environments are cached (default: CORRSOURCE_CACHE_DIR, else "
+        "~/.cache/pytest-corrsource)",
+    )
+    parser.addini("corrsource_manifest", "path of the manifest (relative to the ini file)")
+    parser.addini("corrsource_level", "the openness level that must be met")
+    parser.addini("corrsource_report", "path of the JSON report")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "corresponding_source: a Corresponding Source check")
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    if not config.getoption("corrsource", False):
+        return
+    from pytest_corrsource.session import CorrSourceSession
+
+    session = CorrSourceSession.from_config(config)
+    config.pluginmanager.register(session, SESSION_PLUGIN_NAME)
+    if config.pluginmanager.hasplugin("xdist"):
+        from pytest_corrsource.session import XdistHooks
+
+        config.pluginmanager.register(XdistHooks(session), "corrsource-xdist")
+
+
+def _session(config: pytest.Config) -> CorrSourceSession | None:
+    plugin: Any = config.pluginmanager.get_plugin(SESSION_PLUGIN_NAME)
+    return plugin  # type: ignore[no-any-return]
+
+
+# --- fixtures for existing test suites ---------------------------------------------------------
+# Defined here so they exist with or without the flag; the work happens in ``fixtures.py``,
+# imported only when a test asks for one of them.
+
+
+@pytest.fixture(scope="session")
+def corrsource(request: pytest.FixtureRequest) -> Any:
+    """The parsed manifest and repository root (a ``pytest_corrsource.fixtures.Corrsource``)."""
+    from pytest_corrsource import fixtures
+
+    return fixtures.corrsource_for(request.config)
+
+
+@pytest.fixture
+def model_weights(request: pytest.FixtureRequest, corrsource: Any) -> Any:
+    """Lazy, read-only mapping of tensor name -> numpy array for the declared weights."""
+    from pytest_corrsource import fixtures
+
+    return fixtures.model_weights_for(request, corrsource)
+
+
+@pytest.fixture(scope="session")
+def corrsource_env(corrsource: Any) -> Any:
+    """The isolated environment built from the manifest's ``install`` section."""
+    from pytest_corrsource import fixtures
+
+    return fixtures.environment_for(corrsource)
+
+
+@pytest.fixture
+def run_model(
+    corrsource: Any, corrsource_env: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Any:
+    """Callable running the declared ``run`` command; returns exit code, output and files."""
+    from pytest_corrsource import fixtures
+
+    return fixtures.run_model_for(corrsource, corrsource_env, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def modified_weights(corrsource: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Path to a perturbed copy of the first declared weights (same schema, other values)."""
+    from pytest_corrsource import fixtures
+
+    return fixtures.modified_weights_for(corrsource, tmp_path_factory)
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    # The training markers only mean something to tests of the user's; cheap when absent.
+    if item.get_closest_marker("training_code") or item.get_closest_marker("training_data"):
+        from pytest_corrsource import fixtures
+
+        fixtures.apply_training_markers(item)

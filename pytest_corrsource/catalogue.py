@@ -1,0 +1,287 @@
+"""The check catalogue: stable ids, what each check verifies, the clause it enforces, the fix.
+
+Stage: reference data used by the plan, the checks' failure texts and the reports. Like a
+linter's rule table, ids never change meaning; new checks get new ids.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LEVELS: tuple[str, ...] = ("open-weights", "corresponding-source", "open-source-ai")
+DEFAULT_LEVEL = "corresponding-source"
+
+# Which clause a level stands on, quoted in summaries.
+LEVEL_REFERENCES: dict[str, str] = {
+    "open-weights": "the weights themselves: present, valid, as declared, safe and licensed",
+    "corresponding-source": "GPLv3 §1 (Corresponding Source) and §6 (Installation Information); "
+    "FSF freedom 1 (no tivoization); Open Source Definition §2 (preferred form)",
+    "open-source-ai": "OSI Open Source AI Definition 1.0 (Data Information, Code, Parameters)",
+}
+
+
+def level_rank(level: str | None) -> int:
+    """Order of levels; None (required by no level) sorts after all of them."""
+    return LEVELS.index(level) if level in LEVELS else len(LEVELS)
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    id: str
+    component: str
+    check: str  # the short name in the node id: <component>::<check>[<subject>]
+    title: str  # what it verifies, one line
+    level: str | None  # the lowest level that requires it; None: informational at every level
+    clause: str  # the requirement it enforces, quoted briefly
+    fix: str  # how to fix a failure, one or two sentences
+
+
+_GPL1 = "GPLv3 §1: Corresponding Source is all the source needed to generate, install and run"
+_OSAID_CODE = "OSAID 1.0 Code: the complete source code used to train and run the system"
+_OSAID_DATA = "OSAID 1.0 Data Information: enough detail to build a substantially equivalent system"
+
+CHECKS: tuple[CheckSpec, ...] = (
+    CheckSpec(
+        "CS101",
+        "weights",
+        "present",
+        "each declared weights file (and every shard) exists",
+        "open-weights",
+        "the weights are the object code being released",
+        "commit the file (or fetch it: `git lfs pull`), or correct its `path` in the manifest",
+    ),
+    CheckSpec(
+        "CS102",
+        "weights",
+        "not-a-pointer",
+        "the weights file is real content, not a Git LFS / git-annex / DVC pointer",
+        "open-weights",
+        "a pointer file names the weights without shipping them",
+        "fetch the real file before running the checks (the message says how)",
+    ),
+    CheckSpec(
+        "CS103",
+        "weights",
+        "header",
+        "the header is valid for its format (by magic bytes)",
+        "open-weights",
+        "weights a reader refuses cannot be run or modified",
+        "re-export the weights with the format's reference writer (e.g. safetensors.save_file)",
+    ),
+    CheckSpec(
+        "CS104",
+        "weights",
+        "hash",
+        "the file's sha256 matches the declared digest",
+        "open-weights",
+        "users must be able to verify they run the released weights",
+        "declare `sha256:` (`corrsource init` fills it in) or update it after re-exporting",
+    ),
+    CheckSpec(
+        "CS105",
+        "weights",
+        "safe-to-load",
+        "pickle-based files reference only allow-listed globals (scanned, never loaded)",
+        "open-weights",
+        "loading a pickle runs code: weights must not carry programs",
+        "convert the weights to safetensors; or, after review, set `allow-unsafe: true`",
+    ),
+    CheckSpec(
+        "CS201",
+        "install",
+        "declared",
+        "install commands and at least one dependency specification are declared and present",
+        "corresponding-source",
+        _GPL1 + ", including the scripts used to control those activities",
+        "declare `install.commands` and `install.requirements` (e.g. requirements.txt)",
+    ),
+    CheckSpec(
+        "CS202",
+        "install",
+        "environment",
+        "the install commands succeed in a fresh isolated environment",
+        "corresponding-source",
+        "GPLv3 §6: Installation Information sufficient to install and run",
+        "fix the install commands or dependency files until they work from nothing",
+    ),
+    CheckSpec(
+        "CS301",
+        "generate",
+        "step",
+        "each generate step succeeds and produces its declared outputs",
+        "corresponding-source",
+        _GPL1 + " the object code (conversion, export, compilation)",
+        "make the step's command succeed and write every path it declares under `produces`",
+    ),
+    CheckSpec(
+        "CS401",
+        "run",
+        "files",
+        "the run command's local scripts and files exist in the repository",
+        "corresponding-source",
+        _GPL1 + ": run scripts must ship, not be downloaded at run time",
+        "commit the scripts the run command names, or correct the command",
+    ),
+    CheckSpec(
+        "CS402",
+        "run",
+        "released-weights",
+        "the run succeeds on the released weights and meets `expect`",
+        "corresponding-source",
+        _GPL1 + " the object code",
+        "make `run.command` succeed on the declared weights, or correct `run.expect`",
+    ),
+    CheckSpec(
+        "CS403",
+        "run",
+        "modified-weights",
+        "the run succeeds on a modified copy of the weights and its output changes",
+        "corresponding-source",
+        "FSF freedom 1 / GPLv3 §6: the product must not refuse to run a modified version "
+        "(no tivoization)",
+        "load the weights from the path given to the run, and do not refuse modified weights",
+    ),
+    CheckSpec(
+        "CS404",
+        "run",
+        "offline",
+        "the run succeeds without network access",
+        "corresponding-source",
+        _GPL1 + ": nothing needed to run may be fetched at run time",
+        "ship what the run downloads (tokenizers, configs) in the repository",
+    ),
+    CheckSpec(
+        "CS501",
+        "source",
+        "preferred-form",
+        "no object code without its preferred form (pyc, binaries, minified or obfuscated code)",
+        "corresponding-source",
+        "OSD §2: the preferred form for modification; obfuscated or intermediate forms are "
+        "not allowed",
+        "commit the source (and its build recipe), or list a reviewed exception under "
+        "`source-form.allow`",
+    ),
+    CheckSpec(
+        "CS502",
+        "source",
+        "architecture",
+        "the declared architecture code exists and is source",
+        "corresponding-source",
+        "MOF Model architecture; OSAID 1.0 Code (model architecture)",
+        "declare `architecture:` with the files that define the model, and commit them",
+    ),
+    CheckSpec(
+        "CS601",
+        "training",
+        "code",
+        "the training code exists",
+        "open-source-ai",
+        _OSAID_CODE,
+        "declare `training.code` and commit those files",
+    ),
+    CheckSpec(
+        "CS602",
+        "training",
+        "run",
+        "the training command succeeds and writes weights",
+        "open-source-ai",
+        _OSAID_CODE + ", including arguments and settings used",
+        "make `training.command` (a smoke-sized run) succeed and write `training.produces`",
+    ),
+    CheckSpec(
+        "CS603",
+        "training",
+        "reproduce",
+        "the regenerated weights have the released weights' schema (and values when asked)",
+        "open-source-ai",
+        "OSAID 1.0: a skilled person can build a substantially equivalent system",
+        "make the training code build the released architecture (same tensor names, dtypes, "
+        "shapes)",
+    ),
+    CheckSpec(
+        "CS701",
+        "data",
+        "sources",
+        "local data sources exist and match their digests; remote ones are fully declared",
+        "open-source-ai",
+        _OSAID_DATA + "; a listing of the training data and where to obtain it",
+        "commit the data or declare `url`, `sha256` and `license` for each remote source",
+    ),
+    CheckSpec(
+        "CS702",
+        "data",
+        "card",
+        "the data card covers provenance, scope, selection, labelling and processing",
+        "open-source-ai",
+        _OSAID_DATA,
+        "add the missing sections to the data card",
+    ),
+    CheckSpec(
+        "CS703",
+        "data",
+        "preprocessing",
+        "the preprocessing command succeeds and produces its outputs",
+        "open-source-ai",
+        "OSAID 1.0 Code: the code used for processing and filtering data",
+        "declare `data.preprocessing` and make its command write its `produces`",
+    ),
+    CheckSpec(
+        "CS801",
+        "evaluation",
+        "run",
+        "evaluation code and data exist and the command succeeds",
+        "open-source-ai",
+        "OSAID 1.0 Code (validation and testing); MOF Evaluation code and data",
+        "declare `evaluation` with its code, data and command, and make the command succeed",
+    ),
+    CheckSpec(
+        "CS901",
+        "licenses",
+        "declared",
+        "every present component resolves to a licence; licence files exist",
+        "corresponding-source",
+        "MOF: every component must carry a licence; unlicensed is never open",
+        "declare `licenses.distribution` (or per kind) and commit a LICENSE file",
+    ),
+    CheckSpec(
+        "CS902",
+        "licenses",
+        "open",
+        "the licences are open (OSI-approved, FSF-free or an open-data licence)",
+        "open-source-ai",
+        "OSAID 1.0: OSI-approved terms for code, parameters and data information",
+        "release under an open licence (code: e.g. MIT/Apache-2.0; weights and data: e.g. "
+        "CC-BY-4.0/CDLA-Permissive-2.0)",
+    ),
+    CheckSpec(
+        "CS903",
+        "docs",
+        "model-card",
+        "the model card exists and its front-matter licence agrees with the manifest",
+        None,
+        "MOF Model card (class III)",
+        "add a model card (README.md) and make its `license:` match the manifest",
+    ),
+)
+
+BY_ID: dict[str, CheckSpec] = {c.id: c for c in CHECKS}
+
+# Components in report order, and the level from which each must be declared (None: optional).
+COMPONENTS: tuple[tuple[str, str | None], ...] = (
+    ("weights", "open-weights"),
+    ("licenses", "open-weights"),
+    ("install", "corresponding-source"),
+    ("generate", None),
+    ("run", "corresponding-source"),
+    ("source", "corresponding-source"),
+    ("modify", None),
+    ("training", "open-source-ai"),
+    ("data", "open-source-ai"),
+    ("evaluation", "open-source-ai"),
+    ("checkpoints", None),
+    ("docs", None),
+)
+
+
+def explain_link(check_id: str) -> str:
+    return f"run `corrsource explain {check_id}` for details"

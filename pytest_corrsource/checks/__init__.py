@@ -1,0 +1,125 @@
+"""Check functions: plain functions over a parsed manifest, testable without pytest.
+
+Stage: Plan -> check functions -> Results. A check takes a :class:`CheckContext` and either
+returns a :class:`Finding` (passed, perhaps with warnings) or raises :class:`CheckFailed` /
+:class:`CheckSkipped`. Checks never import pytest.
+"""
+
+from __future__ import annotations
+
+import importlib
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pytest_corrsource.hashing import DigestCache
+    from pytest_corrsource.manifest import Manifest
+
+
+class CheckFailed(Exception):
+    """The requirement is not met. ``message`` says what was found; ``fix`` how to fix it."""
+
+    def __init__(self, message: str, *, fix: str | None = None, details: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+        self.details = details  # e.g. the tail of a command's output
+
+
+class CheckSkipped(Exception):
+    """The check cannot run here (e.g. the platform cannot cut the network); says why."""
+
+
+@dataclass
+class Finding:
+    """A passed check, with what is worth reporting about it."""
+
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # JSON-able extras for the report
+
+
+@dataclass(frozen=True)
+class Options:
+    """Run-wide settings the checks read (resolved from the command line / ini / env)."""
+
+    level: str = "corresponding-source"
+    fresh_env: bool = False
+    fetch: bool = False
+    twice: bool = False
+    cache_dir: Path | None = None  # environments and downloads; None: the default user cache
+    scratch_dir: Path | None = None  # where scratch copies go; None: a temporary folder
+    # Hash all declared weights in parallel threads at the first digest check. Off on
+    # pytest-xdist workers, where the processes already share the work out.
+    prehash: bool = True
+
+
+class RunState:
+    """Per-process memo of expensive shared work (environments, runs), keyed by strings.
+
+    Under pytest-xdist each worker has its own; work may then be done once per worker,
+    never twice in one process.
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[str, Any] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def once(self, key: str, compute: Callable[[], Any]) -> Any:
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        with lock:
+            if key not in self._values:
+                try:
+                    self._values[key] = ("ok", compute())
+                except BaseException as exc:  # remembered so dependants fail the same way
+                    self._values[key] = ("error", exc)
+            kind, value = self._values[key]
+        if kind == "error":
+            raise value
+        return value
+
+
+@dataclass
+class CheckContext:
+    manifest: Manifest
+    check_id: str
+    subject: str
+    options: Options
+    digests: DigestCache
+    state: RunState
+
+    @property
+    def root(self) -> Path:
+        return self.manifest.root
+
+
+CheckFunction = Callable[[CheckContext], "Finding | None"]
+
+# check id -> module that implements it (imported lazily: the weights checks do not need the
+# runner, and nothing here is imported until a check runs).
+_MODULES: dict[str, str] = {
+    **dict.fromkeys(("CS101", "CS102", "CS103", "CS104", "CS105"), "weights"),
+    **dict.fromkeys(("CS201", "CS202"), "install"),
+    **dict.fromkeys(("CS301", "CS401", "CS402", "CS403", "CS404"), "run"),
+    **dict.fromkeys(("CS901", "CS902", "CS903"), "licenses"),
+}
+
+
+def implemented(check_id: str) -> bool:
+    return check_id in _MODULES
+
+
+def get_check(check_id: str) -> CheckFunction:
+    module = importlib.import_module(f"pytest_corrsource.checks.{_MODULES[check_id]}")
+    function: CheckFunction = module.CHECKS[check_id]
+    return function
+
+
+def run_check(ctx: CheckContext) -> Finding:
+    """Run one check; a None result is a plain pass."""
+    return get_check(ctx.check_id)(ctx) or Finding()

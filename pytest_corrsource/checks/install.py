@@ -1,0 +1,41 @@
+"""CS201 install declared, CS202 install works in a fresh isolated environment."""
+
+from __future__ import annotations
+
+from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+
+
+def check_declared(ctx: CheckContext) -> Finding:
+    """CS201: install commands and at least one dependency specification, all present."""
+    install = ctx.manifest.install
+    assert install is not None  # the plan reports an undeclared install on its own
+    problems = []
+    if not install.commands:
+        problems.append("`install.commands` is empty: nothing says how to install")
+    if not install.requirements:
+        problems.append(
+            "`install.requirements` names no dependency specification (requirements.txt, "
+            "pyproject.toml, environment.yml …)"
+        )
+    missing = [r.path for r in install.requirements if not (ctx.root / r.path).is_file()]
+    if missing:
+        problems.append(f"missing from the repository: {', '.join(missing)}")
+    if problems:
+        raise CheckFailed("; ".join(problems))
+    names = ", ".join(r.path for r in install.requirements)
+    return Finding(message=f"{len(install.commands)} command(s); dependencies in {names}")
+
+
+def check_environment(ctx: CheckContext) -> Finding:
+    """CS202: the install commands succeed in a fresh isolated environment."""
+    from pytest_corrsource.execution import get_environment
+
+    env = get_environment(ctx)
+    how = "reused from the cache" if env.reused else "built"
+    return Finding(
+        message=f"environment {env.key[:12]} {how} at {env.root}",
+        data={"environment": env.key, "reused": env.reused},
+    )
+
+
+CHECKS: dict[str, CheckFunction] = {"CS201": check_declared, "CS202": check_environment}

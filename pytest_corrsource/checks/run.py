@@ -1,0 +1,265 @@
+"""CS301 generate steps, CS401–CS404: the model runs from its weights, modified weights and
+without the network.
+
+CS403 is the freedom-to-modify check (FSF freedom 1, GPLv3 §6 against tivoization): the same
+pipeline runs on a copy of the weights whose floating-point values were changed; it must
+succeed, and with ``deterministic: true`` its output must differ from the released run's.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, CheckSkipped, Finding
+from pytest_corrsource.execution import StepRun, new_dir, run_pipeline, scratch_base
+from pytest_corrsource.manifest import Run
+
+# Tokens that name a file in the repository by their form: a path or a script-like suffix.
+_FILE_SUFFIXES = (
+    ".py", ".sh", ".json", ".yaml", ".yml", ".toml", ".cfg", ".txt", ".npz", ".npy",
+    ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".onnx", ".model", ".vocab",
+)  # fmt: skip
+_INTERPRETERS = ("python", "python3", "sh", "bash")
+
+
+def _run(ctx: CheckContext) -> Run:
+    run = ctx.manifest.run
+    assert run is not None  # the plan reports an undeclared run on its own
+    return run
+
+
+def _step_failure(label: str, run_step: StepRun) -> CheckFailed:
+    if run_step.missing_outputs:
+        return CheckFailed(
+            f"{label} exited 0 but did not write {', '.join(run_step.missing_outputs)}",
+            details=run_step.describe(),
+        )
+    return CheckFailed(f"{label} failed: {run_step.result.status()}", details=run_step.describe())
+
+
+def check_generate_step(ctx: CheckContext) -> Finding:
+    """CS301: generate step N succeeds and produces its declared outputs."""
+    index = int(ctx.subject)
+    label = f"generate[{index}]"
+    pipeline = run_pipeline(ctx, "released")
+    step = pipeline.step(label)
+    if step is None:
+        failed = pipeline.failed_step
+        earlier = failed.step.label if failed else "an earlier step"
+        raise CheckFailed(f"{label} did not run because {earlier} failed (see its check)")
+    if not step.ok:
+        raise _step_failure(label, step)
+    outputs = ", ".join(sorted(step.step.produces)) or "no declared outputs"
+    return Finding(message=f"{label}: {step.result.status()}; wrote {outputs}")
+
+
+def _named_files(ctx: CheckContext, command: str) -> tuple[list[str], list[str], list[str]]:
+    """(present, missing, notes) for the files and modules a command names."""
+    try:
+        tokens = shlex.split(command)
+    except ValueError as exc:
+        raise CheckFailed(f"`run.command` cannot be split: {exc}") from None
+    present: list[str] = []
+    missing: list[str] = []
+    notes: list[str] = []
+    if len(tokens) >= 2 and Path(tokens[0]).name in ("sh", "bash") and tokens[1] == "-c":
+        notes.append("a shell command: the files it uses are not analysed")
+        return present, missing, notes
+    outputs = {"{outdir}", "{repo}", "{weights}", "{python}"}
+    for i, token in enumerate(tokens):
+        if token.startswith("-") or "{" in token or token in outputs:
+            if token == "-m" and i + 1 < len(tokens):
+                module = tokens[i + 1]
+                parts = module.split(".")
+                candidates = [
+                    ctx.root.joinpath(*parts).with_suffix(".py"),
+                    ctx.root.joinpath(*parts, "__init__.py"),
+                    ctx.root.joinpath(*parts, "__main__.py"),
+                ]
+                if (ctx.root / parts[0]).exists() or (ctx.root / f"{parts[0]}.py").exists():
+                    if any(c.is_file() for c in candidates):
+                        present.append(f"-m {module}")
+                    else:
+                        missing.append(f"module {module}")
+                else:
+                    notes.append(f"`-m {module}` is not in the repository (an installed module)")
+            continue
+        if i == 0 and Path(token).name in _INTERPRETERS:
+            continue
+        if tokens[i - 1 : i] == ["-m"]:
+            continue
+        looks_like_file = "/" in token or token.endswith(_FILE_SUFFIXES)
+        if not looks_like_file or re.match(r"^[a-z]+://", token):
+            continue
+        if (ctx.root / token).exists():
+            present.append(token)
+        else:
+            missing.append(token)
+    return present, missing, notes
+
+
+def check_run_files(ctx: CheckContext) -> Finding:
+    """CS401: the run command's local scripts and files exist in the repository."""
+    present, missing, notes = _named_files(ctx, _run(ctx).command)
+    if missing:
+        raise CheckFailed(
+            f"`run.command` names {', '.join(missing)}, not in the repository",
+            fix="commit the scripts and files the run uses (they must ship, not be fetched)",
+        )
+    message = f"uses {', '.join(present)}" if present else "names no repository files"
+    return Finding(message=message, warnings=notes)
+
+
+def _check_expect(ctx: CheckContext, label: str, run_step: StepRun, *, full: bool) -> None:
+    """Raise CheckFailed unless the run met ``expect`` (``full``: also the output regexes)."""
+    expect = _run(ctx).expect
+    result = run_step.result
+    if result.timed_out:
+        raise CheckFailed(f"{label} {result.status()}", details=run_step.describe())
+    if result.returncode != expect.exit_code:
+        raise CheckFailed(
+            f"{label} exited with {result.returncode}, expected {expect.exit_code}",
+            details=run_step.describe(),
+        )
+    if full and expect.stdout is not None and not re.search(expect.stdout, result.stdout):
+        raise CheckFailed(
+            f"{label}: stdout does not match `run.expect.stdout` /{expect.stdout}/",
+            details=run_step.describe(),
+        )
+    if full and expect.stderr is not None and not re.search(expect.stderr, result.stderr):
+        raise CheckFailed(
+            f"{label}: stderr does not match `run.expect.stderr` /{expect.stderr}/",
+            details=run_step.describe(),
+        )
+    if run_step.missing_outputs:
+        raise CheckFailed(
+            f"{label} did not create {', '.join(run_step.missing_outputs)} (`run.expect.files`)",
+            details=run_step.describe(),
+        )
+
+
+def _run_of(
+    ctx: CheckContext, variant: str, *, replace: dict[str, Path] | None = None, network: bool = True
+) -> StepRun:
+    pipeline = run_pipeline(ctx, variant, replace=replace, network=network)
+    failed = pipeline.failed_step
+    if failed is not None and failed.step.label != "run":
+        raise _step_failure(f"{failed.step.label} (before the run, {variant} weights)", failed)
+    run_step = pipeline.step("run")
+    assert run_step is not None
+    return run_step
+
+
+def check_released(ctx: CheckContext) -> Finding:
+    """CS402: the run succeeds on the released weights and meets ``expect``."""
+    run_step = _run_of(ctx, "released")
+    _check_expect(ctx, "the run on the released weights", run_step, full=True)
+    return Finding(message=f"the run on the released weights: {run_step.result.status()}")
+
+
+def modified_copies(ctx: CheckContext) -> dict[str, Path]:
+    """Perturbed copies of every declared weights file: repo-relative path -> copy."""
+    from pytest_corrsource.perturb import PerturbUnsupported, perturb_weights
+
+    def make() -> dict[str, Path]:
+        folder = new_dir(scratch_base(ctx.state, ctx.options), "modified-weights")
+        replace: dict[str, Path] = {}
+        for index, entry in enumerate(ctx.manifest.weights):
+            src = ctx.root / entry.path
+            dst = folder / str(index) / Path(entry.path).name
+            dst.parent.mkdir(parents=True)
+            try:
+                result = perturb_weights(src, dst, seed=index + 1)
+            except PerturbUnsupported as exc:
+                raise CheckSkipped(f"{entry.path}: {exc}") from None
+            except OSError as exc:
+                raise CheckFailed(f"{entry.path}: cannot be copied: {exc}") from None
+            if not result.changed:
+                raise CheckSkipped(
+                    f"{entry.path} has no floating-point tensors to modify "
+                    f"({len(result.unchanged)} integer/bool tensors)"
+                )
+            # An index is written with its shards beside it: replace each one.
+            for written in result.files:
+                rel = Path(entry.path).parent / written.relative_to(dst.parent)
+                replace[str(rel)] = written
+        return replace
+
+    copies: dict[str, Path] = ctx.state.once(f"modified-weights:{ctx.manifest.path}", make)
+    return copies
+
+
+def check_modified(ctx: CheckContext) -> Finding:
+    """CS403: the run succeeds on modified weights, and its output depends on them."""
+    released = _released_ok(ctx, "modified weights cannot be compared")
+    replace = modified_copies(ctx)
+    modified = _run_of(ctx, "modified", replace=replace)
+    try:
+        _check_expect(ctx, "the run on modified weights", modified, full=False)
+    except CheckFailed as exc:
+        raise CheckFailed(
+            exc.message + " — the run refuses or breaks on modified weights (tivoization?)",
+            fix="run whatever weights the user gives: do not verify signatures or digests of the "
+            "weights before running them",
+            details=exc.details,
+        ) from None
+    if _run(ctx).deterministic and (
+        modified.result.stdout == released.result.stdout and _outputs_equal(released, modified)
+    ):
+        raise CheckFailed(
+            "the run's output is identical with modified weights: it does not depend on the "
+            "declared weights (are they loaded from somewhere else?)",
+            fix="load the weights from the path the manifest declares (`{weights}`); or set "
+            "`run.deterministic: false` if the output is random",
+            details=f"stdout (both runs):\n{released.result.stdout[-1000:]}",
+        )
+    changed = ", ".join(sorted(replace))
+    return Finding(message=f"ran on modified {changed}; the output changed")
+
+
+def _released_ok(ctx: CheckContext, consequence: str) -> StepRun:
+    """The released run, which must have succeeded for a comparison to mean anything."""
+    released = _run_of(ctx, "released")
+    if not released.ok or released.result.returncode != _run(ctx).expect.exit_code:
+        raise CheckFailed(f"the run fails on the released weights (see CS402), so {consequence}")
+    return released
+
+
+def _outputs_equal(a: StepRun, b: StepRun) -> bool:
+    for declared, path in a.outputs.items():
+        other = b.outputs.get(declared)
+        if other is None or not path.is_file() or not other.is_file():
+            continue
+        if path.read_bytes() != other.read_bytes():
+            return False
+    return True
+
+
+def check_offline(ctx: CheckContext) -> Finding:
+    """CS404: the run succeeds with the network cut."""
+    from pytest_corrsource.runner import network_isolation
+
+    available, reason = network_isolation()
+    if not available:
+        raise CheckSkipped(f"the network cannot be cut on this platform: {reason}")
+    _released_ok(ctx, "running it offline proves nothing")
+    offline = _run_of(ctx, "offline", network=False)
+    try:
+        _check_expect(ctx, "the run without network", offline, full=True)
+    except CheckFailed as exc:
+        raise CheckFailed(
+            exc.message + " — it works with the network (CS402) but not without it",
+            details=exc.details,
+        ) from None
+    return Finding(message="ran in a network namespace with no network")
+
+
+CHECKS: dict[str, CheckFunction] = {
+    "CS301": check_generate_step,
+    "CS401": check_run_files,
+    "CS402": check_released,
+    "CS403": check_modified,
+    "CS404": check_offline,
+}

@@ -1,0 +1,251 @@
+"""CS101–CS105: the declared weights exist, are real, valid, as declared, and safe to load.
+
+Every failure here is a :class:`CheckFailed` with a precise message: a corrupt or hostile file
+is a failed check, never an exception escaping into pytest. Headers are read without reading
+tensor data; pickles are disassembled, never loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+from pytest_corrsource.manifest import WeightsEntry
+
+
+def _entry(ctx: CheckContext) -> WeightsEntry:
+    for entry in (*ctx.manifest.weights, *ctx.manifest.checkpoints):
+        if entry.path == ctx.subject:
+            return entry
+    raise AssertionError(f"no weights entry {ctx.subject!r}")  # the plan made the subject
+
+
+def _is_index(path: Path, entry: WeightsEntry) -> bool:
+    return entry.format == "safetensors-index" or path.name.endswith(".index.json")
+
+
+def _shards(ctx: CheckContext, path: Path) -> list[Path]:
+    """Shard paths named by an index; raises CheckFailed when the index cannot be read."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.shards import read_safetensors_index, shard_paths
+
+    try:
+        return list(shard_paths(read_safetensors_index(path, ctx.root)))
+    except FormatError as exc:
+        raise CheckFailed(f"{ctx.subject}: the shard index is invalid: {exc}") from None
+    except OSError as exc:
+        raise CheckFailed(f"{ctx.subject}: cannot read the shard index: {exc.strerror}") from None
+
+
+def _rel(ctx: CheckContext, path: Path) -> str:
+    try:
+        return str(path.relative_to(ctx.root))
+    except ValueError:
+        return str(path)
+
+
+def _require_present(ctx: CheckContext, path: Path) -> None:
+    if not path.is_file():
+        raise CheckFailed(f"{_rel(ctx, path)} is missing (see CS101), so it cannot be checked")
+
+
+def check_present(ctx: CheckContext) -> Finding:
+    """CS101."""
+    from pytest_corrsource.formats.pointers import detect_pointer
+
+    entry = _entry(ctx)
+    path = ctx.root / entry.path
+    if not path.is_file():
+        pointer = detect_pointer(path, ctx.root)
+        hint = f"; it is tracked by {pointer.kind}: {pointer.fetch_hint}" if pointer else ""
+        kind = "a dangling symlink" if path.is_symlink() else "not found"
+        raise CheckFailed(f"{entry.path}: {kind}{hint}")
+    if not _is_index(path, entry):
+        return Finding()
+    try:
+        shards = _shards(ctx, path)
+    except CheckFailed as exc:
+        # Presence is all CS101 judges; the broken index is CS103's failure.
+        return Finding(warnings=[f"{exc.message} (shards not listed; see CS103)"])
+    missing = [_rel(ctx, s) for s in shards if not s.is_file()]
+    if missing:
+        raise CheckFailed(f"{entry.path} names {len(shards)} shards; missing: {', '.join(missing)}")
+    return Finding(message=f"{len(shards)} shards present")
+
+
+def check_not_a_pointer(ctx: CheckContext) -> Finding:
+    """CS102."""
+    from pytest_corrsource.formats.pointers import detect_pointer
+
+    entry = _entry(ctx)
+    path = ctx.root / entry.path
+    files = [path]
+    if path.is_file() and _is_index(path, entry):
+        with contextlib.suppress(CheckFailed):  # CS103 reports a broken index
+            files += _shards(ctx, path)
+    for file in files:
+        pointer = detect_pointer(file, ctx.root)
+        if pointer is not None:
+            size = f" of a {pointer.size}-byte file" if pointer.size is not None else ""
+            raise CheckFailed(
+                f"{_rel(ctx, file)} is a {pointer.kind} pointer{size}, not the weights",
+                fix=f"fetch the real content first: `{pointer.fetch_hint}`",
+            )
+    if not path.exists() and not path.is_symlink():
+        raise CheckFailed(f"{entry.path} is missing (see CS101), so it cannot be checked")
+    return Finding()
+
+
+def check_header(ctx: CheckContext) -> Finding:
+    """CS103."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.detect import detect_format, read_weights_header
+    from pytest_corrsource.formats.pointers import detect_pointer
+
+    entry = _entry(ctx)
+    path = ctx.root / entry.path
+    _require_present(ctx, path)
+    if detect_pointer(path, ctx.root) is not None:
+        raise CheckFailed(f"{entry.path} is a pointer file, not weights (see CS102)")
+    try:
+        detected = detect_format(path)
+        if entry.format and entry.format != detected:
+            raise CheckFailed(
+                f"{entry.path} is declared `format: {entry.format}` but its content is "
+                f"{detected} (detected from its bytes, not its name)",
+                fix="correct `format:` or replace the file with one in the declared format",
+            )
+        header = read_weights_header(path, ctx.root)
+    except FormatError as exc:
+        raise CheckFailed(f"{entry.path}: invalid {_format_name(path)}: {exc}") from None
+    except OSError as exc:
+        raise CheckFailed(f"{entry.path}: cannot be read: {exc.strerror}") from None
+    count = len(header.tensors)
+    summary = f"{header.format}, {count} tensor{'s' if count != 1 else ''}"
+    return Finding(
+        message=summary,
+        warnings=list(header.warnings),
+        data={"format": header.format, "tensors": count},
+    )
+
+
+def _format_name(path: Path) -> str:
+    from pytest_corrsource.formats.detect import detect_format
+
+    try:
+        return detect_format(path)
+    except Exception:  # a file that cannot even be sniffed; the caller reports the error
+        return "weights file"
+
+
+def _digests(ctx: CheckContext, files: list[Path]) -> dict[Path, str]:
+    """sha256 of ``files``; with ``prehash``, all declared weights are hashed in one parallel
+    pass the first time, so shards and several weights files share the cores."""
+    from pytest_corrsource.hashing import hash_files
+
+    if ctx.options.prehash:
+
+        def hash_everything() -> dict[Path, str]:
+            wanted: list[Path] = []
+            for entry in (*ctx.manifest.weights, *ctx.manifest.checkpoints):
+                path = ctx.root / entry.path
+                if entry.sha256 and path.is_file():
+                    wanted.append(path)
+                if entry.shards and path.parent.is_dir():
+                    wanted += [path.parent / n for n in entry.shards if (path.parent / n).is_file()]
+            return hash_files(wanted, ctx.digests)
+
+        known: dict[Path, str] = ctx.state.once(f"prehash:{ctx.manifest.path}", hash_everything)
+        todo = [f for f in files if f not in known]
+        return {**{f: known[f] for f in files if f in known}, **hash_files(todo, ctx.digests)}
+    return hash_files(files, ctx.digests)
+
+
+def check_hash(ctx: CheckContext) -> Finding:
+    """CS104."""
+    entry = _entry(ctx)
+    path = ctx.root / entry.path
+    _require_present(ctx, path)
+    expected: dict[Path, str] = {}
+    if entry.sha256:
+        expected[path] = entry.sha256
+    for name, digest in sorted(entry.shards.items()):
+        shard = path.parent / name
+        _require_present(ctx, shard)
+        expected[shard] = digest
+    if not expected:
+        (digest,) = _digests(ctx, [path]).values()
+        return Finding(
+            warnings=[
+                f"no sha256 declared for {entry.path}; its sha256 is {digest}: declare it "
+                "so users can verify they run the released weights"
+            ],
+            data={"sha256": digest},
+        )
+    try:
+        actual = _digests(ctx, list(expected))
+    except OSError as exc:
+        raise CheckFailed(f"{entry.path}: cannot be read: {exc}") from None
+    wrong = [
+        f"{_rel(ctx, f)} has sha256 {actual[f]}, the manifest declares {want}"
+        for f, want in expected.items()
+        if actual[f] != want
+    ]
+    if wrong:
+        raise CheckFailed(
+            "; ".join(wrong),
+            fix="if the file was re-exported on purpose, update `sha256:`; otherwise fetch the "
+            "released file again",
+        )
+    return Finding(data={"sha256": actual.get(path, "")})
+
+
+def check_safe_to_load(ctx: CheckContext) -> Finding:
+    """CS105."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.detect import detect_format
+    from pytest_corrsource.formats.npy import read_npy_header, read_npz_header
+    from pytest_corrsource.formats.pickle_scan import scan_pickle_file
+
+    entry = _entry(ctx)
+    path = ctx.root / entry.path
+    _require_present(ctx, path)
+    try:
+        fmt = detect_format(path)
+        if fmt in ("pickle", "torch-zip"):
+            scan = scan_pickle_file(path)
+        elif fmt in ("npy", "npz"):
+            # An object array is a pickle inside; the header reader refuses it.
+            (read_npy_header if fmt == "npy" else read_npz_header)(path)
+            return Finding(message=f"{fmt} without object arrays cannot carry code")
+        else:
+            return Finding(message=f"{fmt} files carry no code")
+    except FormatError as exc:
+        raise CheckFailed(f"{entry.path}: {exc}") from None
+    except OSError as exc:
+        raise CheckFailed(f"{entry.path}: cannot be read: {exc.strerror}") from None
+    recommend = "convert it to safetensors, which cannot carry code"
+    if scan.safe:
+        return Finding(
+            message=f"pickle-based ({fmt}) with only allow-listed globals",
+            warnings=[f"{entry.path} is pickle-based: {recommend}"],
+        )
+    problems = [f"globals outside the allow-list: {', '.join(scan.unsafe)}"] if scan.unsafe else []
+    problems += [f"unparsable: {e}" for e in scan.errors]
+    found = f"{entry.path} ({fmt}) would run code when loaded: {'; '.join(problems)}"
+    if entry.allow_unsafe:
+        return Finding(message="allowed by `allow-unsafe: true`", warnings=[found])
+    raise CheckFailed(
+        found,
+        fix=f"{recommend}; a reviewed file may be accepted with `allow-unsafe: true`",
+    )
+
+
+CHECKS: dict[str, CheckFunction] = {
+    "CS101": check_present,
+    "CS102": check_not_a_pointer,
+    "CS103": check_header,
+    "CS104": check_hash,
+    "CS105": check_safe_to_load,
+}

@@ -1,0 +1,104 @@
+"""pytest nodes for a manifest: File -> one collector per component -> one item per check.
+
+Stage: Plan -> pytest Items. Thin adapters: naming, markers, report location and mapping a
+result's outcome onto pass / fail / skip / xfail. Node ids read
+``corresponding-source.yaml::weights::hash[weights/model.safetensors]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_corrsource.checks import CheckContext
+from pytest_corrsource.manifest import Manifest, ManifestError, load_manifest
+from pytest_corrsource.plan import PlannedCheck, build_plan
+from pytest_corrsource.results import CheckResult, execute
+
+
+class CheckFailure(Exception):
+    """Raised by a failing item; carries the result whose message is the whole failure text."""
+
+    def __init__(self, result: CheckResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+def _session(config: pytest.Config) -> Any:
+    from pytest_corrsource.plugin import SESSION_PLUGIN_NAME
+
+    return config.pluginmanager.get_plugin(SESSION_PLUGIN_NAME)
+
+
+class ManifestFile(pytest.File):
+    manifest: Manifest
+
+    def collect(self) -> Iterator[pytest.Collector]:
+        try:
+            display = str(self.path.relative_to(self.config.invocation_params.dir))
+        except ValueError:
+            display = str(self.path)
+        try:
+            self.manifest = load_manifest(self.path, display=display)
+        except ManifestError as exc:
+            raise self.CollectError(str(exc)) from None
+        by_component: dict[str, list[PlannedCheck]] = {}
+        for planned in build_plan(self.manifest):
+            by_component.setdefault(planned.component, []).append(planned)
+        for component, checks in by_component.items():
+            yield ComponentCollector.from_parent(self, name=component, checks=checks)
+
+
+class ComponentCollector(pytest.Collector):
+    def __init__(self, *, checks: list[PlannedCheck], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.checks = checks
+
+    def collect(self) -> Iterator[pytest.Item]:
+        for planned in self.checks:
+            yield CheckItem.from_parent(self, name=planned.name, planned=planned)
+
+
+class CheckItem(pytest.Item):
+    def __init__(self, *, planned: PlannedCheck, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.planned = planned
+        self.corrsource_result: CheckResult | None = None
+        self.add_marker("corresponding_source")
+
+    @property
+    def manifest(self) -> Manifest:
+        parent = self.parent.parent if self.parent else None
+        assert isinstance(parent, ManifestFile)
+        return parent.manifest
+
+    def runtest(self) -> None:
+        session = _session(self.config)
+        ctx = CheckContext(
+            manifest=self.manifest,
+            check_id=self.planned.spec.id,
+            subject=self.planned.subject,
+            options=session.options,
+            digests=session.digests,
+            state=session.state,
+        )
+        result = execute(self.planned, ctx, session.options.level)
+        self.corrsource_result = result
+        if result.outcome == "failed":
+            raise CheckFailure(result)
+        if result.outcome == "skipped":
+            pytest.skip(result.message)
+        if result.outcome == "not-required":
+            pytest.xfail(result.message)
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, CheckFailure):
+            return str(excinfo.value)
+        # Anything else is a bug of ours: show it whole rather than hide it.
+        return str(super().repr_failure(excinfo, style=style))
+
+    def reportinfo(self) -> tuple[Path, int, str]:
+        return self.path, self.planned.line - 1, f"{self.planned.spec.id} {self.nodeid}"

@@ -1,0 +1,278 @@
+"""Running a manifest's commands: the isolated environment, scratch copies, pipelines.
+
+Stage: shared machinery for the execution checks (install, generate, run, modify, training,
+data, evaluation) and the fixtures. Every command runs in a scratch copy of the repository,
+inside the isolated environment, with a scrubbed environment and a timeout that kills its
+whole process tree; the user's checkout is snapshotted around each step and any change to it
+fails loudly.
+"""
+
+from __future__ import annotations
+
+import atexit
+import re
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pytest_corrsource.checks import CheckContext, CheckFailed, CheckSkipped, Options, RunState
+from pytest_corrsource.environments import (
+    Environment,
+    EnvironmentBuildError,
+    EnvironmentSpec,
+    InstallOutcome,
+    default_cache_dir,
+    ensure_environment,
+    find_interpreter,
+)
+from pytest_corrsource.manifest import Manifest
+from pytest_corrsource.placeholders import (
+    PlaceholderError,
+    PlaceholderValues,
+    expand_command,
+    expand_path,
+)
+from pytest_corrsource.runner import (
+    CommandResult,
+    IsolationUnavailable,
+    redact,
+    run_command,
+    scrubbed_environment,
+)
+from pytest_corrsource.workspace import TreeSnapshot, create_scratch_copy, diff
+
+# What the user's checkout may gain while we run without it counting as "modified by a step":
+# caches written by pytest and by Python itself in the process running the checks.
+_USER_TREE_SKIP = (".git", ".pytest_cache", "__pycache__", ".mypy_cache", ".ruff_cache")
+
+
+@dataclass
+class Step:
+    """One command of a pipeline, ready to run."""
+
+    label: str  # "generate[0]", "run", "training" … for messages
+    command: str
+    timeout: float
+    produces: tuple[str, ...] = ()
+
+
+@dataclass
+class StepRun:
+    step: Step
+    argv: list[str]
+    result: CommandResult
+    outdir: Path
+    repo: Path  # the scratch copy the step ran in
+    outputs: dict[str, Path] = field(default_factory=dict)  # declared output -> resolved path
+    missing_outputs: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.result.returncode == 0 and not self.result.timed_out and not self.missing_outputs
+        )
+
+    def describe(self) -> str:
+        """What happened, trimmed and redacted, for a failure message."""
+        return redact(self.result.describe())
+
+
+def scratch_base(state: RunState, options: Options) -> Path:
+    """This process's folder for scratch copies, removed when the process exits."""
+
+    def make() -> Path:
+        parent = options.scratch_dir
+        if parent is not None:
+            parent.mkdir(parents=True, exist_ok=True)
+        path = Path(tempfile.mkdtemp(prefix="corrsource-", dir=parent))
+        atexit.register(shutil.rmtree, path, ignore_errors=True)
+        return path
+
+    base: Path = state.once("scratch-base", make)
+    return base
+
+
+def new_dir(base: Path, name: str) -> Path:
+    return Path(tempfile.mkdtemp(prefix=re.sub(r"[^A-Za-z0-9]+", "-", name) + "-", dir=base))
+
+
+def environment_spec(manifest: Manifest) -> EnvironmentSpec:
+    install = manifest.install
+    if install is None:
+        return EnvironmentSpec(env=tuple(sorted(manifest.env.items())))
+    return EnvironmentSpec(
+        python=install.python,
+        commands=install.commands,
+        files=tuple(manifest.root / r.path for r in install.requirements),
+        env=tuple(sorted(manifest.env.items())),
+    )
+
+
+def get_environment(ctx: CheckContext) -> Environment:
+    """The isolated environment, built at most once per process (and cached across runs).
+
+    Raises CheckSkipped when the requested Python is not on this machine and CheckFailed when
+    the install commands fail.
+    """
+    manifest = ctx.manifest
+    spec = environment_spec(manifest)
+
+    def build() -> Environment:
+        if find_interpreter(spec.python) is None:
+            raise CheckSkipped(
+                f"install.python asks for Python {spec.python}, which is not installed here"
+            )
+        install = manifest.install
+        timeout = install.timeout if install else 1800.0
+
+        def run_install(python: Path) -> InstallOutcome:
+            logs = []
+            for command in spec.commands:
+                run = run_in_scratch(
+                    ctx,
+                    Step("install", command, timeout),
+                    python=python,
+                    bin_dir=python.parent,
+                )
+                logs.append(f"$ {command}\n{run.result.describe(max_lines=40)}")
+                if not run.ok:
+                    return InstallOutcome(False, "\n".join(logs))
+            return InstallOutcome(True, "\n".join(logs))
+
+        cache_dir = ctx.options.cache_dir or default_cache_dir()
+        try:
+            return ensure_environment(
+                spec, cache_dir=cache_dir, fresh=ctx.options.fresh_env, run_install=run_install
+            )
+        except EnvironmentBuildError as exc:
+            raise CheckFailed(
+                f"the install commands failed in a fresh environment: {exc}",
+                details=redact(exc.log[-4000:]),
+            ) from None
+
+    env: Environment = ctx.state.once(f"environment:{manifest.path}", build)
+    return env
+
+
+def placeholder_values(
+    manifest: Manifest, repo: Path, outdir: Path | None, python: Path | None
+) -> PlaceholderValues:
+    return PlaceholderValues(
+        weights=tuple(str(repo / w.path) for w in manifest.weights),
+        outdir=None if outdir is None else str(outdir),
+        repo=str(repo),
+        python=None if python is None else str(python),
+    )
+
+
+def run_in_scratch(
+    ctx: CheckContext,
+    step: Step,
+    *,
+    python: Path,
+    bin_dir: Path,
+    repo: Path | None = None,
+    replace: Mapping[str, Path] | None = None,
+    network: bool = True,
+) -> StepRun:
+    """Run one step in a scratch copy (a new one unless ``repo`` is given).
+
+    Raises CheckFailed for a bad command or when the user's checkout changed.
+    """
+    manifest = ctx.manifest
+    base = scratch_base(ctx.state, ctx.options)
+    work = new_dir(base, step.label)
+    if repo is None:
+        repo = create_scratch_copy(manifest.root, work / "repo", replace=replace or {}).root
+    outdir = work / "out"
+    home = work / "home"
+    tmp = work / "tmp"
+    for folder in (outdir, home, tmp):
+        folder.mkdir()
+    values = placeholder_values(manifest, repo, outdir, python)
+    try:
+        argv = expand_command(step.command, values)
+    except PlaceholderError as exc:
+        raise CheckFailed(f"{step.label}: the command cannot be expanded: {exc}") from None
+    if not argv:
+        raise CheckFailed(f"{step.label}: the command is empty")
+    env = scrubbed_environment(path_prefix=[bin_dir], home=home, tmpdir=tmp, extra=manifest.env)
+    env["VIRTUAL_ENV"] = str(bin_dir.parent)
+    before = TreeSnapshot.take(manifest.root, skip=_USER_TREE_SKIP)
+    try:
+        result = run_command(argv, cwd=repo, env=env, timeout=step.timeout, network=network)
+    except IsolationUnavailable as exc:
+        raise CheckSkipped(f"the network cannot be cut on this platform: {exc.reason}") from None
+    changes = diff(before, TreeSnapshot.take(manifest.root, skip=_USER_TREE_SKIP))
+    if changes:
+        raise CheckFailed(
+            f"{step.label} changed the user's checkout, which must never be written: "
+            + "; ".join(changes[:10]),
+            fix="report this: the scratch copy should have isolated the command",
+        )
+    run = StepRun(step, argv, result, outdir, repo)
+    for declared in step.produces:
+        try:
+            path = Path(expand_path(declared, values))
+        except PlaceholderError as exc:
+            raise CheckFailed(f"{step.label}: `produces: {declared}`: {exc}") from None
+        if not path.is_absolute():
+            path = repo / path
+        run.outputs[declared] = path
+        if result.returncode == 0 and not path.exists():
+            run.missing_outputs.append(declared)
+    return run
+
+
+@dataclass
+class Pipeline:
+    """The generate steps then the run, in one scratch copy, for one variant of the weights."""
+
+    steps: list[StepRun]
+
+    @property
+    def failed_step(self) -> StepRun | None:
+        return next((s for s in self.steps if not s.ok), None)
+
+    def step(self, label: str) -> StepRun | None:
+        return next((s for s in self.steps if s.step.label == label), None)
+
+
+def run_pipeline(
+    ctx: CheckContext,
+    variant: str,
+    *,
+    replace: Mapping[str, Path] | None = None,
+    network: bool = True,
+) -> Pipeline:
+    """Generate steps, then the run; stops at the first failing step. Memoised per variant."""
+    manifest = ctx.manifest
+
+    def compute() -> Pipeline:
+        env = get_environment(ctx)
+        base = scratch_base(ctx.state, ctx.options)
+        repo = create_scratch_copy(
+            manifest.root, new_dir(base, f"pipeline-{variant}") / "repo", replace=replace or {}
+        ).root
+        steps: list[StepRun] = []
+        todo = [
+            Step(f"generate[{i}]", g.command, g.timeout, g.produces)
+            for i, g in enumerate(manifest.generate)
+        ]
+        if manifest.run is not None:
+            todo.append(
+                Step("run", manifest.run.command, manifest.run.timeout, manifest.run.expect.files)
+            )
+        for step in todo:
+            run = run_in_scratch(
+                ctx, step, python=env.python, bin_dir=env.bin_dir, repo=repo, network=network
+            )
+            steps.append(run)
+            if not run.ok:
+                break
+        return Pipeline(steps)
+
+    pipeline: Pipeline = ctx.state.once(f"pipeline:{manifest.path}:{variant}", compute)
+    return pipeline

@@ -1,0 +1,250 @@
+"""Streaming SHA-256 of weight files, with a digest cache keyed by file identity.
+
+Stage: below the checks; standard library only. Imported by the checks that need digests,
+never at pytest start-up.
+
+Why SHA-256: it is the interoperable choice (Git LFS oids, OpenSSF model signing, the Hub),
+and with SHA-NI it is faster than BLAKE2b (docs/reference: ~1.2 GB/s through hashlib here).
+
+The cache makes a warm re-run cheap: a digest is reused while the file's (size, mtime_ns,
+inode) are unchanged, the same trust model as ``git status`` and ``make``. Content rewritten
+in place with the same size and a restored mtime is NOT detected; that is the price of not
+reading the file. Errors (a missing file, a permission problem) propagate as :class:`OSError`;
+the caller turns them into a failed check.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "CACHE_KEY",
+    "DigestCache",
+    "FileIdentity",
+    "hash_files",
+    "identity_of",
+    "sha256_file",
+]
+
+#: Key under which the plugin keeps :meth:`DigestCache.to_json` in pytest's ``config.cache``.
+#: Bump the version if the JSON shape or the identity rule changes: old caches are then ignored.
+CACHE_KEY = "corrsource/v1/sha256"
+
+# Read size for the Python 3.10 fallback. 1 MiB into a preallocated buffer measured ~1.18 GB/s,
+# the same as hashlib.file_digest; larger buffers do not help (hashing, not I/O, is the limit).
+_BUFSIZE = 1 << 20
+
+# A digest is only cached if the file's mtime is at least this much older than the moment we
+# started reading it. Otherwise a rewrite of the same size within the same timestamp tick
+# (coarse kernel clocks, 1-2 s on FAT/some network filesystems) would keep the identity and
+# be missed: git's "racily clean" problem. Such files are simply re-hashed next time.
+RACY_WINDOW_NS = 2_000_000_000
+
+_HEX64 = re.compile(r"[0-9a-f]{64}")
+
+# JSON form of one cache entry: {"size": int, "mtime_ns": int, "inode": int, "sha256": str}.
+JsonEntry = dict[str, int | str]
+
+
+def sha256_file(path: Path) -> str:
+    """Return the lowercase hex SHA-256 of the file at ``path``, streaming it.
+
+    Memory use is one fixed buffer whatever the file size. Raises :class:`OSError`.
+    """
+    # buffering=0: read straight into our buffer, no second copy through BufferedReader.
+    with open(path, "rb", buffering=0) as f:
+        if sys.version_info >= (3, 11):
+            return hashlib.file_digest(f, "sha256").hexdigest()
+        h = hashlib.sha256()
+        buf = bytearray(_BUFSIZE)
+        view = memoryview(buf)
+        while n := f.readinto(buf):
+            h.update(view[:n])  # hashlib releases the GIL for large updates
+        return h.hexdigest()
+
+
+@dataclass(frozen=True)
+class FileIdentity:
+    """What we compare to decide that a file is unchanged without reading it."""
+
+    size: int
+    mtime_ns: int
+    inode: int
+
+
+def identity_of(path: Path) -> FileIdentity:
+    """``os.stat`` the file (following symlinks) and return its identity. Raises OSError."""
+    st = os.stat(path)
+    return FileIdentity(size=st.st_size, mtime_ns=st.st_mtime_ns, inode=st.st_ino)
+
+
+def _key(path: Path) -> str:
+    # Resolved absolute path: "w.safetensors", "./w.safetensors" and a symlink to it share one
+    # entry, and the identity (which follows symlinks) belongs to the same file.
+    return str(Path(path).resolve())
+
+
+def _parse_entry(value: object) -> tuple[FileIdentity, str] | None:
+    if not isinstance(value, dict):
+        return None
+    size, mtime_ns, inode = value.get("size"), value.get("mtime_ns"), value.get("inode")
+    digest = value.get("sha256")
+    # type() rather than isinstance(): a JSON true/false must not pass as 1/0.
+    if not (type(size) is int and type(mtime_ns) is int and type(inode) is int):
+        return None
+    if size < 0 or inode < 0 or not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        return None
+    return FileIdentity(size, mtime_ns, inode), digest
+
+
+def _entry_json(identity: FileIdentity, digest: str) -> JsonEntry:
+    return {
+        "size": identity.size,
+        "mtime_ns": identity.mtime_ns,
+        "inode": identity.inode,
+        "sha256": digest,
+    }
+
+
+class DigestCache:
+    """Resolved absolute path -> (identity at hashing time, sha256 hex digest).
+
+    Its JSON form (:meth:`to_json`) holds builtins only, so it can live in pytest's
+    ``config.cache`` and cross pytest-xdist's execnet channel. Not thread-safe:
+    :func:`hash_files` only touches it from the calling thread.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[FileIdentity, str]] = {}
+        self._new: dict[str, tuple[FileIdentity, str]] = {}
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @classmethod
+    def from_json(cls, data: object) -> DigestCache:
+        """Build a cache from :meth:`to_json` output. Never raises: malformed parts are
+        dropped (a cache file from another version or a corrupted one just means re-hashing)."""
+        cache = cls()
+        cache._load(data)
+        return cache
+
+    def merge(self, other_json: object) -> None:
+        """Add entries from another cache's JSON (e.g. an xdist worker's :meth:`new_entries`).
+
+        Incoming entries win over existing ones for the same path. Malformed input is ignored.
+        Merged entries are not counted as :meth:`new_entries` of this cache.
+        """
+        self._load(other_json)
+
+    def _load(self, data: object) -> None:
+        if not isinstance(data, dict):
+            return
+        for key, value in data.items():
+            parsed = _parse_entry(value)
+            if isinstance(key, str) and os.path.isabs(key) and parsed is not None:
+                self._entries[key] = parsed
+
+    def to_json(self) -> dict[str, JsonEntry]:
+        """All entries as ``{path: {"size", "mtime_ns", "inode", "sha256"}}``."""
+        return {k: _entry_json(i, d) for k, (i, d) in self._entries.items()}
+
+    def new_entries(self) -> dict[str, JsonEntry]:
+        """Entries stored since construction (not loaded or merged ones), in the JSON form of
+        :meth:`to_json`, so an xdist worker can send back only what it computed."""
+        return {k: _entry_json(i, d) for k, (i, d) in self._new.items()}
+
+    def lookup(self, path: Path) -> str | None:
+        """The cached digest if the file's size, mtime_ns and inode all still match what was
+        recorded; ``None`` on a miss (including when the file cannot be stat'ed now)."""
+        return self._lookup_key(_key(path), path)
+
+    def _lookup_key(self, key: str, path: Path) -> str | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        try:
+            now = identity_of(path)
+        except OSError:
+            return None  # let the hashing attempt raise the real error
+        identity, digest = entry
+        return digest if now == identity else None
+
+    def store(self, path: Path, identity: FileIdentity, digest: str) -> None:
+        """Record ``digest`` for ``path``. ``identity`` must be the one taken BEFORE hashing
+        (see :func:`hash_files`), so that a change during hashing is never cached."""
+        self._store_key(_key(path), identity, digest)
+
+    def _store_key(self, key: str, identity: FileIdentity, digest: str) -> None:
+        self._entries[key] = self._new[key] = (identity, digest)
+
+
+def _hash_one(path: Path) -> tuple[FileIdentity, str, FileIdentity, int]:
+    started_ns = time.time_ns()
+    before = identity_of(path)
+    digest = sha256_file(path)
+    after = identity_of(path)
+    return before, digest, after, started_ns
+
+
+def _cacheable(before: FileIdentity, after: FileIdentity, started_ns: int) -> bool:
+    # Unchanged while we read it, and old enough that a same-tick rewrite is impossible.
+    return before == after and before.mtime_ns <= started_ns - RACY_WINDOW_NS
+
+
+def hash_files(
+    paths: Sequence[Path],
+    cache: DigestCache | None = None,
+    *,
+    max_workers: int | None = None,
+) -> dict[Path, str]:
+    """SHA-256 of every file in ``paths``, as ``{path as given: hex digest}``.
+
+    - Paths resolving to the same file (repeats, ``./x``, symlinks) are hashed once.
+    - With a ``cache``, unchanged files are answered without reading them, and fresh
+      digests are stored (only if the file did not change while being hashed).
+    - The rest are hashed in a thread pool (hashlib releases the GIL, so threads give real
+      parallelism when there are cores and I/O to spare); ``max_workers`` defaults to
+      ``min(files to hash, os.cpu_count())``. A single file is hashed inline.
+
+    Raises the first :class:`OSError` (in input order), e.g. :class:`FileNotFoundError` or
+    :class:`PermissionError`, for the caller to turn into a failed check.
+    """
+    key_of: dict[Path, str] = {}
+    digests: dict[str, str] = {}
+    todo: dict[str, Path] = {}  # key -> first path given for it (nicer in error messages)
+    for path in paths:
+        key = key_of[path] = _key(path)
+        if key in digests or key in todo:
+            continue
+        hit = cache._lookup_key(key, path) if cache is not None else None
+        if hit is not None:
+            digests[key] = hit
+        else:
+            todo[key] = path
+
+    workers = max_workers if max_workers is not None else min(len(todo), os.cpu_count() or 1)
+    if len(todo) <= 1 or workers <= 1:
+        results = {key: _hash_one(path) for key, path in todo.items()}
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="corrsource-sha256") as pool:
+            futures = {key: pool.submit(_hash_one, path) for key, path in todo.items()}
+            try:
+                results = {key: future.result() for key, future in futures.items()}
+            except BaseException:
+                pool.shutdown(cancel_futures=True)  # don't read the other files for nothing
+                raise
+
+    for key, (before, digest, after, started_ns) in results.items():
+        digests[key] = digest
+        if cache is not None and _cacheable(before, after, started_ns):
+            cache._store_key(key, before, digest)
+    return {path: digests[key] for path, key in key_of.items()}

@@ -1,0 +1,473 @@
+"""Load ``corresponding-source.yaml`` into frozen dataclasses whose values remember their line.
+
+Stage: the first on the line (YAML -> Manifest). Nothing here runs, hashes or opens weights;
+the only file-system access is resolving declared paths to refuse those that leave the
+repository. Errors are :class:`ManifestError`: one readable message naming file:line:column.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from pytest_corrsource.schema.spec import Located, SpecError
+
+MANIFEST_NAME = "corresponding-source.yaml"
+# A manifest is a few KiB; refusing huge files keeps a hostile one from eating memory.
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+
+
+class ManifestError(Exception):
+    """The manifest cannot be used. ``str()`` is ``file:line:col: keypath: what was expected``."""
+
+    def __init__(
+        self, path: Path | str, line: int, column: int, message: str, keypath: str = ""
+    ) -> None:
+        self.path = str(path)
+        self.line = line
+        self.column = column
+        self.keypath = keypath
+        self.message = message
+        where = f"{self.path}:{line}:{column}"
+        super().__init__(f"{where}: {keypath}: {message}" if keypath else f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class PathRef:
+    """A path inside the repository, as written, and the line that declared it."""
+
+    path: str
+    line: int
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    path: str
+    line: int
+    sha256: str | None = None
+    format: str | None = None
+    allow_unsafe: bool = False
+    license: str | None = None
+    shards: dict[str, str] = field(default_factory=dict)  # shard file name -> sha256
+
+
+@dataclass(frozen=True)
+class Licenses:
+    distribution: str | None = None
+    code: str | None = None
+    weights: str | None = None
+    data: str | None = None
+    docs: str | None = None
+    line: int = 0
+    lines: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Expect:
+    exit_code: int = 0
+    stdout: str | None = None
+    stderr: str | None = None
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Step:
+    """A command with declared outputs: a generate step, `modify`, data preprocessing."""
+
+    command: str
+    line: int
+    produces: tuple[str, ...] = ()
+    timeout: float = 600.0
+    code: tuple[PathRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class Install:
+    line: int
+    requirements: tuple[PathRef, ...] = ()
+    commands: tuple[str, ...] = ()
+    python: str | None = None
+    timeout: float = 1800.0
+
+
+@dataclass(frozen=True)
+class Run:
+    command: str
+    line: int
+    timeout: float = 600.0
+    deterministic: bool = True
+    expect: Expect = Expect()
+
+
+@dataclass(frozen=True)
+class Training:
+    line: int
+    code: tuple[PathRef, ...] = ()
+    command: str | None = None
+    produces: str | None = None
+    reproduce: str = "schema"
+    tolerance: float = 0.0
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
+class DataSource:
+    line: int
+    path: str | None = None
+    url: str | None = None
+    sha256: str | None = None
+    license: str | None = None
+    description: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Data:
+    line: int
+    sources: tuple[DataSource, ...] = ()
+    preprocessing: Step | None = None
+    card: PathRef | None = None
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    line: int
+    code: tuple[PathRef, ...] = ()
+    data: tuple[PathRef, ...] = ()
+    command: str | None = None
+    timeout: float = 600.0
+    expect: Expect = Expect()
+
+
+@dataclass(frozen=True)
+class Docs:
+    line: int
+    model_card: PathRef | None = None
+    paper: PathRef | None = None
+    technical_report: PathRef | None = None
+    results: PathRef | None = None
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A parsed manifest. ``root`` is the repository root: the manifest's folder."""
+
+    path: Path
+    root: Path
+    version: int
+    name: str
+    weights: tuple[WeightsEntry, ...]
+    licenses: Licenses = Licenses()
+    architecture: tuple[PathRef, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    install: Install | None = None
+    generate: tuple[Step, ...] = ()
+    run: Run | None = None
+    modify: Step | None = None
+    training: Training | None = None
+    data: Data | None = None
+    evaluation: Evaluation | None = None
+    checkpoints: tuple[WeightsEntry, ...] = ()
+    docs: Docs | None = None
+    source_form_allow: tuple[PathRef, ...] = ()
+    # The line of each top-level key, for reports about a whole component.
+    lines: dict[str, int] = field(default_factory=dict)
+
+    def declares(self, component: str) -> bool:
+        """Whether the manifest has a top-level section for ``component``."""
+        return component in self.lines
+
+    def line_of(self, component: str) -> int:
+        return self.lines.get(component, 1)
+
+
+def load_manifest(path: Path | str, *, display: str | None = None) -> Manifest:
+    """Parse and validate a manifest file. Raises :class:`ManifestError`.
+
+    ``display`` is how errors name the file (default: its name).
+    """
+    import yaml  # deferred: pytest start-up must not pay for it when the plugin is off
+
+    from pytest_corrsource.schema.spec import check_document
+
+    manifest_path = Path(path)
+    display = display or manifest_path.name
+    try:
+        size = manifest_path.stat().st_size
+        if size > MAX_MANIFEST_BYTES:
+            raise ManifestError(display, 1, 1, f"the manifest is {size} bytes; the limit is 4 MiB")
+        raw = manifest_path.read_bytes()
+    except OSError as exc:
+        raise ManifestError(display, 1, 1, f"cannot read the manifest: {exc.strerror}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(display, 1, 1, f"the manifest is not UTF-8: {exc.reason}") from None
+
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise ManifestError(display, 1, 1, "the manifest is empty")
+        tree = check_document(loader, node)
+    except SpecError as exc:
+        raise ManifestError(display, exc.line, exc.column, exc.message, exc.keypath) from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ManifestError(display, line, column, f"YAML syntax error: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ManifestError(display, 1, 1, f"YAML error: {exc}") from None
+    finally:
+        loader.dispose()
+
+    root = manifest_path.resolve().parent
+    return _build(tree, manifest_path, root, display)
+
+
+# --- from the located tree to dataclasses -----------------------------------------------------
+
+
+class _Builder:
+    def __init__(self, root: Path, display: str) -> None:
+        self.root = root
+        self.display = display
+
+    def repo_path(self, loc: Located, keypath: str) -> str:
+        """A declared path, refused when it leaves the repository."""
+        value: str = loc.value
+        posix = PurePosixPath(value.replace("\\", "/"))
+        problem = None
+        if not value.strip():
+            problem = "an empty path"
+        elif posix.is_absolute() or (len(value) > 1 and value[1] == ":"):
+            problem = f"`{value}` is an absolute path; paths must be relative to the repository"
+        elif ".." in posix.parts:
+            problem = f"`{value}` leaves the repository (`..`)"
+        else:
+            resolved = Path(os.path.realpath(self.root / posix))
+            if resolved != self.root and self.root not in resolved.parents:
+                problem = f"`{value}` resolves to {resolved}, outside the repository (a symlink?)"
+        if problem:
+            raise ManifestError(self.display, loc.line, loc.column, problem, keypath)
+        return str(posix)
+
+    def ref(self, loc: Located, keypath: str) -> PathRef:
+        return PathRef(self.repo_path(loc, keypath), loc.line)
+
+    def refs(self, loc: Located | None, keypath: str) -> tuple[PathRef, ...]:
+        if loc is None:
+            return ()
+        return tuple(self.ref(item, f"{keypath}[{i}]") for i, item in enumerate(loc.value))
+
+    def weights(self, loc: Located | None, keypath: str) -> tuple[WeightsEntry, ...]:
+        if loc is None:
+            return ()
+        entries = []
+        seen: dict[str, int] = {}
+        for i, item in enumerate(loc.value):
+            path_loc = item.get("path")
+            assert path_loc is not None
+            path = self.repo_path(path_loc, f"{keypath}[{i}].path")
+            if path in seen:
+                raise ManifestError(
+                    self.display,
+                    path_loc.line,
+                    path_loc.column,
+                    f"`{path}` is already declared on line {seen[path]}",
+                    f"{keypath}[{i}].path",
+                )
+            seen[path] = item.line
+            entries.append(
+                WeightsEntry(
+                    path=path,
+                    line=item.line,
+                    sha256=_opt(item, "sha256"),
+                    format=_opt(item, "format"),
+                    allow_unsafe=bool(_opt(item, "allow-unsafe", False)),
+                    license=_opt(item, "license"),
+                    shards=_plain_dict(item.get("shards")),
+                )
+            )
+        return tuple(entries)
+
+    def step(self, loc: Located, keypath: str, default_timeout: float = 600.0) -> Step:
+        return Step(
+            command=_req(loc, "command"),
+            line=loc.line,
+            produces=tuple(_strings(loc.get("produces"))),
+            timeout=float(_opt(loc, "timeout", default_timeout)),
+            code=self.refs(loc.get("code"), f"{keypath}.code"),
+        )
+
+
+def _opt(loc: Located, key: str, default: Any = None) -> Any:
+    child = loc.get(key)
+    return default if child is None else child.value
+
+
+def _req(loc: Located, key: str) -> Any:
+    child = loc.get(key)
+    assert child is not None, key  # the spec made it required
+    return child.value
+
+
+def _strings(loc: Located | None) -> list[str]:
+    return [] if loc is None else [item.value for item in loc.value]
+
+
+def _expect(loc: Located | None) -> Expect:
+    if loc is None:
+        return Expect()
+    return Expect(
+        exit_code=int(_opt(loc, "exit-code", 0)),
+        stdout=_opt(loc, "stdout"),
+        stderr=_opt(loc, "stderr"),
+        files=tuple(_strings(loc.get("files"))),
+    )
+
+
+def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
+    b = _Builder(root, display)
+    lines = dict(tree.key_lines or {})
+
+    licenses = Licenses()
+    if (lic := tree.get("licenses")) is not None:
+        licenses = Licenses(
+            distribution=_opt(lic, "distribution"),
+            code=_opt(lic, "code"),
+            weights=_opt(lic, "weights"),
+            data=_opt(lic, "data"),
+            docs=_opt(lic, "docs"),
+            line=lic.line,
+            lines=dict(lic.key_lines or {}),
+        )
+
+    install = None
+    if (inst := tree.get("install")) is not None:
+        install = Install(
+            line=inst.line,
+            requirements=b.refs(inst.get("requirements"), "install.requirements"),
+            commands=tuple(_strings(inst.get("commands"))),
+            python=None if inst.get("python") is None else str(_req(inst, "python")),
+            timeout=float(_opt(inst, "timeout", 1800.0)),
+        )
+
+    generate: tuple[Step, ...] = ()
+    if (gen := tree.get("generate")) is not None:
+        generate = tuple(b.step(s, f"generate[{i}]", 300.0) for i, s in enumerate(gen.value))
+
+    run = None
+    if (r := tree.get("run")) is not None:
+        run = Run(
+            command=_req(r, "command"),
+            line=r.line,
+            timeout=float(_opt(r, "timeout", 600.0)),
+            deterministic=bool(_opt(r, "deterministic", True)),
+            expect=_expect(r.get("expect")),
+        )
+
+    modify = None
+    if (m := tree.get("modify")) is not None:
+        modify = b.step(m, "modify")
+
+    training = None
+    if (t := tree.get("training")) is not None:
+        training = Training(
+            line=t.line,
+            code=b.refs(t.get("code"), "training.code"),
+            command=_opt(t, "command"),
+            produces=_opt(t, "produces"),
+            reproduce=_opt(t, "reproduce", "schema"),
+            tolerance=float(_opt(t, "tolerance", 0.0)),
+            timeout=float(_opt(t, "timeout", 900.0)),
+        )
+
+    data = None
+    if (d := tree.get("data")) is not None:
+        sources = []
+        for i, s in enumerate(_list(d.get("sources"))):
+            src_path = s.get("path")
+            sources.append(
+                DataSource(
+                    line=s.line,
+                    path=None if src_path is None else b.repo_path(src_path, f"data.sources[{i}]"),
+                    url=_opt(s, "url"),
+                    sha256=_opt(s, "sha256"),
+                    license=_opt(s, "license"),
+                    description=_opt(s, "description"),
+                    size=_opt(s, "size"),
+                )
+            )
+        pre = d.get("preprocessing")
+        card = d.get("card")
+        data = Data(
+            line=d.line,
+            sources=tuple(sources),
+            preprocessing=None if pre is None else b.step(pre, "data.preprocessing"),
+            card=None if card is None else b.ref(card, "data.card"),
+        )
+
+    evaluation = None
+    if (e := tree.get("evaluation")) is not None:
+        evaluation = Evaluation(
+            line=e.line,
+            code=b.refs(e.get("code"), "evaluation.code"),
+            data=b.refs(e.get("data"), "evaluation.data"),
+            command=_opt(e, "command"),
+            timeout=float(_opt(e, "timeout", 600.0)),
+            expect=_expect(e.get("expect")),
+        )
+
+    docs = None
+    if (dc := tree.get("docs")) is not None:
+
+        def doc(key: str) -> PathRef | None:
+            loc = dc.get(key)
+            return None if loc is None else b.ref(loc, f"docs.{key}")
+
+        docs = Docs(
+            line=dc.line,
+            model_card=doc("model-card"),
+            paper=doc("paper"),
+            technical_report=doc("technical-report"),
+            results=doc("results"),
+        )
+
+    allow: tuple[PathRef, ...] = ()
+    if (sf := tree.get("source-form")) is not None:
+        allow = b.refs(sf.get("allow"), "source-form.allow")
+
+    env = tree.get("env")
+    return Manifest(
+        path=path,
+        root=root,
+        version=int(_req(tree, "version")),
+        name=str(_req(tree, "name")),
+        weights=b.weights(tree.get("weights"), "weights"),
+        licenses=licenses,
+        architecture=b.refs(tree.get("architecture"), "architecture"),
+        env={} if env is None else {k: v.value for k, v in env.value.items()},
+        install=install,
+        generate=generate,
+        run=run,
+        modify=modify,
+        training=training,
+        data=data,
+        evaluation=evaluation,
+        checkpoints=b.weights(tree.get("checkpoints"), "checkpoints"),
+        docs=docs,
+        source_form_allow=allow,
+        lines=lines,
+    )
+
+
+def _plain_dict(loc: Located | None) -> dict[str, Any]:
+    return {} if loc is None else dict(loc.plain())
+
+
+def _list(loc: Located | None) -> list[Located]:
+    return [] if loc is None else list(loc.value)

@@ -1,0 +1,82 @@
+"""The Markdown report: what ``--corrsource-report-md`` writes and a GitHub step summary shows.
+
+Stage: Reports. Pure text from :class:`ManifestReport` objects.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pytest_corrsource.catalogue import LEVELS
+
+if TYPE_CHECKING:
+    from pytest_corrsource.report import ManifestReport
+
+_ICON = {
+    "passed": "✅ passed",
+    "failed": "❌ failed",
+    "skipped": "⏭️ skipped",
+    "not-required": "➖ not required",
+}
+
+
+def cell(text: str) -> str:
+    """Text made safe for one Markdown table cell."""
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>").replace("`", "'")
+
+
+def render_markdown(reports: list[ManifestReport]) -> str:
+    parts = []
+    for report in reports:
+        parts.append(render_one(report))
+    return "\n".join(parts)
+
+
+def render_one(report: ManifestReport) -> str:
+    verdict = "✅ PASSED" if report.passed else "❌ NOT MET"
+    lines = [
+        f"## Corresponding Source: {report.name or report.display}",
+        "",
+        f"**{verdict}** at level `{report.level}` · manifest `{report.display}`",
+        "",
+    ]
+    if report.error:
+        lines += ["```", report.error, "```", ""]
+        return "\n".join(lines)
+    met = set(report.levels_met)
+    lines.append("| level | met |")
+    lines.append("|---|---|")
+    for level in LEVELS:
+        lines.append(f"| `{level}` | {'yes' if level in met else 'no'} |")
+    lines.append("")
+    if report.mof:
+        progress = ", ".join(f"class {c}: {p}%" for c, p in report.mof.progress.items())
+        lines += [f"Model Openness Framework class: **{report.mof.mof_class}** ({progress})", ""]
+    lines += ["| component | status |", "|---|---|"]
+    lines += [f"| {c} | {s} |" for c, s in report.components]
+    lines += ["", "| check | subject | outcome | line | seconds |", "|---|---|---|---|---|"]
+    for planned in report.plan:
+        result = report.results.get(planned.key)
+        outcome = _ICON.get(result.outcome, result.outcome) if result else "did not run"
+        seconds = f"{result.seconds:.2f}" if result else ""
+        lines.append(
+            f"| {planned.spec.id} {planned.component}::{planned.spec.check} | "
+            f"{cell(planned.subject)} | {outcome} | {planned.line} | {seconds} |"
+        )
+    failures = [
+        (p, report.results[p.key])
+        for p in report.plan
+        if p.key in report.results and report.results[p.key].outcome == "failed"
+    ]
+    if failures:
+        lines += ["", "### Failures", ""]
+        for planned, result in failures:
+            lines += [
+                f"**{planned.spec.id}** `{report.display}:{planned.line}`",
+                "",
+                "```",
+                result.message,
+                "```",
+                "",
+            ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,45 @@
+"""The terminal summary: components, levels met, MOF class, warnings.
+
+Stage: Reports. Printed by the controller only (never by pytest-xdist workers).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pytest_corrsource.catalogue import LEVELS
+
+if TYPE_CHECKING:
+    from pytest_corrsource.report import ManifestReport
+
+
+def write_summary(reports: list[ManifestReport], tr: Any) -> None:
+    for report in reports:
+        title = f"corresponding source: {report.name or report.display}"
+        tr.write_sep("=", title, bold=True)
+        if report.error:
+            tr.write_line(f"manifest error: {report.error}", red=True)
+            continue
+        width = max(len(c) for c, _ in report.components)
+        for component, status in report.components:
+            markup = {"verified": {"green": True}, "failed": {"red": True}}.get(status, {})
+            tr.write_line(f"  {component:<{width}}  {status}", **markup)
+        met = set(report.levels_met)
+        marks = "  ".join(f"{level}: {'met' if level in met else 'not met'}" for level in LEVELS)
+        tr.write_line(f"levels: {marks}")
+        if report.mof:
+            progress = ", ".join(f"{c} {p}%" for c, p in report.mof.progress.items())
+            tr.write_line(f"Model Openness Framework class: {report.mof.mof_class} ({progress})")
+        for planned in report.plan:
+            result = report.results.get(planned.key)
+            for warning in result.warnings if result else []:
+                tr.write_line(
+                    f"warning: {planned.spec.id} {planned.subject or planned.component}: {warning}",
+                    yellow=True,
+                )
+        if report.passed:
+            tr.write_line(f"verdict: level {report.level} met", green=True, bold=True)
+        else:
+            tr.write_line(f"verdict: level {report.level} NOT met", red=True, bold=True)
+            for blocker in report.blockers():
+                tr.write_line(f"  - {blocker}")
