@@ -1,0 +1,465 @@
+"""Isolated virtual environments, cached by the digest of what they were built from.
+
+An environment is identified by :func:`environment_key`: a sha256 over a canonical JSON
+document made of the key schema version, the *resolved* interpreter (version,
+implementation, machine), the install commands (in order), the content digests of the
+dependency specification files, and the extra environment variables.  Two requests with
+the same key share one directory under ``<cache>/envs/<key[:16]>``.
+
+Concurrency: builds are serialised per key with an exclusive advisory lock on
+``<cache>/envs/<key[:16]>.lock`` (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on
+Windows), so several pytest-xdist workers asking for the same environment build it once
+and the others reuse it.  A build is published by writing ``.corrsource-complete``
+*last* (write to a temporary file, then ``os.replace``); a directory without that marker
+is a crashed or interrupted build and is removed and rebuilt.
+
+Virtual environments are not relocatable, so the venv is always created in place at its
+final path; it is never built elsewhere and renamed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+__all__ = [
+    "KEY_SCHEMA_VERSION",
+    "MARKER_NAME",
+    "Environment",
+    "EnvironmentBuildError",
+    "EnvironmentSpec",
+    "InstallOutcome",
+    "InterpreterInfo",
+    "InterpreterNotFoundError",
+    "default_cache_dir",
+    "ensure_environment",
+    "environment_key",
+    "find_interpreter",
+    "interpreter_info",
+]
+
+#: Bumped whenever the meaning of the key document changes.
+KEY_SCHEMA_VERSION = 1
+#: Name of the completion marker written last inside a finished environment.
+MARKER_NAME = ".corrsource-complete"
+#: How many characters of build output are kept in :attr:`Environment.install_log`.
+LOG_TAIL_CHARS = 20_000
+#: Timeout for creating the bare virtual environment (not for the install commands).
+VENV_TIMEOUT_SECONDS = 600.0
+_QUERY_TIMEOUT_SECONDS = 60.0
+_VERSION_RE = re.compile(r"^\d+(?:\.\d+){0,2}$")
+_QUERY_SCRIPT = (
+    "import json, platform, sys; print(json.dumps({"
+    "'version': platform.python_version(), "
+    "'implementation': sys.implementation.name, "
+    "'machine': platform.machine()}))"
+)
+
+
+# --------------------------------------------------------------------------- data types
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """What an environment is built from.
+
+    ``python``: requested version such as ``"3.11"``; ``None`` means the interpreter that
+    runs pytest (``sys.executable``).  ``commands``: install commands exactly as written in
+    the manifest, run in order.  ``files``: absolute paths of dependency specifications
+    whose *content* is part of the key.  ``env``: extra environment variables (part of the
+    key; applying them is the caller's job).
+    """
+
+    python: str | None = None
+    commands: tuple[str, ...] = ()
+    files: tuple[Path, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class InstallOutcome:
+    """Result of the caller-provided install step."""
+
+    ok: bool
+    log: str
+
+
+@dataclass(frozen=True)
+class Environment:
+    """A ready-to-use virtual environment."""
+
+    root: Path
+    python: Path
+    bin_dir: Path
+    key: str
+    reused: bool
+    install_log: str
+
+
+@dataclass(frozen=True)
+class InterpreterInfo:
+    """Identity of an interpreter as it enters the environment key."""
+
+    version: str
+    implementation: str
+    machine: str
+
+
+class EnvironmentBuildError(Exception):
+    """Creating the venv or running the install commands failed; ``log`` has the output."""
+
+    def __init__(self, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.log = log
+
+
+class InterpreterNotFoundError(LookupError):
+    """No interpreter matching the requested version exists on this machine.
+
+    Callers should turn this into a skip (with ``str(exc)`` as the reason), not a failure.
+    """
+
+    def __init__(self, version: str | None) -> None:
+        super().__init__(f"no Python {version} interpreter found (tried PATH, uv, sys.executable)")
+        self.version = version
+
+
+# --------------------------------------------------------------------------- interpreters
+
+
+@functools.lru_cache(maxsize=64)
+def _query_interpreter(path: str) -> InterpreterInfo | None:
+    if os.path.realpath(path) == os.path.realpath(sys.executable):
+        return InterpreterInfo(
+            platform.python_version(), sys.implementation.name, platform.machine()
+        )
+    try:
+        proc = subprocess.run(
+            [path, "-I", "-c", _QUERY_SCRIPT],
+            capture_output=True,
+            text=True,
+            timeout=_QUERY_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if proc.returncode != 0:
+        return None
+    try:
+        data = json.loads(proc.stdout.strip().splitlines()[-1])
+        return InterpreterInfo(
+            str(data["version"]), str(data["implementation"]), str(data["machine"])
+        )
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None
+
+
+def interpreter_info(path: Path) -> InterpreterInfo | None:
+    """Version/implementation/machine of the interpreter at ``path`` (cached), or None."""
+    return _query_interpreter(str(path))
+
+
+def _matches(info: InterpreterInfo | None, version: str) -> bool:
+    if info is None:
+        return False
+    wanted = version.split(".")
+    have = info.version.split(".")
+    return have[: len(wanted)] == wanted
+
+
+def _uv_find(version: str) -> Path | None:
+    uv = shutil.which("uv")
+    if uv is None:
+        return None
+    try:
+        proc = subprocess.run(
+            [uv, "python", "find", version],
+            capture_output=True,
+            text=True,
+            timeout=_QUERY_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    out = proc.stdout.strip()
+    if proc.returncode != 0 or not out:
+        return None
+    return Path(out.splitlines()[-1].strip())
+
+
+def find_interpreter(version: str | None) -> Path | None:
+    """Locate an interpreter for ``version`` (``"3.11"``, ``"3"``, ``"3.11.7"``).
+
+    ``None`` means ``sys.executable``.  Otherwise the candidates are, in order:
+    ``sys.executable`` if its version matches (cheapest, and known to work with venv),
+    ``python<version>`` / ``python<major.minor>`` on PATH, then ``uv python find``.  Each
+    candidate's version is verified by running it.  Returns None when nothing matches.
+    """
+    if version is None:
+        return Path(sys.executable)
+    version = version.strip()
+    if not _VERSION_RE.match(version):
+        return None
+    candidates: list[Path] = [Path(sys.executable)]
+    names = [f"python{version}"]
+    parts = version.split(".")
+    if len(parts) == 3:
+        names.append(f"python{parts[0]}.{parts[1]}")
+    for name in names:
+        found = shutil.which(name)
+        if found is not None:
+            candidates.append(Path(found))
+    uv_found = _uv_find(version)
+    if uv_found is not None:
+        candidates.append(uv_found)
+    for candidate in candidates:
+        if _matches(interpreter_info(candidate), version):
+            return candidate
+    return None
+
+
+# --------------------------------------------------------------------------- key
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _relative_names(files: tuple[Path, ...]) -> list[tuple[str, Path]]:
+    """Name each file relative to the common parent directory of all files.
+
+    This keeps the key independent of where the repository is checked out while still
+    distinguishing ``requirements.txt`` from ``sub/requirements.txt``.
+    """
+    if not files:
+        return []
+    absolute = [Path(os.path.abspath(f)) for f in files]
+    base = Path(os.path.commonpath([str(p.parent) for p in absolute]))
+    return [(p.relative_to(base).as_posix(), p) for p in absolute]
+
+
+def _key_document(spec: EnvironmentSpec, info: InterpreterInfo) -> dict[str, Any]:
+    # Files are sorted: the manifest's listing order does not change what gets installed
+    # (the commands do, and those are kept in order).  Duplicates collapse.
+    file_entries = sorted(
+        {
+            (name, _file_digest(path) if path.is_file() else "missing")
+            for name, path in _relative_names(spec.files)
+        }
+    )
+    return {
+        "schema": KEY_SCHEMA_VERSION,
+        "python": {
+            "version": info.version,
+            "implementation": info.implementation,
+            "machine": info.machine,
+        },
+        "commands": list(spec.commands),
+        "files": [list(e) for e in file_entries],
+        # Variables behave like a mapping: sorted by name, last value wins.
+        "env": sorted(dict(spec.env).items()),
+    }
+
+
+def environment_key(spec: EnvironmentSpec) -> str:
+    """sha256 (hex) of the canonical key document for ``spec``.
+
+    Raises :class:`InterpreterNotFoundError` when the requested interpreter does not
+    exist (the key depends on the resolved interpreter version).
+    """
+    interpreter = find_interpreter(spec.python)
+    info = interpreter_info(interpreter) if interpreter is not None else None
+    if info is None:
+        raise InterpreterNotFoundError(spec.python)
+    doc = _key_document(spec, info)
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+# --------------------------------------------------------------------------- cache
+
+
+def default_cache_dir() -> Path:
+    """``$CORRSOURCE_CACHE_DIR``, else ``$XDG_CACHE_HOME/pytest-corrsource``, else
+    ``~/.cache/pytest-corrsource``."""
+    explicit = os.environ.get("CORRSOURCE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    if xdg:
+        return Path(xdg).expanduser() / "pytest-corrsource"
+    return Path.home() / ".cache" / "pytest-corrsource"
+
+
+def _venv_layout(root: Path) -> tuple[Path, Path]:
+    if sys.platform == "win32":
+        bin_dir = root / "Scripts"
+        return bin_dir, bin_dir / "python.exe"
+    bin_dir = root / "bin"
+    return bin_dir, bin_dir / "python"
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fh: IO[bytes] = path.open("a+b")
+    try:
+        if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
+            import msvcrt
+
+            while True:
+                try:
+                    fh.seek(0)
+                    msvcrt.locking(fh.fileno(), msvcrt.LK_LOCK, 1)
+                    break
+                except OSError:
+                    time.sleep(0.5)
+            try:
+                yield
+            finally:
+                fh.seek(0)
+                msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
+        else:
+            import fcntl
+
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    finally:
+        fh.close()
+
+
+def _read_marker(root: Path, key: str) -> dict[str, Any] | None:
+    try:
+        data = json.loads((root / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    return data
+
+
+def _write_marker(root: Path, key: str, log: str) -> None:
+    tmp = root / f"{MARKER_NAME}.tmp-{os.getpid()}"
+    payload = {"key": key, "created": time.time(), "install_log": log}
+    with tmp.open("w", encoding="utf-8") as fh:
+        json.dump(payload, fh)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, root / MARKER_NAME)
+
+
+def _remove_tree(root: Path) -> None:
+    if root.is_symlink() or root.is_file():
+        root.unlink()
+    elif root.exists():
+        shutil.rmtree(root)
+
+
+def _tail(text: str) -> str:
+    return text[-LOG_TAIL_CHARS:]
+
+
+def _create_venv(interpreter: Path, root: Path) -> str:
+    """Create the venv in place at ``root``; return its output.  pip is always present."""
+    uv = shutil.which("uv")
+    if uv is not None:
+        # --seed installs pip into the venv: install commands are written with pip, and
+        # a pip-less venv would silently fall through to another pip on PATH.
+        argv = [uv, "venv", "--seed", "--python", str(interpreter), str(root)]
+    else:
+        # Default venv behaviour runs ensurepip (offline, bundled wheel).
+        argv = [str(interpreter), "-m", "venv", str(root)]
+    try:
+        proc = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=VENV_TIMEOUT_SECONDS,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EnvironmentBuildError(f"could not create virtual environment: {exc}") from exc
+    output = f"$ {' '.join(argv)}\n{proc.stdout}{proc.stderr}"
+    if proc.returncode != 0:
+        raise EnvironmentBuildError(
+            f"creating the virtual environment failed (exit {proc.returncode})", _tail(output)
+        )
+    return output
+
+
+def ensure_environment(
+    spec: EnvironmentSpec,
+    *,
+    cache_dir: Path,
+    fresh: bool = False,
+    run_install: Callable[[Path], InstallOutcome],
+) -> Environment:
+    """Return the environment for ``spec``, building it under an exclusive lock if needed.
+
+    ``run_install(python)`` runs the install commands with that environment's interpreter
+    (the caller arranges PATH, scratch copy, etc.).  If it reports failure, or raises,
+    the partial environment is removed; a failure raises :class:`EnvironmentBuildError`
+    carrying the log.  ``fresh=True`` rebuilds even if a complete environment exists.
+    Raises :class:`InterpreterNotFoundError` if the requested Python is not available.
+    """
+    key = environment_key(spec)
+    interpreter = find_interpreter(spec.python)
+    if interpreter is None:  # pragma: no cover - environment_key already raised
+        raise InterpreterNotFoundError(spec.python)
+    envs = Path(cache_dir) / "envs"
+    envs.mkdir(parents=True, exist_ok=True)
+    short = key[:16]
+    root = envs / short
+    bin_dir, python = _venv_layout(root)
+
+    with _exclusive_lock(envs / f"{short}.lock"):
+        if not fresh:
+            marker = _read_marker(root, key)
+            if marker is not None and python.exists():
+                return Environment(
+                    root=root,
+                    python=python,
+                    bin_dir=bin_dir,
+                    key=key,
+                    reused=True,
+                    install_log=str(marker.get("install_log", "")),
+                )
+        _remove_tree(root)
+        try:
+            venv_log = _create_venv(interpreter, root)
+            if not python.exists():
+                raise EnvironmentBuildError(
+                    f"virtual environment has no interpreter at {python}", _tail(venv_log)
+                )
+            outcome = run_install(python)
+            log = _tail(venv_log + outcome.log)
+            if not outcome.ok:
+                raise EnvironmentBuildError(f"install commands failed for environment {short}", log)
+            _write_marker(root, key, log)
+        except BaseException:
+            shutil.rmtree(root, ignore_errors=True)
+            raise
+    return Environment(
+        root=root, python=python, bin_dir=bin_dir, key=key, reused=False, install_log=log
+    )

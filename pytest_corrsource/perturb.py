@@ -1,0 +1,642 @@
+"""Write a *modified* copy of a model's weights.
+
+GPL-style "installation information" / anti-tivoization checks need proof that a user can
+run the model with weights they changed themselves.  :func:`perturb_weights` produces such
+a copy: every floating-point value is changed (slightly, deterministically from ``seed``)
+and stays finite, while everything else in the file — names, dtypes, shapes, offsets,
+metadata, integer and boolean tensors — is kept exactly.
+
+Supported formats (detected by magic bytes, never by file name alone):
+
+* ``safetensors`` — the 8-byte little-endian header length followed by ``{``.  The
+  header bytes are copied verbatim and the data section is streamed tensor by tensor in
+  bounded-size chunks, so multi-GiB files need only a few MiB of memory.
+* ``safetensors-index`` — a ``*.safetensors.index.json`` (JSON with a ``weight_map``).
+  The index is copied unchanged and every shard it names is perturbed into the
+  destination index's folder under the same relative name.
+* ``npy`` (``\\x93NUMPY``) — header copied verbatim, data streamed like safetensors.
+* ``npz`` (a zip whose members are all ``.npy``) — each member is loaded with
+  ``allow_pickle=False`` (one member in memory at a time), perturbed and written back
+  under the same name with the same per-member compression.
+
+Pickle-based formats (raw pickles, PyTorch zip checkpoints) cannot be rewritten without
+executing untrusted code and raise :class:`PerturbUnsupported`; so do unknown formats and
+corrupt files.
+
+How values are changed:
+
+* F16/F32/F64 (and the components of complex values): ``x * (1.01 + u)`` computed in
+  float32 (float64 for 8-byte types), where ``u`` is seeded noise of 25-50 % (either sign) (exact zeros: of the chunk's median non-zero magnitude).  Any element that
+  would round back to its old value or overflow gets its lowest mantissa bit flipped
+  instead, which always changes the value and never changes the exponent, so finite
+  values stay finite.  NaN and infinities are copied bit-for-bit.
+* BF16: the 16-bit patterns are widened to float32 (``<< 16``), perturbed as above and
+  rounded to nearest-even back to the top 16 bits (same fallback).
+* 8-bit floats (F8_E4M3, F8_E5M2, the FNUZ variants, F8_E8M0): one byte per element, and
+  numpy has no arithmetic for them, so the lowest bit of each byte is flipped (XOR 1).
+  For the sign/exponent/mantissa formats that bit is the least significant mantissa bit:
+  the value changes by one unit in the last place and the exponent — hence finiteness —
+  is untouched.  Where the flip would land on the format's NaN encoding (E4M3's largest
+  magnitude 0x7E/0xFE, FNUZ's 0x81 next to the 0x80 NaN, E8M0's 0xFE next to the 0xFF
+  NaN) bit 1 is flipped instead.  F8_E8M0 has no mantissa: flipping its lowest exponent
+  bit doubles or halves the scale.  Non-finite source bytes are kept.
+* Sub-byte F4 (E2M1, two values per byte): XOR 0x11 flips the mantissa bit of both
+  nibbles.  F6 (E2M3/E3M2, four values packed into three bytes, packing not standardised)
+  gets XOR 1 on every byte: every byte changes, but not necessarily every element.  The
+  FP4/FP6 formats have no NaN/Inf encodings, so any bit pattern is a finite value.
+* Integer (I*/U*) and BOOL tensors are copied unchanged: position ids, masks and indices
+  must stay valid.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import itertools
+import json
+import math
+import os
+import shutil
+import struct
+import zipfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = [
+    "PerturbResult",
+    "PerturbUnsupported",
+    "detect_format",
+    "perturb_weights",
+]
+
+#: Bytes processed per step when streaming; a multiple of 24 so it divides every
+#: element size (1, 2, 4, 8) and the 3-byte F6 packing group.
+CHUNK_BYTES = (1 << 20) // 24 * 24
+#: safetensors refuses headers larger than this; so do we.
+MAX_SAFETENSORS_HEADER = 100_000_000
+_MAX_INDEX_BYTES = 64 << 20
+# Large on purpose: the change must reach a model's output (greedy decoding, argmax labels),
+# or CS403 would wrongly conclude that the run ignores its weights. Values stay finite and of
+# the same order of magnitude, so loading and running still work.
+_RELATIVE_SCALE = 0.5
+
+U8Array = npt.NDArray[np.uint8]
+
+
+class PerturbUnsupported(Exception):
+    """The source cannot be rewritten safely (pickle, unknown format, corrupt file)."""
+
+    def __init__(self, message: str, *, format: str = "unknown") -> None:
+        super().__init__(message)
+        self.format = format
+
+
+@dataclass(frozen=True)
+class PerturbResult:
+    """What :func:`perturb_weights` did.
+
+    ``changed``: tensors whose values were modified (sorted).  ``unchanged``: tensors
+    copied as they were — integer/bool/non-numeric ones, and empty float tensors (sorted).
+    ``files``: files written (index first for sharded checkpoints).
+    """
+
+    format: str
+    changed: tuple[str, ...]
+    unchanged: tuple[str, ...]
+    files: tuple[Path, ...]
+
+
+# --------------------------------------------------------------------------- transforms
+
+
+@dataclass(frozen=True)
+class _Kind:
+    """How to transform the raw bytes of one tensor."""
+
+    op: str  # "copy" | "float" | "bf16" | "f8" | "xor"
+    dtype: np.dtype[Any] | None = None  # for "float": the element dtype (with byte order)
+    f8: str = ""  # for "f8": safetensors dtype name
+    mask: int = 0  # for "xor"
+
+
+_COPY = _Kind("copy")
+
+
+def _rng(seed: int, name: str, chunk: int) -> np.random.Generator:
+    name_hash = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
+    return np.random.default_rng([seed & 0xFFFF_FFFF_FFFF_FFFF, name_hash, chunk])
+
+
+def _perturbed(xc: npt.NDArray[Any], rng: np.random.Generator) -> tuple[Any, Any]:
+    """``x * 1.01 + delta`` in xc's (float32/float64) dtype; also returns isfinite(xc).
+
+    ``u`` is seeded noise of 25-50 % of ``|x|`` (either sign); exact zeros get 25-50 % of the
+    median non-zero magnitude of the chunk instead (robust to outliers such as the
+    format's largest finite value), or of 1.0 if the chunk is all zeros.
+    """
+    finite = np.isfinite(xc)
+    u = rng.random(xc.shape, dtype=xc.dtype)
+    u *= 2
+    u -= 1  # [-1, 1)
+    u += np.copysign(1.0, u).astype(xc.dtype)
+    u *= _RELATIVE_SCALE / 2  # |u| in [scale/2, scale)
+    y = xc * (u + 1.01)
+    zeros = xc == 0
+    if zeros.any():
+        magnitudes = np.abs(xc[finite])
+        nonzero = magnitudes[magnitudes > 0]
+        typical = float(np.median(nonzero)) if nonzero.size else 1.0
+        if not (typical > 0 and math.isfinite(typical)):
+            typical = 1.0
+        y[zeros] = u[zeros] * typical
+    return y, finite
+
+
+def _uint_like(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    order = dtype.byteorder if dtype.byteorder in "<>" else "="
+    return np.dtype(f"{order}u{dtype.itemsize}")
+
+
+def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: np.random.Generator) -> U8Array:
+    x = raw.view(dtype)
+    compute = np.float64 if dtype.itemsize == 8 else np.float32
+    ubits = _uint_like(dtype)
+    no_sign = ubits.type((1 << (8 * dtype.itemsize - 1)) - 1)
+    with np.errstate(all="ignore"):
+        xc = x.astype(compute)
+        y, finite = _perturbed(xc, rng)
+        out = y.astype(dtype, copy=False)
+        out_bits = out.view(ubits)
+        in_bits = x.view(ubits)
+        # unchanged: same bits, or +0/-0 on both sides; compared on bits because float16
+        # arithmetic comparisons are slow in numpy
+        bad = out_bits == in_bits
+        bad |= ((out_bits & no_sign) == 0) & ((in_bits & no_sign) == 0)
+        bad |= ~np.isfinite(out)
+        bad &= finite
+    if bad.any():
+        out_bits[bad] = in_bits[bad] ^ ubits.type(1)
+    keep = ~finite
+    if keep.any():
+        out_bits[keep] = in_bits[keep]
+    return np.asarray(out.view(np.uint8), dtype=np.uint8)
+
+
+def _bf16_values(raw: U8Array, rng: np.random.Generator) -> U8Array:
+    bits = raw.view("<u2")
+    wide = bits.astype(np.uint32) << np.uint32(16)
+    xf = wide.view(np.float32)
+    with np.errstate(all="ignore"):
+        y, finite = _perturbed(xf, rng)
+        yb = np.asarray(y, dtype=np.float32).view(np.uint32)
+        rounded = (yb + np.uint32(0x7FFF) + ((yb >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+        out = rounded.astype("<u2")
+        back = (out.astype(np.uint32) << np.uint32(16)).view(np.float32)
+        bad = (back == xf) | ~np.isfinite(back)
+        bad &= finite
+    if bad.any():
+        out[bad] = bits[bad] ^ np.uint16(1)
+    keep = ~finite
+    if keep.any():
+        out[keep] = bits[keep]
+    return np.asarray(out.view(np.uint8), dtype=np.uint8)
+
+
+def _f8_nonfinite(name: str, b: U8Array) -> npt.NDArray[np.bool_]:
+    if name == "F8_E4M3":
+        mask = (b & 0x7F) == 0x7F
+    elif name == "F8_E5M2":
+        mask = (b & 0x7C) == 0x7C
+    elif name in ("F8_E4M3FNUZ", "F8_E5M2FNUZ"):
+        mask = b == 0x80
+    elif name == "F8_E8M0":
+        mask = b == 0xFF
+    else:  # pragma: no cover
+        raise AssertionError(name)
+    return np.asarray(mask, dtype=np.bool_)
+
+
+def _f8_values(raw: U8Array, name: str) -> U8Array:
+    out = np.asarray(raw ^ np.uint8(1), dtype=np.uint8)
+    src_bad = _f8_nonfinite(name, raw)
+    landed = _f8_nonfinite(name, out) & ~src_bad
+    if landed.any():
+        out[landed] = raw[landed] ^ np.uint8(2)
+    if src_bad.any():
+        out[src_bad] = raw[src_bad]
+    return out
+
+
+def _transform(kind: _Kind, raw: U8Array, seed: int, name: str, chunk: int) -> U8Array:
+    if kind.op == "float":
+        assert kind.dtype is not None
+        return _float_values(raw, kind.dtype, _rng(seed, name, chunk))
+    if kind.op == "bf16":
+        return _bf16_values(raw, _rng(seed, name, chunk))
+    if kind.op == "f8":
+        return _f8_values(raw, kind.f8)
+    if kind.op == "xor":
+        return np.asarray(raw ^ np.uint8(kind.mask), dtype=np.uint8)
+    return raw
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+def _copy_bytes(fin: IO[bytes], fout: IO[bytes], n: int) -> None:
+    remaining = n
+    while remaining > 0:
+        block = fin.read(min(CHUNK_BYTES, remaining))
+        if not block:
+            raise PerturbUnsupported("unexpected end of file while copying", format="corrupt")
+        fout.write(block)
+        remaining -= len(block)
+
+
+def _stream(
+    fin: io.BufferedReader, fout: IO[bytes], n: int, kind: _Kind, seed: int, name: str
+) -> None:
+    if kind.op == "copy":
+        _copy_bytes(fin, fout, n)
+        return
+    buf = bytearray(min(CHUNK_BYTES, n))
+    view = memoryview(buf)
+    remaining, chunk = n, 0
+    while remaining > 0:
+        want = min(CHUNK_BYTES, remaining)
+        got = fin.readinto(view[:want])
+        if got != want:
+            raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
+        raw = np.frombuffer(buf, dtype=np.uint8, count=want)
+        fout.write(_transform(kind, raw, seed, name, chunk).tobytes())
+        remaining -= want
+        chunk += 1
+
+
+@contextlib.contextmanager
+def _atomic_output(dst: Path) -> Iterator[IO[bytes]]:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    try:
+        with tmp.open("wb") as fh:
+            yield fh
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _check_distinct(src: Path, dst: Path) -> None:
+    if dst.exists() and os.path.samefile(src, dst):
+        raise ValueError(f"destination {dst} is the source file; refusing to overwrite it")
+
+
+# --------------------------------------------------------------------------- detection
+
+
+def _zip_kind(path: Path) -> str:
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise PerturbUnsupported(f"corrupt zip archive: {exc}", format="corrupt") from exc
+    if any(n.endswith(".pkl") for n in names):
+        return "torch-zip"
+    if names and all(n.endswith(".npy") for n in names):
+        return "npz"
+    return "unknown"
+
+
+def _looks_like_index(path: Path) -> bool:
+    try:
+        if path.stat().st_size > _MAX_INDEX_BYTES:
+            return False
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("weight_map"), dict)
+
+
+def detect_format(path: Path) -> str:
+    """One of ``safetensors``, ``safetensors-index``, ``npy``, ``npz``, ``pickle``,
+    ``torch-zip``, ``unknown`` — decided by content (magic bytes), not by name."""
+    with Path(path).open("rb") as fh:
+        head = fh.read(16)
+    if head.startswith(b"PK\x03\x04"):
+        return _zip_kind(Path(path))
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "safetensors"
+    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return "pickle"
+    if head.lstrip()[:1] == b"{" and _looks_like_index(Path(path)):
+        return "safetensors-index"
+    return "unknown"
+
+
+def _pickle_error(fmt: str) -> PerturbUnsupported:
+    return PerturbUnsupported(
+        f"{fmt}: cannot be modified without loading untrusted code (pickle)", format=fmt
+    )
+
+
+# --------------------------------------------------------------------------- safetensors
+
+_ST_BITS: dict[str, int] = {
+    "BOOL": 8, "U8": 8, "I8": 8, "I16": 16, "U16": 16, "I32": 32, "U32": 32,
+    "I64": 64, "U64": 64, "F16": 16, "BF16": 16, "F32": 32, "F64": 64, "C64": 64,
+    "F8_E4M3": 8, "F8_E5M2": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "F8_E8M0": 8,
+    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
+}  # fmt: skip
+
+
+def _st_kind(dtype: str) -> _Kind:
+    if dtype in ("F16", "F32", "F64"):
+        return _Kind("float", np.dtype(f"<f{_ST_BITS[dtype] // 8}"))
+    if dtype == "C64":
+        return _Kind("float", np.dtype("<f4"))
+    if dtype == "BF16":
+        return _Kind("bf16")
+    if dtype.startswith("F8_"):
+        return _Kind("f8", f8=dtype)
+    if dtype == "F4":
+        return _Kind("xor", mask=0x11)
+    if dtype.startswith("F6_"):
+        return _Kind("xor", mask=0x01)
+    return _COPY
+
+
+@dataclass(frozen=True)
+class _StTensor:
+    name: str
+    dtype: str
+    begin: int
+    end: int
+
+
+def _corrupt(path: Path, why: str) -> PerturbUnsupported:
+    return PerturbUnsupported(f"safetensors: corrupt file {path.name}: {why}", format="corrupt")
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise ValueError(f"duplicate key {key!r}")
+        out[key] = value
+    return out
+
+
+def _read_safetensors_header(path: Path) -> tuple[int, list[_StTensor]]:
+    """Validate the header; return (data section start, tensors sorted by offset)."""
+    size = path.stat().st_size
+    with path.open("rb") as fh:
+        prefix = fh.read(8)
+        if len(prefix) < 8:
+            raise _corrupt(path, "shorter than the 8-byte header length")
+        (n,) = struct.unpack("<Q", prefix)
+        if n > MAX_SAFETENSORS_HEADER:
+            raise _corrupt(path, f"header length {n} exceeds {MAX_SAFETENSORS_HEADER}")
+        if 8 + n > size:
+            raise _corrupt(path, f"header length {n} exceeds the file size {size}")
+        raw = fh.read(n)
+    try:
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise _corrupt(path, f"header is not valid JSON ({exc})") from exc
+    if not isinstance(header, dict):
+        raise _corrupt(path, "header is not a JSON object")
+    data_len = size - 8 - n
+    tensors: list[_StTensor] = []
+    for name, info in header.items():
+        if name == "__metadata__":
+            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
+                raise _corrupt(path, "__metadata__ must map strings to strings")
+            continue
+        if not isinstance(info, dict):
+            raise _corrupt(path, f"entry {name!r} is not an object")
+        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
+        if not isinstance(dtype, str):
+            raise _corrupt(path, f"tensor {name!r} has no dtype")
+        if dtype not in _ST_BITS:
+            raise PerturbUnsupported(
+                f"safetensors: tensor {name!r} has unknown dtype {dtype!r}", format="safetensors"
+            )
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise _corrupt(path, f"tensor {name!r} has an invalid shape {shape!r}")
+        if (
+            not isinstance(offsets, list)
+            or len(offsets) != 2
+            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+            or not 0 <= offsets[0] <= offsets[1]
+        ):
+            raise _corrupt(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
+        bits = math.prod(shape) * _ST_BITS[dtype]
+        if bits % 8 or bits // 8 != offsets[1] - offsets[0]:
+            raise _corrupt(
+                path,
+                f"tensor {name!r}: {dtype}{shape} needs {bits / 8:g} bytes, "
+                f"data_offsets span {offsets[1] - offsets[0]}",
+            )
+        if offsets[1] > data_len:
+            raise _corrupt(path, f"tensor {name!r} extends past the end of the file")
+        tensors.append(_StTensor(name, dtype, offsets[0], offsets[1]))
+    tensors.sort(key=lambda t: (t.begin, t.end))
+    for prev, cur in itertools.pairwise(tensors):
+        if cur.begin < prev.end:
+            raise _corrupt(path, f"tensors {prev.name!r} and {cur.name!r} overlap")
+    return 8 + n, tensors
+
+
+def _perturb_safetensors(src: Path, dst: Path, seed: int) -> PerturbResult:
+    data_start, tensors = _read_safetensors_header(src)
+    size = src.stat().st_size
+    changed: list[str] = []
+    unchanged: list[str] = []
+    with src.open("rb") as fin, _atomic_output(dst) as fout:
+        _copy_bytes(fin, fout, data_start)  # header bytes, verbatim
+        pos = 0
+        for t in tensors:
+            if t.begin > pos:
+                _copy_bytes(fin, fout, t.begin - pos)
+            kind = _st_kind(t.dtype)
+            n = t.end - t.begin
+            if kind.op == "copy" or n == 0:
+                kind = _COPY
+                unchanged.append(t.name)
+            else:
+                changed.append(t.name)
+            _stream(fin, fout, n, kind, seed, t.name)
+            pos = t.end
+        _copy_bytes(fin, fout, size - data_start - pos)
+    return PerturbResult("safetensors", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+
+
+def _perturb_index(src: Path, dst: Path, seed: int) -> PerturbResult:
+    data = json.loads(src.read_bytes())
+    weight_map = data["weight_map"]
+    shards: set[str] = set()
+    for tensor, shard in weight_map.items():
+        rel = PurePosixPath(shard) if isinstance(shard, str) else None
+        if rel is None or rel.is_absolute() or ".." in rel.parts or not rel.parts or "\\" in shard:
+            raise PerturbUnsupported(
+                f"safetensors-index: tensor {tensor!r} maps to an invalid shard name {shard!r}",
+                format="corrupt",
+            )
+        shards.add(shard)
+    changed: set[str] = set()
+    unchanged: set[str] = set()
+    written: list[Path] = []
+    for shard in sorted(shards):
+        shard_src = src.parent / shard
+        shard_dst = dst.parent / shard
+        if not shard_src.is_file():
+            raise PerturbUnsupported(
+                f"safetensors-index: shard {shard!r} listed in {src.name} does not exist",
+                format="corrupt",
+            )
+        _check_distinct(shard_src, shard_dst)
+        fmt = detect_format(shard_src)
+        if fmt != "safetensors":
+            raise PerturbUnsupported(
+                f"safetensors-index: shard {shard!r} is not a safetensors file ({fmt})",
+                format=fmt,
+            )
+        result = _perturb_safetensors(shard_src, shard_dst, seed)
+        changed.update(result.changed)
+        unchanged.update(result.unchanged)
+        written.append(shard_dst)
+    with src.open("rb") as fin, _atomic_output(dst) as fout:
+        shutil.copyfileobj(fin, fout)
+    return PerturbResult(
+        "safetensors-index", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst, *written)
+    )
+
+
+# --------------------------------------------------------------------------- numpy
+
+
+def _np_kind(dtype: np.dtype[Any], where: str) -> _Kind:
+    if dtype.hasobject:
+        raise _pickle_error(where)
+    if dtype.kind == "f" and dtype.itemsize in (2, 4, 8):
+        return _Kind("float", dtype)
+    if dtype.kind == "c" and dtype.itemsize in (8, 16):
+        order = dtype.byteorder if dtype.byteorder in "<>" else "="
+        return _Kind("float", np.dtype(f"{order}f{dtype.itemsize // 2}"))
+    if dtype.kind in "biuSUMm":
+        return _COPY
+    raise PerturbUnsupported(f"{where}: arrays of dtype {dtype} are not supported", format=where)
+
+
+def _perturb_npy(src: Path, dst: Path, seed: int) -> PerturbResult:
+    fmt = np.lib.format
+    size = src.stat().st_size
+    with src.open("rb") as fin:
+        try:
+            version = fmt.read_magic(fin)
+            if version == (1, 0):
+                shape, _fortran, dtype = fmt.read_array_header_1_0(fin)
+            else:
+                shape, _fortran, dtype = fmt.read_array_header_2_0(fin)
+        except (ValueError, SyntaxError, OSError) as exc:
+            raise PerturbUnsupported(f"npy: corrupt header: {exc}", format="corrupt") from exc
+        data_start = fin.tell()
+    kind = _np_kind(dtype, "npy")
+    nbytes = math.prod(shape) * dtype.itemsize
+    if data_start + nbytes > size:
+        raise PerturbUnsupported(f"npy: {src.name} is truncated", format="corrupt")
+    name = src.name
+    if kind.op == "copy" or nbytes == 0:
+        kind = _COPY
+    with src.open("rb") as fin, _atomic_output(dst) as fout:
+        _copy_bytes(fin, fout, data_start)
+        _stream(fin, fout, nbytes, kind, seed, "npy")
+        _copy_bytes(fin, fout, size - data_start - nbytes)
+    changed = (name,) if kind.op != "copy" else ()
+    return PerturbResult("npy", changed, () if changed else (name,), (dst,))
+
+
+def _perturb_array(arr: npt.NDArray[Any], kind: _Kind, seed: int, name: str) -> Any:
+    fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
+    flat = arr.ravel(order="F" if fortran else "C")
+    raw = flat.view(np.uint8)
+    out = np.empty_like(raw)
+    for chunk, start in enumerate(range(0, raw.size, CHUNK_BYTES)):
+        piece = raw[start : start + CHUNK_BYTES]
+        out[start : start + piece.size] = _transform(kind, piece, seed, name, chunk)
+    return out.view(arr.dtype).reshape(arr.shape, order="F" if fortran else "C")
+
+
+def _perturb_npz(src: Path, dst: Path, seed: int) -> PerturbResult:
+    changed: list[str] = []
+    unchanged: list[str] = []
+    with zipfile.ZipFile(src) as zin:
+        infos = zin.infolist()
+    try:
+        npz = np.load(src, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile) as exc:
+        raise PerturbUnsupported(f"npz: cannot read {src.name}: {exc}", format="corrupt") from exc
+    with npz, _atomic_output(dst) as fout, zipfile.ZipFile(fout, "w", allowZip64=True) as zout:
+        for info in infos:
+            name = info.filename[: -len(".npy")]
+            try:
+                arr = npz[info.filename]
+            except ValueError as exc:
+                if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
+                    raise _pickle_error("npz") from exc
+                raise PerturbUnsupported(f"npz: member {name!r}: {exc}", format="corrupt") from exc
+            kind = _np_kind(arr.dtype, "npz")
+            if kind.op == "copy" or arr.size == 0:
+                unchanged.append(name)
+                new = arr
+            else:
+                changed.append(name)
+                new = _perturb_array(arr, kind, seed, name)
+            out_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+            out_info.compress_type = info.compress_type
+            out_info.external_attr = info.external_attr
+            with zout.open(out_info, "w", force_zip64=True) as member:
+                np.lib.format.write_array(member, new, allow_pickle=False)
+    return PerturbResult("npz", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+
+
+# --------------------------------------------------------------------------- entry point
+
+_HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
+    "safetensors": _perturb_safetensors,
+    "safetensors-index": _perturb_index,
+    "npy": _perturb_npy,
+    "npz": _perturb_npz,
+}
+
+
+def perturb_weights(src: Path, dst: Path, *, seed: int = 0) -> PerturbResult:
+    """Write a modified copy of the weights at ``src`` to ``dst``.
+
+    The output is deterministic for a given ``seed``.  ``dst`` is replaced atomically;
+    for a sharded checkpoint (``src`` is the index) the shards go next to ``dst``.
+    Raises :class:`PerturbUnsupported` for pickle-based, unknown or corrupt sources and
+    ``ValueError`` if ``dst`` is ``src``.
+    """
+    src, dst = Path(src), Path(dst)
+    if not src.is_file():
+        raise PerturbUnsupported(f"{src}: not a file", format="unknown")
+    _check_distinct(src, dst)
+    fmt = detect_format(src)
+    if fmt in ("pickle", "torch-zip"):
+        raise _pickle_error(fmt)
+    handler = _HANDLERS.get(fmt)
+    if handler is None:
+        raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
+    return handler(src, dst, seed)
