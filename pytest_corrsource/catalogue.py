@@ -151,6 +151,15 @@ CHECKS: tuple[CheckSpec, ...] = (
         "ship what the run downloads (tokenizers, configs) in the repository",
     ),
     CheckSpec(
+        "CS405",
+        "modify",
+        "finetune",
+        "the modify command runs from the released weights and writes weights of their schema",
+        None,
+        "GPLv3 §1 'and to modify the work'; MOF Training code (fine-tuning scripts)",
+        "make `modify.command` succeed and write released-schema weights to `modify.produces`",
+    ),
+    CheckSpec(
         "CS501",
         "source",
         "preferred-form",

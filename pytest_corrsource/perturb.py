@@ -26,8 +26,9 @@ corrupt files.
 How values are changed:
 
 * F16/F32/F64 (and the components of complex values): ``x * (1.01 + u)`` computed in
-  float32 (float64 for 8-byte types), where ``u`` is seeded noise of 25-50 % (either sign) (exact zeros: of the chunk's median non-zero magnitude).  Any element that
-  would round back to its old value or overflow gets its lowest mantissa bit flipped
+  float32 (float64 for 8-byte types), where ``u`` is seeded noise of 25-50 % (either
+  sign); exact zeros move by that share of the chunk's median non-zero magnitude.  Any
+  element that would round back to its old value or overflow gets its lowest mantissa bit flipped
   instead, which always changes the value and never changes the exponent, so finite
   values stay finite.  NaN and infinities are copied bit-for-bit.
 * BF16: the 16-bit patterns are widened to float32 (``<< 16``), perturbed as above and

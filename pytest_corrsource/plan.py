@@ -136,6 +136,9 @@ def build_plan(manifest: Manifest) -> list[PlannedCheck]:
                         True,
                     )
                 )
+        elif component == "modify":
+            if manifest.modify is not None:
+                add("CS405", "", manifest.modify.line)
         elif component == "training":
             if manifest.training is None:
                 undeclared(component, required_by)

@@ -78,6 +78,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="rebuild the isolated environment even when a cached one matches",
     )
     group.addoption(
+        "--corrsource-fetch",
+        action="store_true",
+        dest="corrsource_fetch",
+        default=False,
+        help="download remote data sources (to the cache, never the checkout) and verify them",
+    )
+    group.addoption(
         "--corrsource-cache-dir",
         metavar="DIR",
         dest="corrsource_cache_dir",

@@ -111,6 +111,7 @@ class CorrSourceSession:
         options = Options(
             level=level,
             fresh_env=bool(config.getoption("corrsource_fresh_env")),
+            fetch=bool(config.getoption("corrsource_fetch")),
             cache_dir=Path(cache_dir).resolve() if cache_dir else None,
             prehash=not is_worker(config),
         )

@@ -106,6 +106,9 @@ _MODULES: dict[str, str] = {
     **dict.fromkeys(("CS101", "CS102", "CS103", "CS104", "CS105"), "weights"),
     **dict.fromkeys(("CS201", "CS202"), "install"),
     **dict.fromkeys(("CS301", "CS401", "CS402", "CS403", "CS404"), "run"),
+    **dict.fromkeys(("CS405", "CS601", "CS602", "CS603"), "training"),
+    **dict.fromkeys(("CS501", "CS502"), "source_form"),
+    **dict.fromkeys(("CS701", "CS702", "CS703", "CS801"), "data"),
     **dict.fromkeys(("CS901", "CS902", "CS903"), "licenses"),
 }
 

@@ -1,0 +1,226 @@
+"""CS701 data sources, CS702 data card, CS703 preprocessing, CS801 evaluation.
+
+The OSI Open Source AI Definition's "Data Information": the provenance, scope and
+characteristics of the training data, how it was obtained and selected, the labelling
+procedures and the processing and filtering methods, plus a listing of the data and where to
+obtain it; and the code that processed it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import urllib.error
+import urllib.request
+
+from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+from pytest_corrsource.execution import Step, get_environment, run_in_scratch
+from pytest_corrsource.manifest import DataSource
+
+# Each required topic of a data card, and the words a heading or label may use for it.
+CARD_TOPICS: dict[str, tuple[str, ...]] = {
+    "provenance": ("provenance", "origin", "source"),
+    "scope": ("scope", "characteristic"),
+    "selection": ("selection", "collection", "obtained", "sampling"),
+    "labelling": ("label",),
+    "processing": ("processing", "filtering", "cleaning"),
+}
+DOWNLOAD_CAP_BYTES = 50 * 1024**3  # a remote source without a declared size may use this much
+_CHUNK = 1 << 20
+
+
+def _source(ctx: CheckContext) -> DataSource:
+    data = ctx.manifest.data
+    assert data is not None
+    for source in data.sources:
+        if (source.path or source.url or "") == ctx.subject:
+            return source
+    raise CheckFailed("`data.sources` lists no data")
+
+
+def _download(ctx: CheckContext, source: DataSource) -> str:
+    """Fetch a remote source into the user cache (never the checkout); return its sha256."""
+    from pytest_corrsource.environments import default_cache_dir
+
+    assert source.url
+    assert source.sha256
+    folder = (ctx.options.cache_dir or default_cache_dir()) / "downloads"
+    folder.mkdir(parents=True, exist_ok=True)
+    final = folder / source.sha256
+    if final.is_file():
+        return source.sha256  # only a verified download is ever renamed to its digest
+    cap = source.size if source.size is not None else DOWNLOAD_CAP_BYTES
+    partial = folder / f"{source.sha256}.{os.getpid()}.part"
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with urllib.request.urlopen(source.url, timeout=60) as response, partial.open("wb") as out:
+            while chunk := response.read(_CHUNK):
+                size += len(chunk)
+                if size > cap:
+                    raise CheckFailed(
+                        f"{source.url}: more than {cap} bytes"
+                        + (" (its declared `size`)" if source.size is not None else "")
+                    )
+                digest.update(chunk)
+                out.write(chunk)
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        partial.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", exc)
+        raise CheckFailed(f"{source.url} cannot be downloaded: {reason}") from None
+    except CheckFailed:
+        partial.unlink(missing_ok=True)
+        raise
+    actual = digest.hexdigest()
+    if actual != source.sha256:
+        partial.unlink(missing_ok=True)
+    else:
+        os.replace(partial, final)
+    return actual
+
+
+def check_sources(ctx: CheckContext) -> Finding:
+    """CS701: a local source exists and matches its digest; a remote one is fully declared (and
+    verified with --corrsource-fetch)."""
+    from pytest_corrsource.hashing import hash_files
+
+    source = _source(ctx)
+    if source.path is not None:
+        path = ctx.root / source.path
+        if not path.is_file():
+            raise CheckFailed(f"{source.path} (line {source.line}) is not in the repository")
+        (actual,) = hash_files([path], ctx.digests).values()
+        if source.sha256 is None:
+            return Finding(warnings=[f"no sha256 declared for {source.path}; it is {actual}"])
+        if actual != source.sha256:
+            raise CheckFailed(
+                f"{source.path} has sha256 {actual}, the manifest declares {source.sha256}"
+            )
+        return Finding(message=f"{source.path} matches its digest")
+    missing = [key for key, value in (("sha256", source.sha256), ("license", source.license))
+               if not value]  # fmt: skip
+    if missing:
+        raise CheckFailed(
+            f"remote source {source.url} declares no {' and no '.join(missing)}",
+            fix="declare `sha256` and `license` for every remote source, so users can obtain "
+            "exactly this data and know their rights to it",
+        )
+    if not ctx.options.fetch:
+        return Finding(
+            message="declared, not downloaded",
+            warnings=[f"{source.url} is declared but not verified (use --corrsource-fetch)"],
+        )
+    actual = _download(ctx, source)
+    if actual != source.sha256:
+        raise CheckFailed(
+            f"{source.url} downloaded with sha256 {actual}, the manifest declares {source.sha256}"
+        )
+    return Finding(message=f"{source.url} downloaded and verified")
+
+
+def card_topics(text: str) -> list[str]:
+    """The data-card topics that ``text`` covers in a heading or a labelled paragraph."""
+    labels = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("#"):
+            labels.append(stripped.lstrip("#").strip().lower())
+        elif m := re.match(r"^(?:\*\*|__)?([^*_:]{1,60}?)(?:\*\*|__)?\s*:", stripped):
+            labels.append(m.group(1).lower())
+    return [
+        topic for topic, words in CARD_TOPICS.items()
+        if any(word in label for label in labels for word in words)
+    ]  # fmt: skip
+
+
+def check_card(ctx: CheckContext) -> Finding:
+    """CS702: the data card exists and covers the five topics."""
+    data = ctx.manifest.data
+    assert data is not None
+    if data.card is None:
+        raise CheckFailed("the manifest declares no `data.card`")
+    path = ctx.root / data.card.path
+    if not path.is_file():
+        raise CheckFailed(f"{data.card.path} (line {data.card.line}) does not exist")
+    covered = card_topics(path.read_text(encoding="utf-8", errors="replace"))
+    missing = [t for t in CARD_TOPICS if t not in covered]
+    if missing:
+        raise CheckFailed(
+            f"{data.card.path} does not cover: {', '.join(missing)}",
+            fix="add a heading (or a `Topic:` label) for each: provenance, scope, selection, "
+            "labelling, processing",
+        )
+    return Finding(message=f"{data.card.path} covers {', '.join(covered)}")
+
+
+def check_preprocessing(ctx: CheckContext) -> Finding:
+    """CS703: the preprocessing command succeeds and produces its outputs."""
+    data = ctx.manifest.data
+    assert data is not None
+    pre = data.preprocessing
+    if pre is None:
+        raise CheckFailed("the manifest declares no `data.preprocessing`")
+    missing_code = [r.path for r in pre.code if not (ctx.root / r.path).is_file()]
+    if missing_code:
+        raise CheckFailed(f"preprocessing code not in the repository: {', '.join(missing_code)}")
+    env = get_environment(ctx)
+    run = run_in_scratch(
+        ctx,
+        Step("preprocessing", pre.command, pre.timeout, pre.produces),
+        python=env.python,
+        bin_dir=env.bin_dir,
+    )
+    if run.result.timed_out or run.result.returncode != 0:
+        raise CheckFailed(f"preprocessing failed: {run.result.status()}", details=run.describe())
+    if run.missing_outputs:
+        raise CheckFailed(
+            f"preprocessing exited 0 but did not write {', '.join(run.missing_outputs)}",
+            details=run.describe(),
+        )
+    return Finding(message=f"wrote {', '.join(pre.produces) or 'nothing declared'}")
+
+
+def check_evaluation(ctx: CheckContext) -> Finding:
+    """CS801: evaluation code and data exist and the command succeeds, meeting ``expect``."""
+    evaluation = ctx.manifest.evaluation
+    assert evaluation is not None
+    missing = [
+        r.path for r in (*evaluation.code, *evaluation.data) if not (ctx.root / r.path).is_file()
+    ]
+    if missing:
+        raise CheckFailed(f"not in the repository: {', '.join(missing)}")
+    if not evaluation.command:
+        raise CheckFailed("`evaluation.command` is not declared: nothing says how to evaluate")
+    env = get_environment(ctx)
+    run = run_in_scratch(
+        ctx,
+        Step("evaluation", evaluation.command, evaluation.timeout, evaluation.expect.files),
+        python=env.python,
+        bin_dir=env.bin_dir,
+    )
+    expect = evaluation.expect
+    if run.result.timed_out or run.result.returncode != expect.exit_code:
+        raise CheckFailed(f"the evaluation failed: {run.result.status()}", details=run.describe())
+    metric: dict[str, str] = {}
+    if expect.stdout is not None:
+        match = re.search(expect.stdout, run.result.stdout)
+        if match is None:
+            raise CheckFailed(
+                f"the evaluation's stdout does not match `evaluation.expect.stdout` "
+                f"/{expect.stdout}/",
+                details=run.describe(),
+            )
+        metric["metric"] = match.group(1) if match.groups() else match.group(0)
+    if run.missing_outputs:
+        raise CheckFailed(f"the evaluation did not write {', '.join(run.missing_outputs)}")
+    message = f"evaluation: {metric['metric']}" if metric else "evaluation succeeded"
+    return Finding(message=message, data=metric)
+
+
+CHECKS: dict[str, CheckFunction] = {
+    "CS701": check_sources,
+    "CS702": check_card,
+    "CS703": check_preprocessing,
+    "CS801": check_evaluation,
+}

@@ -1,0 +1,212 @@
+"""CS601–CS603 training, CS405 modify: the weights can be regenerated and changed the way
+their makers change them.
+
+The OSI Open Source AI Definition asks for "the complete source code used to train and run
+the system"; CS602 runs the declared (smoke-sized) training command and CS603 compares what it
+writes with the released weights, reporting differences the way transformers does when it
+loads a checkpoint: missing, unexpected, dtype mismatch, shape mismatch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+from pytest_corrsource.execution import Step, StepRun, get_environment, run_in_scratch
+from pytest_corrsource.formats import TensorInfo, WeightsHeader
+
+MAX_LISTED = 8
+
+
+def _released_header(ctx: CheckContext) -> tuple[str, WeightsHeader]:
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.detect import read_weights_header
+
+    entry = ctx.manifest.weights[0]
+    try:
+        return entry.path, read_weights_header(ctx.root / entry.path, ctx.root)
+    except (FormatError, OSError) as exc:
+        raise CheckFailed(
+            f"the released weights {entry.path} cannot be read (see CS103): {exc}"
+        ) from None
+
+
+def _header_of(path: Path, label: str) -> WeightsHeader:
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.detect import read_weights_header
+
+    try:
+        return read_weights_header(path, path.parent)
+    except (FormatError, OSError) as exc:
+        raise CheckFailed(f"{label} wrote {path.name}, which is not valid weights: {exc}") from None
+
+
+def _listed(items: list[str]) -> str:
+    more = f" and {len(items) - MAX_LISTED} more" if len(items) > MAX_LISTED else ""
+    return ", ".join(items[:MAX_LISTED]) + more
+
+
+def schema_differences(released: WeightsHeader, other: WeightsHeader) -> list[str]:
+    """Differences in tensor names, dtypes and shapes, grouped like a loading report."""
+    want: dict[str, TensorInfo] = {t.name: t for t in released.tensors}
+    got: dict[str, TensorInfo] = {t.name: t for t in other.tensors}
+    missing = sorted(set(want) - set(got))
+    unexpected = sorted(set(got) - set(want))
+    dtype = [
+        f"{n} ({want[n].dtype} released, {got[n].dtype} regenerated)"
+        for n in sorted(set(want) & set(got))
+        if want[n].dtype != got[n].dtype
+    ]
+    shape = [
+        f"{n} ({list(want[n].shape)} released, {list(got[n].shape)} regenerated)"
+        for n in sorted(set(want) & set(got))
+        if want[n].shape != got[n].shape
+    ]
+    lines = []
+    if missing:
+        lines.append(f"missing tensors: {_listed(missing)}")
+    if unexpected:
+        lines.append(f"unexpected tensors: {_listed(unexpected)}")
+    if dtype:
+        lines.append(f"dtype mismatch: {_listed(dtype)}")
+    if shape:
+        lines.append(f"shape mismatch: {_listed(shape)}")
+    return lines
+
+
+def _run_step(ctx: CheckContext, key: str, step: Step) -> StepRun:
+    def compute() -> StepRun:
+        env = get_environment(ctx)
+        return run_in_scratch(ctx, step, python=env.python, bin_dir=env.bin_dir)
+
+    run: StepRun = ctx.state.once(f"{key}:{ctx.manifest.path}", compute)
+    return run
+
+
+def _require_ok(run: StepRun, label: str) -> None:
+    if run.result.timed_out or run.result.returncode != 0:
+        raise CheckFailed(f"{label} failed: {run.result.status()}", details=run.describe())
+    if run.missing_outputs:
+        raise CheckFailed(
+            f"{label} exited 0 but did not write {', '.join(run.missing_outputs)}",
+            details=run.describe(),
+        )
+
+
+def check_training_code(ctx: CheckContext) -> Finding:
+    """CS601: the declared training code exists (and is text)."""
+    training = ctx.manifest.training
+    assert training is not None
+    if not training.code:
+        raise CheckFailed("`training.code` lists no files")
+    missing = [r.path for r in training.code if not (ctx.root / r.path).is_file()]
+    if missing:
+        raise CheckFailed(f"training code not in the repository: {', '.join(missing)}")
+    binary = [r.path for r in training.code if b"\0" in (ctx.root / r.path).read_bytes()[:65536]]
+    if binary:
+        raise CheckFailed(f"training code is binary, not source: {', '.join(binary)}")
+    return Finding(message=", ".join(r.path for r in training.code))
+
+
+def _training_run(ctx: CheckContext) -> StepRun:
+    training = ctx.manifest.training
+    assert training is not None
+    if not training.command:
+        raise CheckFailed("`training.command` is not declared: nothing says how to train")
+    if not training.produces:
+        raise CheckFailed("`training.produces` is not declared: where do the weights go?")
+    step = Step("training", training.command, training.timeout, (training.produces,))
+    return _run_step(ctx, "training", step)
+
+
+def check_training_run(ctx: CheckContext) -> Finding:
+    """CS602: the training command succeeds and writes weights."""
+    run = _training_run(ctx)
+    _require_ok(run, "the training command")
+    (path,) = run.outputs.values()
+    header = _header_of(path, "the training command")
+    return Finding(
+        message=f"trained in {run.result.seconds:.1f} s; wrote {len(header.tensors)} tensors",
+        data={"seconds": run.result.seconds},
+    )
+
+
+def _values(path: Path, root: Path) -> object:
+    from pytest_corrsource.fixtures import open_weights
+
+    return open_weights(path, root)
+
+
+def check_reproduce(ctx: CheckContext) -> Finding:
+    """CS603: the regenerated weights match the released ones (schema, exact or tolerance)."""
+    training = ctx.manifest.training
+    assert training is not None
+    run = _training_run(ctx)
+    if run.result.returncode != 0 or run.missing_outputs or run.result.timed_out:
+        raise CheckFailed("the training command failed (see CS602): nothing to compare")
+    (path,) = run.outputs.values()
+    released_name, released = _released_header(ctx)
+    regenerated = _header_of(path, "the training command")
+    differences = schema_differences(released, regenerated)
+    if differences:
+        raise CheckFailed(
+            f"the regenerated weights do not have the schema of {released_name}: "
+            + "; ".join(differences),
+            fix="make the training code build the released architecture (same configuration)",
+        )
+    if training.reproduce == "schema":
+        return Finding(message=f"same {len(released.tensors)} tensor names, dtypes and shapes")
+    import numpy as np
+
+    released_values = _values(ctx.root / released_name, ctx.root)
+    new_values = _values(path, path.parent)
+    worst: list[tuple[float, str]] = []
+    for tensor in released.tensors:
+        try:
+            a = np.asarray(released_values[tensor.name])  # type: ignore[index]
+            b = np.asarray(new_values[tensor.name])  # type: ignore[index]
+        except (TypeError, ValueError) as exc:
+            raise CheckFailed(f"{tensor.name} ({tensor.dtype}) cannot be compared: {exc}") from None
+        if training.reproduce == "exact":
+            if a.tobytes() != b.tobytes():
+                worst.append((float("inf"), tensor.name))
+            continue
+        diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
+        if not diff <= training.tolerance:
+            worst.append((diff, tensor.name))
+    if worst:
+        worst.sort(reverse=True)
+        if training.reproduce == "exact":
+            names = _listed([n for _, n in worst])
+            raise CheckFailed(f"{len(worst)} tensor(s) are not byte-identical: {names}")
+        shown = _listed([f"{n} (max |Δ| {d:.3g})" for d, n in worst])
+        raise CheckFailed(
+            f"{len(worst)} tensor(s) differ by more than the tolerance {training.tolerance:g}: "
+            f"{shown}"
+        )
+    return Finding(message=f"values reproduced ({training.reproduce})")
+
+
+def check_modify(ctx: CheckContext) -> Finding:
+    """CS405: the modify command runs from the released weights and writes released-schema
+    weights."""
+    modify = ctx.manifest.modify
+    assert modify is not None
+    run = _run_step(ctx, "modify", Step("modify", modify.command, modify.timeout, modify.produces))
+    _require_ok(run, "the modify command")
+    released_name, released = _released_header(ctx)
+    for declared, path in sorted(run.outputs.items()):
+        differences = schema_differences(released, _header_of(path, "the modify command"))
+        if differences:
+            raise CheckFailed(
+                f"{declared} does not have the schema of {released_name}: " + "; ".join(differences)
+            )
+    return Finding(message=f"wrote {', '.join(sorted(run.outputs)) or 'nothing declared'}")
+
+
+CHECKS: dict[str, CheckFunction] = {
+    "CS405": check_modify,
+    "CS601": check_training_code,
+    "CS602": check_training_run,
+    "CS603": check_reproduce,
+}

@@ -1,0 +1,143 @@
+"""Recognise large-file pointers that stand in for weights that were never fetched.
+
+Three kinds: Git LFS pointer files (git-lfs ``docs/spec.md``), git-annex symlinks or
+unlocked pointer files, and DVC ``.dvc`` stubs. ``Pointer.oid`` is ``"<algorithm>:<hex>"``
+(``sha256:…`` for LFS and SHA256 annex keys, ``md5:…`` for DVC and MD5 annex keys) or None
+when the pointer names no usable digest.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Pointer", "detect_pointer"]
+
+_LFS_VERSION = b"version https://git-lfs.github.com/spec/v1"
+_LFS_MAX = 1024
+_DVC_MAX = 64 * 1024
+_ANNEX_MAX = 4096
+_LFS_OID = re.compile(r"^oid sha256:([0-9a-f]{64})$", re.MULTILINE)
+_LFS_SIZE = re.compile(r"^size (\d+)$", re.MULTILINE)
+_ANNEX_KEY = re.compile(r"^([A-Z0-9]+)-s(\d+)(?:-[a-zA-Z0-9]+)*--([^/]+)$")
+_DVC_OUTS = re.compile(r"^outs:", re.MULTILINE)
+_DVC_MD5 = re.compile(r"\bmd5:\s*['\"]?([0-9a-fA-F]{32})(\.dir)?")
+_DVC_SIZE = re.compile(r"\bsize:\s*(\d+)")
+
+
+@dataclass(frozen=True)
+class Pointer:
+    """A stand-in for content that is stored elsewhere. ``kind``: git-lfs, git-annex, dvc."""
+
+    kind: str
+    oid: str | None
+    size: int | None
+    fetch_hint: str
+
+
+def _relpath(path: Path, repo_root: Path) -> str:
+    try:
+        return Path(os.path.abspath(path)).relative_to(os.path.abspath(repo_root)).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _read_small(path: Path, limit: int) -> bytes | None:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read(limit + 1)
+    except OSError:
+        return None
+
+
+def _annex_pointer(key: str, rel: str) -> Pointer:
+    match = _ANNEX_KEY.match(key)
+    oid: str | None = None
+    size: int | None = None
+    if match:
+        backend, size_text, rest = match.groups()
+        size = int(size_text)
+        digest = rest.split(".", 1)[0]
+        algorithm = backend.rstrip("E").lower()
+        if algorithm in ("sha256", "sha512", "sha1", "md5", "blake2b256") and re.fullmatch(
+            r"[0-9a-f]+", digest
+        ):
+            oid = f"{algorithm}:{digest}"
+    return Pointer("git-annex", oid, size, f'git annex get "{rel}"')
+
+
+def _parse_lfs(data: bytes, rel: str) -> Pointer:
+    text = data.decode("utf-8", errors="replace")
+    oid_match = _LFS_OID.search(text)
+    size_match = _LFS_SIZE.search(text)
+    return Pointer(
+        "git-lfs",
+        f"sha256:{oid_match.group(1)}" if oid_match else None,
+        int(size_match.group(1)) if size_match else None,
+        f'git lfs pull --include "{rel}"',
+    )
+
+
+def _parse_dvc(dvc_file: Path) -> tuple[str | None, int | None] | None:
+    data = _read_small(dvc_file, _DVC_MAX)
+    if data is None or len(data) > _DVC_MAX:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    if not _DVC_OUTS.search(text):
+        return None
+    md5 = _DVC_MD5.search(text)
+    size = _DVC_SIZE.search(text)
+    if md5 is None and "path:" not in text:
+        return None
+    oid = f"md5:{md5.group(1).lower()}{md5.group(2) or ''}" if md5 else None
+    return oid, int(size.group(1)) if size else None
+
+
+def detect_pointer(path: Path, repo_root: Path) -> Pointer | None:
+    """Return the :class:`Pointer` that ``path`` is (or stands for), or None for real content."""
+    path = Path(path)
+    rel = _relpath(path, repo_root)
+    try:
+        info = os.lstat(path)
+    except OSError:
+        info = None
+
+    if info is not None and stat.S_ISLNK(info.st_mode):
+        try:
+            target = os.readlink(path)
+        except OSError:
+            return None
+        if "/annex/objects/" in target.replace("\\", "/"):
+            return _annex_pointer(target.rstrip("/").rsplit("/", 1)[-1], rel)
+        return None
+
+    if path.name.endswith(".dvc") and info is not None and stat.S_ISREG(info.st_mode):
+        parsed = _parse_dvc(path)
+        if parsed is not None:
+            return Pointer("dvc", parsed[0], parsed[1], f'dvc pull "{rel}"')
+        return None
+
+    if info is not None and stat.S_ISREG(info.st_mode) and info.st_size < _ANNEX_MAX:
+        data = _read_small(path, _ANNEX_MAX)
+        if data is not None:
+            if info.st_size < _LFS_MAX and data.startswith(_LFS_VERSION):
+                return _parse_lfs(data, rel)
+            line = data.rstrip(b"\n")
+            if line.startswith(b"/annex/objects/") and b"\n" not in line:
+                key = line.decode("utf-8", errors="replace").rsplit("/", 1)[-1]
+                return _annex_pointer(key, rel)
+
+    dvc_file = path.with_name(path.name + ".dvc")
+    if (info is None or stat.S_ISREG(info.st_mode)) and dvc_file.is_file():
+        parsed = _parse_dvc(dvc_file)
+        if parsed is not None:
+            oid, size = parsed
+            fetched = info is not None and (
+                (size is not None and info.st_size == size) or (size is None and info.st_size > 0)
+            )
+            if not fetched:
+                return Pointer("dvc", oid, size, f'dvc pull "{rel}.dvc"')
+    return None
