@@ -294,3 +294,12 @@ COMPONENTS: tuple[tuple[str, str | None], ...] = (
 
 def explain_link(check_id: str) -> str:
     return f"run `corrsource explain {check_id}` for details"
+
+
+def markdown_table() -> str:
+    """The README's check table, generated from this catalogue (a test keeps them equal)."""
+    rows = ["| id | node | verifies | required from |", "|---|---|---|---|"]
+    for spec in CHECKS:
+        level = f"`{spec.level}`" if spec.level else "informational"
+        rows.append(f"| {spec.id} | `{spec.component}::{spec.check}` | {spec.title} | {level} |")
+    return "\n".join(rows) + "\n"

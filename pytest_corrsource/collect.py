@@ -90,7 +90,8 @@ class CheckItem(pytest.Item):
         if result.outcome == "failed":
             raise CheckFailure(result)
         if result.outcome == "skipped":
-            pytest.skip(result.message)
+            # Located at the manifest line (as a skip marker is), not at this line of ours.
+            raise pytest.skip.Exception(result.message, _use_item_location=True)
         if result.outcome == "not-required":
             pytest.xfail(result.message)
 
@@ -101,4 +102,7 @@ class CheckItem(pytest.Item):
         return str(super().repr_failure(excinfo, style=style))
 
     def reportinfo(self) -> tuple[Path, int, str]:
-        return self.path, self.planned.line - 1, f"{self.planned.spec.id} {self.nodeid}"
+        # The failure header: "CS104 corresponding-source.yaml::weights::hash[…] at
+        # corresponding-source.yaml:5", so the manifest line is on screen.
+        where = f"{self.nodeid.split('::', 1)[0]}:{self.planned.line}"
+        return self.path, self.planned.line - 1, f"{self.planned.spec.id} {self.nodeid} at {where}"

@@ -45,11 +45,8 @@ def corrsource_for(config: pytest.Config) -> Corrsource:
     if session is not None:
         path, options, state = session.manifests[0], session.options, session.state
     else:
-        path, options, state = (
-            resolve_manifests(config)[0],
-            Options(level=resolve_level(config)),
-            RunState(),
-        )
+        path = _nearest_manifest(config) or resolve_manifests(config)[0]
+        options, state = Options(level=resolve_level(config)), RunState()
     if not path.is_file():
         pytest.fail(f"corrsource fixture: no manifest at {path}", pytrace=False)
     try:
@@ -57,6 +54,22 @@ def corrsource_for(config: pytest.Config) -> Corrsource:
     except ManifestError as exc:
         pytest.fail(str(exc), pytrace=False)
     return Corrsource(manifest, options, state)
+
+
+def _nearest_manifest(config: pytest.Config) -> Path | None:
+    """The manifest in or above the first argument's folder: a model repository's own tests
+    (``pytest path/to/repo/tests``) find their repository's manifest."""
+    from pytest_corrsource.manifest import MANIFEST_NAME
+    from pytest_corrsource.session import _arg_paths
+
+    for arg in _arg_paths(config):
+        folder = arg if arg.is_dir() else arg.parent
+        for candidate in (folder, *folder.parents):
+            if (candidate / MANIFEST_NAME).is_file():
+                return candidate / MANIFEST_NAME
+            if candidate == config.rootpath:
+                break
+    return None
 
 
 class Weights(Mapping[str, Any]):

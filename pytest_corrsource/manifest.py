@@ -204,9 +204,20 @@ def load_manifest(path: Path | str, *, display: str | None = None) -> Manifest:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ManifestError(display, 1, 1, f"the manifest is not UTF-8: {exc.reason}") from None
+        line = raw.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise ManifestError(
+            display, line, column, f"the manifest is not UTF-8: {exc.reason}"
+        ) from None
 
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader refuses control characters (NUL, ESC …) as soon as it is built.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as exc:
+        line, column = _line_col(text, exc.position)
+        raise ManifestError(
+            display, line, column, f"YAML syntax error: {exc.reason} (#x{exc.character:04x})"
+        ) from None
     try:
         node = loader.get_single_node()
         if node is None:
@@ -218,6 +229,9 @@ def load_manifest(path: Path | str, *, display: str | None = None) -> Manifest:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         problem = exc.problem or exc.context or "invalid YAML"
+        if exc.context and problem.startswith("but "):
+            # e.g. "expected a single document in the stream" + "but found another document"
+            problem = f"{exc.context}, {problem}"
         raise ManifestError(display, line, column, f"YAML syntax error: {problem}") from None
     except yaml.YAMLError as exc:
         raise ManifestError(display, 1, 1, f"YAML error: {exc}") from None
@@ -226,6 +240,12 @@ def load_manifest(path: Path | str, *, display: str | None = None) -> Manifest:
 
     root = manifest_path.resolve().parent
     return _build(tree, manifest_path, root, display)
+
+
+def _line_col(text: str, position: int) -> tuple[int, int]:
+    """1-based line and column of the character at ``position``."""
+    before = text[:position]
+    return before.count("\n") + 1, position - (before.rfind("\n") + 1) + 1
 
 
 # --- from the located tree to dataclasses -----------------------------------------------------

@@ -92,6 +92,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="where isolated environments are cached (default: CORRSOURCE_CACHE_DIR, else "
         "~/.cache/pytest-corrsource)",
     )
+    group.addoption(
+        "--corrsource-annotations",
+        dest="corrsource_annotations",
+        default="auto",
+        choices=("auto", "on", "off"),
+        help="GitHub Actions annotations and step summary: auto (when GITHUB_ACTIONS=true), "
+        "on or off",
+    )
     parser.addini("corrsource_manifest", "path of the manifest (relative to the ini file)")
     parser.addini("corrsource_level", "the openness level that must be met")
     parser.addini("corrsource_report", "path of the JSON report")

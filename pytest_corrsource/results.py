@@ -11,7 +11,6 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pytest_corrsource.catalogue import LEVEL_REFERENCES
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckSkipped, implemented, run_check
 from pytest_corrsource.plan import PlannedCheck, component_label
 
@@ -65,11 +64,9 @@ def execute(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult
     if planned.undeclared:
         section = component_label(planned.component)
         if required:
-            found = (
-                f"the manifest declares no {section}; it is required at level `{level}` "
-                f"({LEVEL_REFERENCES[planned.required_by or level]})"
-            )
-            outcome, message = "failed", failure_text(planned, found, None)
+            found = f"the manifest declares no {section}, which level `{level}` requires"
+            fix = f"declare {section} in the manifest (see the pytest-corrsource README)"
+            outcome, message = "failed", failure_text(planned, found, fix)
         else:
             outcome = "skipped"
             message = f"{section} is not declared (optional at level `{level}`)"

@@ -9,6 +9,7 @@ on a worker are sent back in ``workeroutput`` so only the controller writes pyte
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -170,16 +171,40 @@ class CorrSourceSession:
         cache = getattr(self.config, "cache", None)
         if cache is not None and self.digests.new_entries():
             cache.set(CACHE_KEY, self.digests.to_json())
+        if self.config.option.collectonly:
+            return  # nothing ran: no verdict, no report files, no annotations
         from pytest_corrsource.report import build_reports, write_reports
 
         self.reports = build_reports(self)
         write_reports(self, self.reports)
+        self._github_output()
         # Skipped required checks fail no item, yet leave the level unverified: a complete run
         # that does not meet its level must not exit 0. A partial run (-k, -m) judges nothing.
         if session.exitstatus == pytest.ExitCode.OK and any(
             r.complete and not r.passed for r in self.reports
         ):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def _github_output(self) -> None:
+        mode = self.config.getoption("corrsource_annotations")
+        if mode == "off" or (mode == "auto" and os.environ.get("GITHUB_ACTIONS") != "true"):
+            return
+        from pytest_corrsource.report.github import annotations, append_step_summary
+        from pytest_corrsource.report.markdown import render_markdown
+
+        lines = annotations(self.reports, os.environ.get("GITHUB_WORKSPACE"))
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is not None:
+            terminal.write_line("")  # end pytest's progress line: a command must start a line
+        for line in lines:
+            # A workflow command must start its line: no colour codes before it.
+            if terminal is not None:
+                terminal.write_line(line)
+            else:
+                sys.stderr.write(line + "\n")
+        summary = os.environ.get("GITHUB_STEP_SUMMARY")
+        if summary:
+            append_step_summary(summary, render_markdown(self.reports))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if is_worker(self.config) or not self.reports:

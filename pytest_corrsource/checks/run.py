@@ -133,11 +133,18 @@ def _check_expect(ctx: CheckContext, label: str, run_step: StepRun, *, full: boo
             f"{label}: stderr does not match `run.expect.stderr` /{expect.stderr}/",
             details=run_step.describe(),
         )
-    if run_step.missing_outputs:
+    missing = _missing_files(run_step)
+    if missing:
         raise CheckFailed(
-            f"{label} did not create {', '.join(run_step.missing_outputs)} (`run.expect.files`)",
+            f"{label} did not create {', '.join(missing)} (`run.expect.files`)",
             details=run_step.describe(),
         )
+
+
+def _missing_files(run_step: StepRun) -> list[str]:
+    """``run.expect.files`` the run did not create. ``StepRun.missing_outputs`` only lists them
+    after exit code 0, but a run may be expected to end with another code."""
+    return [declared for declared, path in run_step.outputs.items() if not path.exists()]
 
 
 def _run_of(
@@ -222,7 +229,13 @@ def check_modified(ctx: CheckContext) -> Finding:
 def _released_ok(ctx: CheckContext, consequence: str) -> StepRun:
     """The released run, which must have succeeded for a comparison to mean anything."""
     released = _run_of(ctx, "released")
-    if not released.ok or released.result.returncode != _run(ctx).expect.exit_code:
+    result = released.result
+    # Judged by `run.expect`, not StepRun.ok: a run may be expected to exit non-zero.
+    if (
+        result.timed_out
+        or result.returncode != _run(ctx).expect.exit_code
+        or _missing_files(released)
+    ):
         raise CheckFailed(f"the run fails on the released weights (see CS402), so {consequence}")
     return released
 

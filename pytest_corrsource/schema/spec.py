@@ -18,6 +18,8 @@ import yaml
 # A YAML file whose aliases fan out (a "billion laughs" document) would make a naive walk
 # exponential; no honest manifest has anywhere near this many nodes.
 MAX_NODES = 50_000
+_YAML_TAG = "tag:yaml.org,2002:"
+_PYTHON_TAG = _YAML_TAG + "python/"
 
 
 class SpecError(Exception):
@@ -66,6 +68,13 @@ class _Walk:
         self.nodes_seen += 1
         if self.nodes_seen > MAX_NODES:
             raise _error(node, keypath, f"the manifest has more than {MAX_NODES} YAML nodes")
+        # Nothing is ever constructed from an application tag, but a manifest that carries one
+        # (`!!python/object/apply:os.system`, `!custom`) is refused rather than read past.
+        if node.tag.startswith(_PYTHON_TAG) or not node.tag.startswith(_YAML_TAG):
+            shown = node.tag.replace(_YAML_TAG, "!!", 1)
+            raise _error(
+                node, keypath, f"the YAML tag `{shown}` is not allowed: a manifest is plain data"
+            )
 
 
 def _error(node: yaml.Node, keypath: str, message: str) -> SpecError:
@@ -82,7 +91,7 @@ def _describe(node: yaml.Node) -> str:
     names = {"str": "a string", "int": "an integer", "float": "a number", "bool": "a boolean"}
     if tag == "null":
         return "nothing (null)"
-    return names.get(tag, f"a value tagged {node.tag}")
+    return names.get(tag, f"a value tagged {node.tag.replace(_YAML_TAG, '!!', 1)}")
 
 
 def _key_path(parent: str, key: str | int) -> str:
