@@ -8,7 +8,6 @@ working) and returns. With ``--corresponding-source`` it registers the session o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -165,7 +164,7 @@ def run_model(
 
 
 @pytest.fixture(scope="session")
-def modified_weights(corrsource: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def modified_weights(corrsource: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """Path to a perturbed copy of the first declared weights (same schema, other values)."""
     from pytest_corrsource import fixtures
 

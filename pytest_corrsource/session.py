@@ -136,7 +136,7 @@ class CorrSourceSession:
         if file_path.resolve() in self.manifests:
             from pytest_corrsource.collect import ManifestFile
 
-            return ManifestFile.from_parent(parent, path=file_path)  # type: ignore[no-any-return]
+            return ManifestFile.from_parent(parent, path=file_path)
         return None
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
@@ -189,10 +189,10 @@ class CorrSourceSession:
         mode = self.config.getoption("corrsource_annotations")
         if mode == "off" or (mode == "auto" and os.environ.get("GITHUB_ACTIONS") != "true"):
             return
-        from pytest_corrsource.report.github import annotations, append_step_summary
+        from pytest_corrsource.report.github import append_step_summary, workflow_commands
         from pytest_corrsource.report.markdown import render_markdown
 
-        lines = annotations(self.reports, os.environ.get("GITHUB_WORKSPACE"))
+        lines = workflow_commands(self.reports, os.environ.get("GITHUB_WORKSPACE"))
         terminal = self.config.pluginmanager.get_plugin("terminalreporter")
         if terminal is not None:
             terminal.write_line("")  # end pytest's progress line: a command must start a line

@@ -165,12 +165,13 @@ def check_model_card(ctx: CheckContext) -> Finding:
         where = f"`docs.model-card: {declared}`" if declared else "README.md (not declared)"
         raise CheckFailed(f"no model card: {where} does not exist")
     try:
-        text = card_path.read_text(encoding="utf-8", errors="replace")
+        # utf-8-sig: a byte-order mark must not hide the front matter's opening `---`.
+        text = card_path.read_text(encoding="utf-8-sig", errors="replace")
     except OSError as exc:
         raise CheckFailed(f"the model card cannot be read: {exc.strerror}") from None
     front = _front_matter(text)
     name = card_path.name
-    if front is None or "license" not in front:
+    if front is None or front.get("license") in (None, "", []):  # `license:` left empty
         return Finding(
             message=f"{name} exists",
             warnings=[f"{name} has no front-matter `license:` to compare with the manifest"],

@@ -69,6 +69,8 @@ def _named_files(ctx: CheckContext, command: str) -> tuple[list[str], list[str],
         return present, missing, notes
     outputs = {"{outdir}", "{repo}", "{weights}", "{python}"}
     for i, token in enumerate(tokens):
+        if token.startswith("{repo}/"):  # names a repository file as surely as a relative path
+            token = token.removeprefix("{repo}/")
         if token.startswith("-") or "{" in token or token in outputs:
             if token == "-m" and i + 1 < len(tokens):
                 module = tokens[i + 1]

@@ -68,8 +68,8 @@ def repository_files(root: Path) -> list[str]:
                  "--exclude-standard"],
                 capture_output=True, timeout=60, check=True,
             ).stdout  # fmt: skip
-            files = sorted({f for f in out.decode("utf-8", "replace").split("\0") if f})
-            return [f for f in files if (root / f).is_file()][:MAX_FILES]
+            listed = sorted({f for f in out.decode("utf-8", "replace").split("\0") if f})
+            return [f for f in listed if (root / f).is_file()][:MAX_FILES]
         except (OSError, subprocess.SubprocessError):
             pass  # not a usable checkout: walk it instead
     files: list[str] = []

@@ -48,7 +48,7 @@ def _short(message: str) -> str:
     return "\n".join(keep) if keep else message.strip()
 
 
-def annotations(reports: list[ManifestReport], workspace: str | None) -> list[str]:
+def workflow_commands(reports: list[ManifestReport], workspace: str | None) -> list[str]:
     """The workflow commands for these reports, capped at GitHub's limits."""
     errors: list[tuple[tuple[int, str], str]] = []
     warnings: list[tuple[tuple[int, str], str]] = []
