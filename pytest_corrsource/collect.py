@@ -84,6 +84,7 @@ class CheckItem(pytest.Item):
             options=session.options,
             digests=session.digests,
             state=session.state,
+            component=self.planned.component,
         )
         result = execute(self.planned, ctx, session.options.level)
         self.corrsource_result = result

@@ -92,6 +92,7 @@ class CheckContext:
     options: Options
     digests: DigestCache
     state: RunState
+    component: str = ""  # the plan's component, e.g. "checkpoints" for weights checks on them
 
     @property
     def root(self) -> Path:

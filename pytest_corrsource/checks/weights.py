@@ -15,7 +15,8 @@ from pytest_corrsource.manifest import WeightsEntry
 
 
 def _entry(ctx: CheckContext) -> WeightsEntry:
-    for entry in (*ctx.manifest.weights, *ctx.manifest.checkpoints):
+    entries = ctx.manifest.checkpoints if ctx.component == "checkpoints" else ctx.manifest.weights
+    for entry in (*entries, *ctx.manifest.weights, *ctx.manifest.checkpoints):
         if entry.path == ctx.subject:
             return entry
     raise AssertionError(f"no weights entry {ctx.subject!r}")  # the plan made the subject
@@ -219,6 +220,11 @@ def check_safe_to_load(ctx: CheckContext) -> Finding:
             # An object array is a pickle inside; the header reader refuses it.
             (read_npy_header if fmt == "npy" else read_npz_header)(path)
             return Finding(message=f"{fmt} without object arrays cannot carry code")
+        elif fmt == "opaque":
+            return Finding(
+                message="not pickle-based by its bytes",
+                warnings=[f"{entry.path}: unknown format; whether it can carry code is unverified"],
+            )
         else:
             return Finding(message=f"{fmt} files carry no code")
     except FormatError as exc:

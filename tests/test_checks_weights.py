@@ -1,0 +1,406 @@
+"""CS101–CS105 run as plain functions over real files: each check passes and fails, and its
+failure text says what was found.
+
+Pickles here are only ever written as bytes and scanned: nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+from conftest import MINIMAL_MANIFEST, RepoFactory, sha256, write_weights
+from safetensors.numpy import save_file
+
+from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.hashing import DigestCache
+from pytest_corrsource.manifest import load_manifest
+from pytest_corrsource.plan import build_plan
+from pytest_corrsource.results import CheckResult, execute
+
+LEVEL = "corresponding-source"
+
+# A protocol-0 pickle that calls os.system("echo pwned") when loaded. Never loaded here.
+EVIL_PICKLE = b"cos\nsystem\n(S'echo pwned'\ntR."
+
+LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\noid sha256:" + "4d7a" * 16 + "\nsize 123\n"
+)
+
+
+def check(
+    root: Path,
+    check_id: str,
+    subject: str,
+    *,
+    component: str = "weights",
+    level: str = LEVEL,
+) -> CheckResult:
+    """Run one planned check of the repository at ``root`` the way the plugin would."""
+    manifest = load_manifest(root / "corresponding-source.yaml")
+    planned = next(
+        p
+        for p in build_plan(manifest)
+        if p.spec.id == check_id and p.subject == subject and p.component == component
+    )
+    ctx = CheckContext(manifest, check_id, subject, Options(level=level), DigestCache(), RunState())
+    return execute(planned, ctx, level)
+
+
+def weights_manifest(*entries: str) -> str:
+    """A manifest whose weights are the given YAML list items (already indented)."""
+    return "version: 1\nname: tiny\nlicenses: {distribution: MIT}\nweights:\n" + "".join(entries)
+
+
+def sharded(root: Path, total_size: int | None = None) -> dict[str, str]:
+    """Write a real 2-shard checkpoint with its index in ``root/weights``; return shard digests."""
+    folder = root / "weights"
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(1)
+    shards = {
+        "model-00001-of-00002.safetensors": {"a.weight": rng.standard_normal((2, 3)).astype("f4")},
+        "model-00002-of-00002.safetensors": {"b.weight": rng.standard_normal(5).astype("f4")},
+    }
+    weight_map = {}
+    size = 0
+    for name, tensors in shards.items():
+        save_file(tensors, str(folder / name))
+        for key, array in tensors.items():
+            weight_map[key] = name
+            size += array.nbytes
+    index = {"metadata": {"total_size": size if total_size is None else total_size}}
+    index["weight_map"] = weight_map  # type: ignore[assignment]
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    return {name: sha256(folder / name) for name in shards}
+
+
+INDEX = "weights/model.safetensors.index.json"
+
+
+# ------------------------------------------------------------------------------------ CS101
+
+
+def test_cs101_passes_for_a_present_file(make_repo: RepoFactory) -> None:
+    root = make_repo(MINIMAL_MANIFEST)
+    result = check(root, "CS101", "weights/model.safetensors")
+    assert result.outcome == "passed", result.message
+
+
+def test_cs101_fails_for_a_missing_file(make_repo: RepoFactory) -> None:
+    root = make_repo(weights_manifest("  - path: weights/gone.safetensors\n"))
+    result = check(root, "CS101", "weights/gone.safetensors")
+    assert result.outcome == "failed"
+    assert result.message.startswith("CS101 weights::present[weights/gone.safetensors]")
+    assert "found: weights/gone.safetensors: not found" in result.message
+    assert "fix:" in result.message
+    assert "requirement:" in result.message
+
+
+def test_cs101_fails_for_a_dangling_symlink(make_repo: RepoFactory) -> None:
+    root = make_repo(weights_manifest("  - path: weights/link.safetensors\n"))
+    (root / "weights" / "link.safetensors").symlink_to("nowhere.safetensors")
+    result = check(root, "CS101", "weights/link.safetensors")
+    assert result.outcome == "failed"
+    assert "found: weights/link.safetensors: a dangling symlink" in result.message
+
+
+def test_cs101_passes_for_a_complete_sharded_checkpoint(make_repo: RepoFactory) -> None:
+    root = make_repo(weights_manifest(f"  - path: {INDEX}\n"))
+    sharded(root)
+    result = check(root, "CS101", INDEX)
+    assert result.outcome == "passed", result.message
+    assert result.message == "2 shards present"
+
+
+def test_cs101_fails_when_a_shard_is_missing(make_repo: RepoFactory) -> None:
+    root = make_repo(weights_manifest(f"  - path: {INDEX}\n"))
+    sharded(root)
+    (root / "weights" / "model-00002-of-00002.safetensors").unlink()
+    result = check(root, "CS101", INDEX)
+    assert result.outcome == "failed"
+    assert (
+        f"found: {INDEX} names 2 shards; missing: weights/model-00002-of-00002.safetensors"
+        in result.message
+    )
+
+
+# ------------------------------------------------------------------------------------ CS102
+
+
+def test_cs102_passes_for_real_content(make_repo: RepoFactory) -> None:
+    root = make_repo(MINIMAL_MANIFEST)
+    assert check(root, "CS102", "weights/model.safetensors").outcome == "passed"
+
+
+def test_cs102_fails_for_a_git_lfs_pointer_and_says_how_to_fetch(make_repo: RepoFactory) -> None:
+    root = make_repo(
+        weights_manifest("  - path: weights/big.safetensors\n"),
+        {"weights/big.safetensors": LFS_POINTER},
+    )
+    result = check(root, "CS102", "weights/big.safetensors")
+    assert result.outcome == "failed"
+    assert (
+        "found: weights/big.safetensors is a git-lfs pointer of a 123-byte file, not the weights"
+        in result.message
+    )
+    assert 'git lfs pull --include "weights/big.safetensors"' in result.message
+
+
+def test_cs102_fails_for_a_git_annex_symlink(make_repo: RepoFactory) -> None:
+    root = make_repo(weights_manifest("  - path: weights/annexed.safetensors\n"))
+    key = "SHA256E-s1024--" + "ab" * 32 + ".safetensors"
+    target = f"../.git/annex/objects/Xk/9m/{key}/{key}"
+    (root / "weights" / "annexed.safetensors").symlink_to(target)
+    result = check(root, "CS102", "weights/annexed.safetensors")
+    assert result.outcome == "failed"
+    assert (
+        "weights/annexed.safetensors is a git-annex pointer of a 1024-byte file" in result.message
+    )
+    assert 'git annex get "weights/annexed.safetensors"' in result.message
+    # CS101 also fails, and says why the file is not there.
+    present = check(root, "CS101", "weights/annexed.safetensors")
+    assert present.outcome == "failed"
+    assert "a dangling symlink; it is tracked by git-annex" in present.message
+
+
+def test_cs102_fails_for_a_dvc_tracked_file_that_was_not_pulled(make_repo: RepoFactory) -> None:
+    root = make_repo(
+        weights_manifest("  - path: weights/dvc.safetensors\n"),
+        {
+            "weights/dvc.safetensors.dvc": (
+                "outs:\n- md5: 0123456789abcdef0123456789abcdef\n  size: 2048\n"
+                "  path: dvc.safetensors\n"
+            )
+        },
+    )
+    result = check(root, "CS102", "weights/dvc.safetensors")
+    assert result.outcome == "failed"
+    assert "weights/dvc.safetensors is a dvc pointer of a 2048-byte file" in result.message
+    assert 'dvc pull "weights/dvc.safetensors.dvc"' in result.message
+
+
+# ------------------------------------------------------------------------------------ CS103
+
+
+def test_cs103_passes_for_valid_safetensors(make_repo: RepoFactory) -> None:
+    root = make_repo(MINIMAL_MANIFEST)
+    result = check(root, "CS103", "weights/model.safetensors")
+    assert result.outcome == "passed"
+    assert result.message == "safetensors, 3 tensors"
+    assert result.data == {"format": "safetensors", "tensors": 3}
+
+
+def test_cs103_fails_for_truncated_safetensors(make_repo: RepoFactory) -> None:
+    root = make_repo(MINIMAL_MANIFEST)
+    path = root / "weights" / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:-10])
+    result = check(root, "CS103", "weights/model.safetensors")
+    assert result.outcome == "failed"
+    assert "found: weights/model.safetensors: invalid safetensors:" in result.message
+
+
+def test_cs103_fails_when_the_declared_format_is_not_the_content(make_repo: RepoFactory) -> None:
+    root = make_repo(weights_manifest("  - path: weights/model.safetensors\n    format: pickle\n"))
+    result = check(root, "CS103", "weights/model.safetensors")
+    assert result.outcome == "failed"
+    assert (
+        "weights/model.safetensors is declared `format: pickle` but its content is safetensors"
+        in result.message
+    )
+
+
+def test_cs103_passes_an_unknown_format_as_opaque_with_a_warning(make_repo: RepoFactory) -> None:
+    noise = np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    root = make_repo(
+        weights_manifest("  - path: weights/model.bin\n"), {"weights/model.bin": noise}
+    )
+    result = check(root, "CS103", "weights/model.bin")
+    assert result.outcome == "passed"
+    assert result.message.startswith("opaque")
+    assert any("unverified" in w for w in result.warnings), result.warnings
+
+
+def test_cs103_fails_for_an_npz_with_an_object_array(make_repo: RepoFactory) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, ok=np.zeros(3, dtype="f4"), bad=np.array([1, "x", None], dtype=object))
+    root = make_repo(
+        weights_manifest("  - path: weights/model.npz\n"), {"weights/model.npz": buffer.getvalue()}
+    )
+    result = check(root, "CS103", "weights/model.npz")
+    assert result.outcome == "failed"
+    assert "found: weights/model.npz: invalid npz: member `bad.npy`: object dtype" in result.message
+    # The same file is unsafe to load: an object array is a pickle.
+    unsafe = check(root, "CS105", "weights/model.npz")
+    assert unsafe.outcome == "failed"
+    assert "object dtype" in unsafe.message
+
+
+def test_cs103_checks_a_sharded_index(make_repo: RepoFactory) -> None:
+    root = make_repo(weights_manifest(f"  - path: {INDEX}\n"))
+    sharded(root)
+    assert check(root, "CS103", INDEX).outcome == "passed"
+    sharded(root, total_size=1)
+    result = check(root, "CS103", INDEX)
+    assert result.outcome == "failed"
+    assert "metadata.total_size is 1" in result.message
+
+
+# ------------------------------------------------------------------------------------ CS104
+
+
+def test_cs104_passes_for_the_declared_digest(make_repo: RepoFactory) -> None:
+    root = make_repo(MINIMAL_MANIFEST)
+    result = check(root, "CS104", "weights/model.safetensors")
+    assert result.outcome == "passed"
+    assert result.data == {"sha256": sha256(root / "weights" / "model.safetensors")}
+
+
+def test_cs104_fails_on_a_mismatch_naming_both_digests(make_repo: RepoFactory) -> None:
+    wrong = "0" * 64
+    root = make_repo(MINIMAL_MANIFEST.replace("{sha}", wrong))
+    actual = sha256(root / "weights" / "model.safetensors")
+    result = check(root, "CS104", "weights/model.safetensors")
+    assert result.outcome == "failed"
+    assert (
+        f"found: weights/model.safetensors has sha256 {actual}, the manifest declares {wrong}"
+        in result.message
+    )
+
+
+def test_cs104_without_a_declared_digest_warns_with_the_digest(make_repo: RepoFactory) -> None:
+    root = make_repo(weights_manifest("  - path: weights/model.safetensors\n"))
+    actual = sha256(root / "weights" / "model.safetensors")
+    result = check(root, "CS104", "weights/model.safetensors")
+    assert result.outcome == "passed"
+    assert len(result.warnings) == 1
+    assert "no sha256 declared" in result.warnings[0]
+    assert actual in result.warnings[0]
+
+
+def test_cs104_checks_declared_shard_digests(make_repo: RepoFactory, tmp_path: Path) -> None:
+    # The shard digests are known only once the shards are written: build them elsewhere first.
+    digests = sharded(tmp_path / "probe")
+    shards_yaml = "".join(f"      {name}: {digest}\n" for name, digest in digests.items())
+    root = make_repo(weights_manifest(f"  - path: {INDEX}\n    shards:\n{shards_yaml}"))
+    assert sharded(root) == digests
+    result = check(root, "CS104", INDEX)
+    assert result.outcome == "passed", result.message
+
+    second = "model-00002-of-00002.safetensors"
+    bad = shards_yaml.replace(digests[second], "f" * 64)
+    (root / "corresponding-source.yaml").write_text(
+        weights_manifest(f"  - path: {INDEX}\n    shards:\n{bad}")
+    )
+    result = check(root, "CS104", INDEX)
+    assert result.outcome == "failed"
+    assert (
+        f"weights/{second} has sha256 {digests[second]}, the manifest declares {'f' * 64}"
+        in result.message
+    )
+    assert "model-00001-of-00002" not in result.message.split("requirement:")[0]
+
+
+# ------------------------------------------------------------------------------------ CS105
+
+
+def test_cs105_passes_safetensors(make_repo: RepoFactory) -> None:
+    root = make_repo(MINIMAL_MANIFEST)
+    result = check(root, "CS105", "weights/model.safetensors")
+    assert result.outcome == "passed"
+    assert result.message == "safetensors files carry no code"
+
+
+def test_cs105_fails_a_pickle_that_runs_os_system(make_repo: RepoFactory) -> None:
+    root = make_repo(
+        weights_manifest("  - path: weights/model.bin\n    format: pickle\n"),
+        {"weights/model.bin": EVIL_PICKLE},
+    )
+    result = check(root, "CS105", "weights/model.bin")
+    assert result.outcome == "failed"
+    assert "found: weights/model.bin (pickle) would run code when loaded" in result.message
+    assert "os.system" in result.message or "posix.system" in result.message
+    assert "allow-unsafe: true" in result.message
+    # Scanning is all that happened: the file is untouched.
+    assert (root / "weights" / "model.bin").read_bytes() == EVIL_PICKLE
+
+
+def test_cs105_allow_unsafe_passes_with_a_warning(make_repo: RepoFactory) -> None:
+    root = make_repo(
+        weights_manifest(
+            "  - path: weights/model.bin\n    format: pickle\n    allow-unsafe: true\n"
+        ),
+        {"weights/model.bin": EVIL_PICKLE},
+    )
+    result = check(root, "CS105", "weights/model.bin")
+    assert result.outcome == "passed"
+    assert result.message == "allowed by `allow-unsafe: true`"
+    assert len(result.warnings) == 1
+    assert "system" in result.warnings[0]
+
+
+def test_cs105_a_benign_pickle_passes_recommending_safetensors(make_repo: RepoFactory) -> None:
+    benign = pickle.dumps({"layer": [1.0, 2.0, 3.0], "bias": [0.5]}, protocol=4)
+    root = make_repo(
+        weights_manifest("  - path: weights/model.bin\n    format: pickle\n"),
+        {"weights/model.bin": benign},
+    )
+    result = check(root, "CS105", "weights/model.bin")
+    assert result.outcome == "passed"
+    assert "allow-listed" in result.message
+    assert any("safetensors" in w for w in result.warnings), result.warnings
+    # CS103 accepts it as a pickle (structure is the safety scan's business).
+    assert check(root, "CS103", "weights/model.bin").outcome == "passed"
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+def test_checkpoint_failures_are_informational(make_repo: RepoFactory) -> None:
+    root = make_repo(
+        MINIMAL_MANIFEST
+        + "checkpoints:\n  - path: ckpt/step-100.safetensors\n    sha256: "
+        + "0" * 64
+        + "\n"
+    )
+    result = check(root, "CS101", "ckpt/step-100.safetensors", component="checkpoints")
+    assert result.outcome == "not-required"
+    assert result.message.startswith(
+        f"not required at level `{LEVEL}` (informational at every level):"
+    )
+    assert "found: ckpt/step-100.safetensors: not found" in result.message
+    for level in ("open-weights", "open-source-ai"):
+        again = check(
+            root, "CS101", "ckpt/step-100.safetensors", component="checkpoints", level=level
+        )
+        assert again.outcome == "not-required"
+
+
+def test_a_present_checkpoint_passes_and_a_wrong_digest_is_not_required(
+    make_repo: RepoFactory,
+) -> None:
+    subject = "ckpt/step-100.safetensors"
+    root = make_repo(
+        MINIMAL_MANIFEST + f"checkpoints:\n  - path: {subject}\n    sha256: {'0' * 64}\n"
+    )
+    write_weights(root / subject, seed=3)
+    for check_id in ("CS101", "CS102", "CS103", "CS105"):
+        assert check(root, check_id, subject, component="checkpoints").outcome == "passed"
+    result = check(root, "CS104", subject, component="checkpoints")
+    assert result.outcome == "not-required"
+    assert f"the manifest declares {'0' * 64}" in result.message
+
+
+def test_no_check_reads_tensor_data_as_code(make_repo: RepoFactory) -> None:
+    """A safetensors file whose metadata holds pickle-looking text is still just data."""
+    root = make_repo(weights_manifest("  - path: weights/meta.safetensors\n"))
+    save_file(
+        {"w": np.ones(2, dtype="f4")},
+        str(root / "weights" / "meta.safetensors"),
+        metadata={"note": EVIL_PICKLE.decode()},
+    )
+    for check_id in ("CS101", "CS102", "CS103", "CS104", "CS105"):
+        result = check(root, check_id, "weights/meta.safetensors")
+        assert result.outcome == "passed", result.message
