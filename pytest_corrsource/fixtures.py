@@ -269,6 +269,22 @@ def modified_weights_for(cs: Corrsource, tmp_path_factory: pytest.TempPathFactor
     return dst
 
 
+def regenerated_weights_for(cs: Corrsource) -> Path:
+    from pytest_corrsource.checks.training import _require_ok, _training_run
+
+    if cs.manifest.training is None:
+        pytest.skip("regenerated_weights: the manifest declares no `training`")
+
+    def train() -> Path:
+        run = _training_run(cs.context("CS602"))
+        _require_ok(run, "the training command")
+        (path,) = run.outputs.values()
+        return path
+
+    path: Path = _unwrap(cs, train)
+    return path
+
+
 def apply_training_markers(item: pytest.Item) -> None:
     """Skip (or, when the level requires them, fail) tests whose training parts are missing."""
     cs = corrsource_for(item.config)

@@ -84,6 +84,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="download remote data sources (to the cache, never the checkout) and verify them",
     )
     group.addoption(
+        "--corrsource-twice",
+        action="store_true",
+        dest="corrsource_twice",
+        default=False,
+        help="run the training command twice and report whether training is deterministic",
+    )
+    group.addoption(
         "--corrsource-cache-dir",
         metavar="DIR",
         dest="corrsource_cache_dir",
@@ -169,6 +176,14 @@ def modified_weights(corrsource: Any, tmp_path_factory: pytest.TempPathFactory) 
     from pytest_corrsource import fixtures
 
     return fixtures.modified_weights_for(corrsource, tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def regenerated_weights(corrsource: Any) -> Any:
+    """Path to the weights the declared (smoke-sized) training command writes."""
+    from pytest_corrsource import fixtures
+
+    return fixtures.regenerated_weights_for(corrsource)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -113,6 +113,7 @@ class CorrSourceSession:
             level=level,
             fresh_env=bool(config.getoption("corrsource_fresh_env")),
             fetch=bool(config.getoption("corrsource_fetch")),
+            twice=bool(config.getoption("corrsource_twice")),
             cache_dir=Path(cache_dir).resolve() if cache_dir else None,
             prehash=not is_worker(config),
         )

@@ -20,7 +20,9 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 pytestmark = pytest.mark.slow
 
 
-def run_example(name: str, tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], dict]:
+def run_example(
+    name: str, tmp_path: Path, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict]:
     report = tmp_path / "report.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--corresponding-source", str(EXAMPLES / name),
@@ -90,10 +92,10 @@ def test_example_test_module_uses_the_fixtures(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "5 passed" in proc.stdout
+    assert "6 passed" in proc.stdout
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(EXAMPLES / "tinychar" / "tests"), "-p", "no:randomly",
          "-p", "no:cacheprovider", "-q", "-k", "training"],
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )  # fmt: skip
-    assert "1 passed" in proc.stdout
+    assert "2 passed" in proc.stdout

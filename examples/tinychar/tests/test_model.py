@@ -41,3 +41,13 @@ def test_more_tokens_on_request(run_model):
 @pytest.mark.training_code
 def test_training_code_is_declared(corrsource):
     assert corrsource.manifest.training.command
+
+
+@pytest.mark.training_code
+def test_smoke_training_builds_the_released_architecture(regenerated_weights, model_weights):
+    from pytest_corrsource.fixtures import open_weights
+
+    trained = open_weights(regenerated_weights, regenerated_weights.parent)
+    assert {n: trained[n].shape for n in trained} == {
+        n: model_weights[n].shape for n in model_weights
+    }
