@@ -126,7 +126,10 @@ def card_topics(text: str) -> list[str]:
         stripped = line.strip()
         if stripped.startswith("#"):
             labels.append(stripped.lstrip("#").strip().lower())
-        elif m := re.match(r"^(?:\*\*|__)?([^*_:]{1,60}?)(?:\*\*|__)?\s*:", stripped):
+        # `Provenance: …`, `**Provenance:** …`, also as a list item (`- **Provenance**: …`)
+        elif m := re.match(
+            r"^(?:(?:[-*+]|\d+[.)])\s+)?(?:\*\*|__)?([^*_:]{1,60}?)(?:\*\*|__)?\s*:", stripped
+        ):
             labels.append(m.group(1).lower())
     return [
         topic for topic, words in CARD_TOPICS.items()
@@ -212,6 +215,11 @@ def check_evaluation(ctx: CheckContext) -> Finding:
                 details=run.describe(),
             )
         metric["metric"] = match.group(1) if match.groups() else match.group(0)
+    if expect.stderr is not None and not re.search(expect.stderr, run.result.stderr):
+        raise CheckFailed(
+            f"the evaluation's stderr does not match `evaluation.expect.stderr` /{expect.stderr}/",
+            details=run.describe(),
+        )
     if run.missing_outputs:
         raise CheckFailed(f"the evaluation did not write {', '.join(run.missing_outputs)}")
     message = f"evaluation: {metric['metric']}" if metric else "evaluation succeeded"

@@ -88,11 +88,25 @@ def _skipped_paths(ctx: CheckContext) -> set[str]:
     skip = {w.path for w in (*manifest.weights, *manifest.checkpoints)}
     for w in manifest.weights:
         skip |= {str(Path(w.path).parent / name) for name in w.shards}
+        if w.path.endswith(".index.json"):
+            skip |= _index_shards(ctx.root, w.path)
     if manifest.data:
         skip |= {s.path for s in manifest.data.sources if s.path}
     if manifest.evaluation:
         skip |= {d.path for d in manifest.evaluation.data}
     return skip
+
+
+def _index_shards(root: Path, index: str) -> set[str]:
+    """The shards a sharded checkpoint's index names (empty when it cannot be read)."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.shards import read_safetensors_index
+
+    try:
+        shards = read_safetensors_index(root / index, root).shards
+    except (FormatError, OSError):
+        return set()
+    return {str(Path(index).parent / name) for name in shards}
 
 
 def _head(path: Path, size: int = 8) -> bytes:
@@ -101,6 +115,19 @@ def _head(path: Path, size: int = 8) -> bytes:
             return f.read(size)
     except OSError:
         return b""
+
+
+def _is_pe(path: Path, head: bytes) -> bool:
+    """An MZ header whose e_lfanew points at the ``PE\\0\\0`` signature."""
+    if len(head) < 64:
+        return False
+    offset = int.from_bytes(head[0x3C:0x40], "little")
+    try:
+        with path.open("rb") as f:
+            f.seek(offset)
+            return f.read(4) == b"PE\0\0"
+    except (OSError, ValueError, OverflowError):
+        return False
 
 
 def _call_name(node: ast.expr) -> tuple[str | None, str]:
@@ -162,9 +189,8 @@ def _minified(path: Path) -> bool:
     return len(data) / lines > 500
 
 
-def scan_repository(ctx: CheckContext) -> list[SourceFinding]:
+def scan_repository(ctx: CheckContext, files: list[str]) -> list[SourceFinding]:
     root = ctx.root
-    files = repository_files(root)
     present = set(files)
     skip = _skipped_paths(ctx)
     has_recipe = any(Path(f).name in BUILD_RECIPES for f in files)
@@ -185,8 +211,10 @@ def scan_repository(ctx: CheckContext) -> list[SourceFinding]:
                     SourceFinding(rel, 0, f"compiled Python without its source ({source})")
                 )
             continue
-        head = _head(path)
+        head = _head(path, 64)
         native = next((what for magic, what in _NATIVE_MAGIC if head.startswith(magic)), None)
+        if native and head.startswith(b"MZ") and not _is_pe(path, head):
+            native = None  # two bytes alone are too weak: a PE file has its signature too
         if native and not has_recipe:
             findings.append(
                 SourceFinding(rel, 0, f"{native} with no build recipe in the repository")
@@ -219,7 +247,8 @@ def _allowed(ctx: CheckContext, finding: SourceFinding) -> bool:
 
 def check_preferred_form(ctx: CheckContext) -> Finding:
     """CS501."""
-    findings = scan_repository(ctx)
+    files = repository_files(ctx.root)
+    findings = scan_repository(ctx, files)
     accepted = [f for f in findings if _allowed(ctx, f)]
     rejected = [f for f in findings if not _allowed(ctx, f)]
     warnings = [f"accepted by `source-form.allow`: {f}" for f in accepted]
@@ -227,7 +256,7 @@ def check_preferred_form(ctx: CheckContext) -> Finding:
         shown = "; ".join(str(f) for f in rejected[:20])
         more = f" (and {len(rejected) - 20} more)" if len(rejected) > 20 else ""
         raise CheckFailed(f"{len(rejected)} file(s) not in their preferred form: {shown}{more}")
-    return Finding(message=f"{len(repository_files(ctx.root))} files scanned", warnings=warnings)
+    return Finding(message=f"{len(files)} files scanned", warnings=warnings)
 
 
 def check_architecture(ctx: CheckContext) -> Finding:

@@ -9,6 +9,7 @@ loads a checkpoint: missing, unexpected, dtype mismatch, shape mismatch.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
@@ -31,14 +32,26 @@ def _released_header(ctx: CheckContext) -> tuple[str, WeightsHeader]:
         ) from None
 
 
-def _header_of(path: Path, label: str) -> WeightsHeader:
+def _header_of(ctx: CheckContext, path: Path, label: str) -> WeightsHeader:
     from pytest_corrsource.formats import FormatError
-    from pytest_corrsource.formats.detect import read_weights_header
+    from pytest_corrsource.formats.detect import detect_format, read_weights_header
 
     try:
-        return read_weights_header(path, path.parent)
+        header = read_weights_header(path, path.parent)
     except (FormatError, OSError) as exc:
         raise CheckFailed(f"{label} wrote {path.name}, which is not valid weights: {exc}") from None
+    if header.format == "opaque":
+        # Any file reads as "opaque": it only counts as weights when the released ones do too.
+        try:
+            released = detect_format(ctx.root / ctx.manifest.weights[0].path)
+        except FormatError:
+            released = ""
+        if released != "opaque":
+            raise CheckFailed(
+                f"{label} wrote {path.name}, which is not valid weights: its format is not "
+                "recognised (not safetensors, a safetensors index, GGUF, npy/npz or a pickle)"
+            )
+    return header
 
 
 def _listed(items: list[str]) -> str:
@@ -124,11 +137,26 @@ def check_training_run(ctx: CheckContext) -> Finding:
     run = _training_run(ctx)
     _require_ok(run, "the training command")
     (path,) = run.outputs.values()
-    header = _header_of(path, "the training command")
-    return Finding(
+    header = _header_of(ctx, path, "the training command")
+    finding = Finding(
         message=f"trained in {run.result.seconds:.1f} s; wrote {len(header.tensors)} tensors",
         data={"seconds": run.result.seconds},
     )
+    if ctx.options.twice:
+        # reprotest-style: the same command once more, in an independent scratch copy.
+        again = _run_step(
+            ctx, "training-again", dataclasses.replace(run.step, label="training (again)")
+        )
+        _require_ok(again, "the second training run")
+        (second,) = again.outputs.values()
+        same = path.read_bytes() == second.read_bytes()
+        finding.data["deterministic"] = same
+        if not same:
+            finding.warnings.append(
+                "training is not deterministic: two runs wrote different weights, so exact "
+                "reproduction cannot be expected"
+            )
+    return finding
 
 
 def _values(path: Path, root: Path) -> object:
@@ -146,7 +174,7 @@ def check_reproduce(ctx: CheckContext) -> Finding:
         raise CheckFailed("the training command failed (see CS602): nothing to compare")
     (path,) = run.outputs.values()
     released_name, released = _released_header(ctx)
-    regenerated = _header_of(path, "the training command")
+    regenerated = _header_of(ctx, path, "the training command")
     differences = schema_differences(released, regenerated)
     if differences:
         raise CheckFailed(
@@ -196,7 +224,7 @@ def check_modify(ctx: CheckContext) -> Finding:
     _require_ok(run, "the modify command")
     released_name, released = _released_header(ctx)
     for declared, path in sorted(run.outputs.items()):
-        differences = schema_differences(released, _header_of(path, "the modify command"))
+        differences = schema_differences(released, _header_of(ctx, path, "the modify command"))
         if differences:
             raise CheckFailed(
                 f"{declared} does not have the schema of {released_name}: " + "; ".join(differences)
