@@ -19,7 +19,9 @@ from safetensors.numpy import save_file
 
 
 @pytest.fixture(autouse=True)
-def _scrub_environment(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> None:
+def _scrub_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
     for name in list(os.environ):
         if name.startswith(("GITHUB_", "CORRSOURCE_")) or name == "CI":
             monkeypatch.delenv(name, raising=False)
@@ -52,7 +54,7 @@ def write_weights(path: Path, seed: int = 0) -> Path:
 # and data of the weights it is given and prints a digest of the float bytes, so its output
 # depends on the weights' values exactly as a real model's would.
 RUN_SCRIPT = textwrap.dedent(
-    '''
+    """
     import argparse, hashlib, json, struct, sys
     parser = argparse.ArgumentParser()
     parser.add_argument("--weights", required=True)
@@ -67,7 +69,7 @@ RUN_SCRIPT = textwrap.dedent(
             begin, end = info["data_offsets"]
             digest.update(data[begin:end])
     print("model output:", digest.hexdigest()[:16])
-    '''
+    """
 )
 
 RepoFactory = Callable[..., Path]
@@ -81,7 +83,9 @@ def make_repo(tmp_path: Path) -> RepoFactory:
     by its digest. ``files`` values may be str (text) or bytes.
     """
 
-    def make(manifest: str, files: dict[str, str | bytes] | None = None, name: str = "repo") -> Path:
+    def make(
+        manifest: str, files: dict[str, str | bytes] | None = None, name: str = "repo"
+    ) -> Path:
         root = tmp_path / name
         root.mkdir()
         weights = write_weights(root / "weights" / "model.safetensors")

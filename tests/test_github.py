@@ -42,7 +42,9 @@ def test_step_summary_is_appended_and_capped(tmp_path: Path) -> None:
     assert text.endswith("*(truncated: the summary exceeded GitHub's 1 MiB limit)*\n")
 
 
-def _run(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args: str) -> pytest.RunResult:
+def _run(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, *args: str
+) -> pytest.RunResult:
     monkeypatch.setenv("GITHUB_ACTIONS", "true")
     monkeypatch.setenv("GITHUB_WORKSPACE", str(pytester.path))
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(pytester.path / "summary.md"))
@@ -107,7 +109,9 @@ def test_no_annotations_outside_actions(
 def test_example_workflow_is_valid_yaml_with_the_steps_users_need() -> None:
     import yaml
 
-    workflow = Path(__file__).parents[1] / "examples" / "github-actions" / "corresponding-source.yml"
+    workflow = (
+        Path(__file__).parents[1] / "examples" / "github-actions" / "corresponding-source.yml"
+    )
     data = yaml.safe_load(workflow.read_text())
     steps = data["jobs"]["verify"]["steps"]
     uses = [s.get("uses", "") for s in steps]
@@ -115,5 +119,7 @@ def test_example_workflow_is_valid_yaml_with_the_steps_users_need() -> None:
     assert next(s for s in steps if s.get("uses", "").startswith("actions/checkout"))["with"]["lfs"]
     assert any(u.startswith("actions/setup-python") for u in uses)
     assert any("pytest --corresponding-source" in s.get("run", "") for s in steps)
-    cache_paths = [s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/cache")]
+    cache_paths = [
+        s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/cache")
+    ]
     assert "~/.cache/pytest-corrsource" in cache_paths
