@@ -267,6 +267,8 @@ class _Builder:
             problem = f"`{value}` is an absolute path; paths must be relative to the repository"
         elif ".." in posix.parts:
             problem = f"`{value}` leaves the repository (`..`)"
+        elif "\x00" in value:  # os.path.realpath raises ValueError on it
+            problem = f"{value!r} contains a NUL character"
         else:
             resolved = Path(os.path.realpath(self.root / posix))
             if resolved != self.root and self.root not in resolved.parents:
@@ -414,7 +416,9 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             sources.append(
                 DataSource(
                     line=s.line,
-                    path=None if src_path is None else b.repo_path(src_path, f"data.sources[{i}]"),
+                    path=None
+                    if src_path is None
+                    else b.repo_path(src_path, f"data.sources[{i}].path"),
                     url=_opt(s, "url"),
                     sha256=_opt(s, "sha256"),
                     license=_opt(s, "license"),

@@ -170,7 +170,8 @@ class CorrSourceSession:
         for entries in self.worker_digests:
             self.digests.merge(entries)
         cache = getattr(self.config, "cache", None)
-        if cache is not None and self.digests.new_entries():
+        # merge() does not count as new entries: under xdist the workers did all the hashing.
+        if cache is not None and (self.digests.new_entries() or any(self.worker_digests)):
             cache.set(CACHE_KEY, self.digests.to_json())
         if self.config.option.collectonly:
             return  # nothing ran: no verdict, no report files, no annotations

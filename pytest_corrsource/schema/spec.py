@@ -162,6 +162,8 @@ class Scalar(Spec):
             raise _error(node, keypath, f"expected one of {choices}, found `{value}`{hint}")
         if self.pattern is not None and not re.fullmatch(self.pattern, value):
             raise _error(node, keypath, f"expected {self.description}, found `{value}`")
+        if self.kind == "number" and value != value:  # .nan passes every comparison below
+            raise _error(node, keypath, f"expected {self.description}, found {node.value}")
         if self.minimum is not None and value < self.minimum:
             raise _error(node, keypath, f"expected {self.description}, found {value}")
         if self.exclusive_minimum is not None and value <= self.exclusive_minimum:
@@ -177,8 +179,13 @@ class Scalar(Spec):
     def json_schema(self) -> dict[str, Any]:
         schema: dict[str, Any] = {"type": self.kind}
         if self.kind == "string":
-            # YAML reads unquoted 3.11 as a number; the loader accepts its text, so must we.
-            schema = {"type": ["string", "number"]} if self.pattern is None else schema
+            # YAML reads unquoted 3.11 as a number and `yes` as a boolean; the loader accepts
+            # their text, so must we, wherever such text can fit the pattern.
+            types = ["string"]
+            for kind, text in (("number", "3.11"), ("boolean", "true")):
+                if self.pattern is None or re.fullmatch(self.pattern, text):
+                    types.append(kind)
+            schema = {"type": types if len(types) > 1 else "string"}
         if self.enum is not None:
             schema = {"enum": list(self.enum)}
         if self.pattern is not None:
@@ -203,7 +210,11 @@ class ListOf(Spec):
 
     @property
     def description(self) -> str:  # type: ignore[override]
-        return f"a list of {self.item.description}s"
+        # "a mapping" -> "a list of mappings"; "a path inside …" -> "a list (each a path inside …)"
+        article, _, noun = self.item.description.partition(" ")
+        if article in ("a", "an") and noun.isalpha():
+            return f"a list of {noun}s"
+        return f"a list (each {self.item.description})"
 
     def check(self, node: yaml.Node, keypath: str, walk: _Walk) -> Located:
         walk.count(node, keypath)
