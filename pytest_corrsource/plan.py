@@ -111,7 +111,7 @@ def build_plan(manifest: Manifest) -> list[PlannedCheck]:
                 undeclared(component, required_by)
             else:
                 for check_id in ("CS201", "CS202"):
-                    add(check_id, "", manifest.install.line)
+                    add(check_id, "", manifest.line_of("install"))
         elif component == "generate":
             for index, step in enumerate(manifest.generate):
                 add("CS301", str(index), step.line)
@@ -120,7 +120,7 @@ def build_plan(manifest: Manifest) -> list[PlannedCheck]:
                 undeclared(component, required_by)
             else:
                 for check_id in ("CS401", "CS402", "CS403", "CS404"):
-                    add(check_id, "", manifest.run.line)
+                    add(check_id, "", manifest.line_of("run"))
         elif component == "source":
             add("CS501", "", manifest.line_of("source-form") or manifest.line_of("version"))
             if manifest.architecture:
@@ -138,13 +138,13 @@ def build_plan(manifest: Manifest) -> list[PlannedCheck]:
                 )
         elif component == "modify":
             if manifest.modify is not None:
-                add("CS405", "", manifest.modify.line)
+                add("CS405", "", manifest.line_of("modify"))
         elif component == "training":
             if manifest.training is None:
                 undeclared(component, required_by)
             else:
                 for check_id in ("CS601", "CS602", "CS603"):
-                    add(check_id, "", manifest.training.line)
+                    add(check_id, "", manifest.line_of("training"))
         elif component == "data":
             if manifest.data is None:
                 undeclared(component, required_by)
@@ -164,7 +164,7 @@ def build_plan(manifest: Manifest) -> list[PlannedCheck]:
             if manifest.evaluation is None:
                 undeclared(component, required_by)
             else:
-                add("CS801", "", manifest.evaluation.line)
+                add("CS801", "", manifest.line_of("evaluation"))
         elif component == "docs":
             line = (
                 manifest.line_of("docs")

@@ -158,3 +158,15 @@ def test_unreadable(tmp_path: Path) -> None:
         detect_format(tmp_path / "absent")
     with pytest.raises(FormatError, match="cannot read the file"):
         read_weights_header(tmp_path, tmp_path)  # a directory
+
+
+def test_truncated_inside_the_header_is_safetensors_and_invalid(tmp_path: Path) -> None:
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.detect import detect_format, read_weights_header
+
+    header = b'{"w":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}'
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header[:20])
+    assert detect_format(path) == "safetensors"
+    with pytest.raises(FormatError, match="header length"):
+        read_weights_header(path, tmp_path)

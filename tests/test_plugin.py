@@ -783,7 +783,7 @@ def test_skipped_required_check_fails_a_complete_run(
         [
             "verdict: level corresponding-source NOT met",
             "  - CS202 install::environment: skipped (install.python asks for Python 2.1*",
-            "SKIPPED [[]1] corresponding-source.yaml:9: install.python asks for Python 2.1, which "
+            "SKIPPED [[]1] corresponding-source.yaml:8: install.python asks for Python 2.1, which "
             "is not installed here",
         ],
         consecutive=False,

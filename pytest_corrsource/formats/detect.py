@@ -37,7 +37,9 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     if len(head) < 9:
         return False
     (length,) = struct.unpack("<Q", head[:8])
-    if length < 2 or length + 8 > size:
+    # A header length beyond the file still marks a safetensors file (a truncated one): the
+    # reader then fails it precisely instead of it passing as "opaque".
+    if length < 2 or length > 100_000_000:
         return False
     body = head[8 : 8 + length].lstrip(_JSON_WHITESPACE)
     # Only the bytes inside the window are checked; a header padded with more leading

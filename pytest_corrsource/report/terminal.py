@@ -37,6 +37,13 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
                     f"warning: {planned.spec.id} {planned.subject or planned.component}: {warning}",
                     yellow=True,
                 )
+        if not report.complete:
+            missing = sum(1 for p in report.plan if p.key not in report.results)
+            tr.write_line(
+                f"verdict: not judged — a partial run ({missing} check(s) did not run)",
+                yellow=True,
+            )
+            continue
         if report.passed:
             tr.write_line(f"verdict: level {report.level} met", green=True, bold=True)
         else:
