@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -98,7 +99,8 @@ def _too_deep(value: object) -> bool:
             continue
         if depth >= _MAX_DEPTH:
             return True
-        pending.extend((child, depth + 1) for child in children)
+        # Only containers can nest: scalars (most of a header) are never queued.
+        pending.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
     return False
 
 
@@ -122,14 +124,18 @@ def _is_uint(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _U64_MAX
 
 
+_BAD_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _check_text(what: str, text: str) -> None:
     """Reject control characters and unpaired surrogates in a name or metadata string."""
-    for index, char in enumerate(text):
-        code = ord(char)
-        if code < 0x20 or 0x7F <= code <= 0x9F:
-            raise FormatError(f"{what} contains control character U+{code:04X} at index {index}.")
-        if 0xD800 <= code <= 0xDFFF:
-            raise FormatError(f"{what} contains an unpaired surrogate escape at index {index}.")
+    found = _BAD_TEXT.search(text)  # one C-speed scan; names are checked 10,000s at a time
+    if found is None:
+        return
+    index, code = found.start(), ord(found.group())
+    if 0xD800 <= code <= 0xDFFF:
+        raise FormatError(f"{what} contains an unpaired surrogate escape at index {index}.")
+    raise FormatError(f"{what} contains control character U+{code:04X} at index {index}.")
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
