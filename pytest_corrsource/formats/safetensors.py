@@ -86,9 +86,10 @@ def _parse_float(token: str) -> float:
     return value
 
 
-def _too_deep(value: object) -> bool:
-    """Whether containers nest ``_MAX_DEPTH`` deep (serde_json's recursion limit)."""
-    pending: list[tuple[object, int]] = [(value, 1)]
+def _too_deep(value: object, depth: int = 1) -> bool:
+    """Whether containers nest ``_MAX_DEPTH`` deep (serde_json's recursion limit), counting
+    ``value`` at ``depth``."""
+    pending: list[tuple[object, int]] = [(value, depth)]
     while pending:
         item, depth = pending.pop()
         if isinstance(item, dict):
@@ -142,6 +143,9 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "[" + ", ".join(str(dim) for dim in shape) + "]"
 
 
+_KNOWN_FIELDS = frozenset({"dtype", "shape", "data_offsets"})
+
+
 def _parse_tensor(name: str, info: object) -> tuple[TensorInfo, int, int]:
     if not isinstance(info, dict):
         raise FormatError(f"tensor `{name}`: entry is {_type_name(info)}, not an object.")
@@ -150,6 +154,12 @@ def _parse_tensor(name: str, info: object) -> tuple[TensorInfo, int, int]:
     for field_name in ("dtype", "shape", "data_offsets"):
         if field_name not in info:
             raise FormatError(f"tensor `{name}`: missing field `{field_name}`.")
+    if len(info) > 3:
+        # Unknown fields are ignored by the reference reader, but its JSON parser still refuses
+        # deep nesting there. Known fields are validated flat below, so only these can nest.
+        for key, value in info.items():
+            if key not in _KNOWN_FIELDS and _too_deep(value, 3):
+                raise FormatError(f"header is not valid JSON: nesting reaches {_MAX_DEPTH} levels.")
     dtype = info["dtype"]
     if not isinstance(dtype, str):
         raise FormatError(f"tensor `{name}`: dtype is {_type_name(dtype)}, not a string.")
@@ -283,8 +293,6 @@ def _validate(raw: bytes, header_len: int, file_size: int) -> WeightsHeader:
         raise FormatError(f"header is not valid JSON: {error}.") from None
     if not isinstance(parsed, dict):
         raise FormatError(f"header is {_type_name(parsed)}, not a JSON object.")
-    if _too_deep(parsed):
-        raise FormatError(f"header is not valid JSON: nesting reaches {_MAX_DEPTH} levels.")
     if isinstance(parsed, _Object) and parsed.duplicates:
         key = parsed.duplicates[0]
         if key == _METADATA_KEY:
