@@ -15,6 +15,7 @@ from pathlib import Path
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, CheckSkipped, Finding
 from pytest_corrsource.execution import StepRun, new_dir, run_pipeline, scratch_base
 from pytest_corrsource.manifest import Run
+from pytest_corrsource.runner import redact
 
 # Tokens that name a file in the repository by their form: a path or a script-like suffix.
 _FILE_SUFFIXES = (
@@ -222,7 +223,7 @@ def check_modified(ctx: CheckContext) -> Finding:
             "declared weights (are they loaded from somewhere else?)",
             fix="load the weights from the path the manifest declares (`{weights}`); or set "
             "`run.deterministic: false` if the output is random",
-            details=f"stdout (both runs):\n{released.result.stdout[-1000:]}",
+            details=redact(f"stdout (both runs):\n{released.result.stdout[-1000:]}"),
         )
     changed = ", ".join(sorted(replace))
     return Finding(message=f"ran on modified {changed}; the output changed")
