@@ -302,45 +302,14 @@ def _check_distinct(src: Path, dst: Path) -> None:
 # --------------------------------------------------------------------------- detection
 
 
-def _zip_kind(path: Path) -> str:
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = zf.namelist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise PerturbUnsupported(f"corrupt zip archive: {exc}", format="corrupt") from exc
-    if any(n.endswith(".pkl") for n in names):
-        return "torch-zip"
-    if names and all(n.endswith(".npy") for n in names):
-        return "npz"
-    return "unknown"
-
-
-def _looks_like_index(path: Path) -> bool:
-    try:
-        if path.stat().st_size > _MAX_INDEX_BYTES:
-            return False
-        data = json.loads(path.read_bytes())
-    except (OSError, ValueError):
-        return False
-    return isinstance(data, dict) and isinstance(data.get("weight_map"), dict)
-
-
 def detect_format(path: Path) -> str:
     """One of ``safetensors``, ``safetensors-index``, ``npy``, ``npz``, ``pickle``,
-    ``torch-zip``, ``unknown`` — decided by content (magic bytes), not by name."""
-    with Path(path).open("rb") as fh:
-        head = fh.read(16)
-    if head.startswith(b"PK\x03\x04"):
-        return _zip_kind(Path(path))
-    if head.startswith(b"\x93NUMPY"):
-        return "npy"
-    if len(head) >= 9 and head[8:9] == b"{":
-        return "safetensors"
-    if len(head) >= 2 and head[0] == 0x80 and 2 <= head[1] <= 5:
-        return "pickle"
-    if head.lstrip()[:1] == b"{" and _looks_like_index(Path(path)):
-        return "safetensors-index"
-    return "unknown"
+    ``torch-zip``, ``gguf``, ``unknown`` — decided by content (magic bytes), not by name, with
+    the same rules as the weights checks."""
+    from pytest_corrsource.formats.detect import detect_format as detect
+
+    fmt = detect(Path(path))
+    return "unknown" if fmt == "opaque" else fmt
 
 
 def _pickle_error(fmt: str) -> PerturbUnsupported:
@@ -484,8 +453,15 @@ def _perturb_safetensors(src: Path, dst: Path, seed: int) -> PerturbResult:
 
 
 def _perturb_index(src: Path, dst: Path, seed: int) -> PerturbResult:
-    data = json.loads(src.read_bytes())
-    weight_map = data["weight_map"]
+    if src.stat().st_size > _MAX_INDEX_BYTES:
+        raise _corrupt(src, f"the index is larger than {_MAX_INDEX_BYTES} bytes")
+    try:
+        data = json.loads(src.read_bytes())
+        weight_map = data["weight_map"]
+        if not isinstance(weight_map, dict):
+            raise TypeError("weight_map is not an object")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise _corrupt(src, f"not a shard index: {exc}") from None
     shards: set[str] = set()
     for tensor, shard in weight_map.items():
         rel = PurePosixPath(shard) if isinstance(shard, str) else None
