@@ -88,6 +88,14 @@ class CheckItem(pytest.Item):
         )
         result = execute(self.planned, ctx, session.options.level)
         self.corrsource_result = result
+        if session.junit_properties:
+            # Opt-in: testcase <properties> break strict xunit2 schema validators.
+            self.user_properties += [
+                ("corrsource.check", result.id),
+                ("corrsource.component", result.component),
+                ("corrsource.level", result.required_by or "informational"),
+                ("corrsource.outcome", result.outcome),
+            ]
         if result.outcome == "failed":
             raise CheckFailure(result)
         if result.outcome == "skipped":

@@ -70,6 +70,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="write the Markdown report to PATH",
     )
     group.addoption(
+        "--corrsource-mof",
+        metavar="PATH",
+        dest="corrsource_mof",
+        default=None,
+        help="write a Model Openness Framework record (YAML, Model Openness Tool format)",
+    )
+    group.addoption(
+        "--corrsource-junit-properties",
+        action="store_true",
+        dest="corrsource_junit_properties",
+        default=None,
+        help="add check id, component and level as <properties> in --junitxml output (breaks "
+        "strict xunit2 validators, hence off by default); ini: corrsource_junit_properties",
+    )
+    group.addoption(
         "--corrsource-fresh-env",
         action="store_true",
         dest="corrsource_fresh_env",
@@ -109,6 +124,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("corrsource_manifest", "path of the manifest (relative to the ini file)")
     parser.addini("corrsource_level", "the openness level that must be met")
     parser.addini("corrsource_report", "path of the JSON report")
+    parser.addini(
+        "corrsource_junit_properties",
+        "add check id, component and level as JUnit XML properties",
+        type="bool",
+        default=False,
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -97,6 +97,7 @@ class CorrSourceSession:
     results: dict[str, CheckResult] = field(default_factory=dict)  # nodeid -> result
     worker_digests: list[dict[str, Any]] = field(default_factory=list)
     reports: list[ManifestReport] = field(default_factory=list)
+    junit_properties: bool = False
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> CorrSourceSession:
@@ -120,6 +121,10 @@ class CorrSourceSession:
         cache = getattr(config, "cache", None)
         digests = DigestCache.from_json(cache.get(CACHE_KEY, {}) if cache is not None else {})
         session = cls(config, options, manifests, digests)
+        cli_junit = config.getoption("corrsource_junit_properties")
+        session.junit_properties = bool(
+            cli_junit if cli_junit is not None else config.getini("corrsource_junit_properties")
+        )
         session._add_unvisited_manifests()
         return session
 

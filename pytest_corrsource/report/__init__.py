@@ -162,3 +162,10 @@ def write_reports(session: CorrSourceSession, reports: list[ManifestReport]) -> 
         target = base / md_path
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(render_markdown(reports), encoding="utf-8")
+    mof_path = config.getoption("corrsource_mof")
+    if mof_path:
+        from pytest_corrsource.report.mof import write_mof
+
+        target = base / mof_path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        write_mof(str(target), reports)
