@@ -47,12 +47,11 @@ def _component_path(manifest: Manifest, component: str) -> str:
     docs, data, evaluation, training = (
         manifest.docs, manifest.data, manifest.evaluation, manifest.training,
     )  # fmt: skip
+    report_doc = (docs.technical_report or docs.paper) if docs else None
     candidates: dict[str, str | None] = {
         "Model architecture": manifest.architecture[0].path if manifest.architecture else None,
         "Model parameters (Final)": manifest.weights[0].path,
-        "Technical report": (docs.technical_report or docs.paper).path
-        if docs and (docs.technical_report or docs.paper)
-        else None,
+        "Technical report": report_doc.path if report_doc else None,
         "Evaluation results": docs.results.path if docs and docs.results else None,
         "Model card": docs.model_card.path if docs and docs.model_card else "README.md",
         "Data card": data.card.path if data and data.card else None,
@@ -87,7 +86,8 @@ def mof_record(report: ManifestReport) -> dict[str, Any]:
         """The licence file for a kind: one named after it (LICENSE-weights), else the first."""
         words = {"weights": ("weight", "model"), "data": ("data",), "docs": ("doc",)}
         named = [f for f in files if any(w in f.lower() for w in words.get(kind, ()))]
-        return (named or files or [None])[0]
+        chosen = named or files
+        return chosen[0] if chosen else None
 
     def licence_of(kind: str) -> str | None:
         parts = resolve_licenses(manifest, kind)
