@@ -303,3 +303,89 @@ def markdown_table() -> str:
         level = f"`{spec.level}`" if spec.level else "informational"
         rows.append(f"| {spec.id} | `{spec.component}::{spec.check}` | {spec.title} | {level} |")
     return "\n".join(rows) + "\n"
+
+
+# Why each check matters, for `corrsource explain` (the clause, in a sentence or two).
+WHY: dict[str, str] = {
+    "CS101": "Weights that are declared but absent cannot be run, studied or modified; a release "
+    "that names files it does not ship is not a release of the model.",
+    "CS102": "Git LFS, git-annex and DVC keep the content elsewhere and commit a small pointer. A "
+    "checkout without the real file looks complete but holds no model.",
+    "CS103": "A file its format's reader refuses cannot be loaded by anyone. The safetensors "
+    "rules checked are those of the reference reader (bounded header, contiguous offsets, the "
+    "whole file covered), plus duplicate and hostile tensor names.",
+    "CS104": "A digest lets every user verify that they run the weights that were released, and "
+    "lets a CI run notice when the file changed.",
+    "CS105": "Loading a pickle executes code chosen by whoever wrote the file. Weights must be "
+    "data: pickle files are disassembled here, never loaded, and any global outside an "
+    "allow-list modelled on PyTorch's weights_only loader fails.",
+    "CS201": "GPLv3 §1: Corresponding Source includes the scripts used to control installing and "
+    "running the work; a user must be able to build a working environment from nothing.",
+    "CS202": "GPLv3 §6 asks for Installation Information sufficient to install and run the work. "
+    "Declared steps that fail in a fresh environment do not provide it.",
+    "CS301": "GPLv3 §1 covers the source needed to generate the object code: conversion, export "
+    "and compilation steps are part of the Corresponding Source.",
+    "CS401": "Scripts the run needs must ship with the model; downloading them at run time makes "
+    "the release incomplete and unverifiable.",
+    "CS402": "The released weights must actually run with the released code, meeting what the "
+    "manifest promises (exit code, output).",
+    "CS403": "The FSF's freedom 1 and GPLv3 §6 forbid tivoization: a user who modifies the model "
+    "must be able to run the modification. The run must accept changed weights and its output "
+    "must depend on them.",
+    "CS404": "What the run downloads is not in the Corresponding Source. A run that needs the "
+    "network depends on files nobody shipped.",
+    "CS405": "To modify the work the way its makers do, fine-tuning scripts must run from the "
+    "released weights and produce weights the run can use.",
+    "CS501": "The Open Source Definition §2: the source must be the preferred form for making "
+    "modifications; obfuscated code, compiled Python without its source and binaries without "
+    "a build recipe are not.",
+    "CS502": "The Model Openness Framework and the OSAID list the model architecture as code that "
+    "must be released; without it the weights cannot be interpreted.",
+    "CS601": "OSAID 1.0: the complete source code used to train the system.",
+    "CS602": "Training code that does not run is not the code that trained the model. A "
+    "smoke-sized run proves the scripts and their settings work.",
+    "CS603": "OSAID 1.0 asks for enough to build a substantially equivalent system: the training "
+    "code must produce the released architecture (and, when declared, the released values).",
+    "CS701": "OSAID 1.0 Data Information: a listing of the training data and where to obtain it, "
+    "with digests so the exact data can be verified.",
+    "CS702": "OSAID 1.0 Data Information: provenance, scope and characteristics, how the data was "
+    "obtained and selected, labelling procedures, and processing and filtering methods.",
+    "CS703": "OSAID 1.0 Code includes the code used for processing and filtering data.",
+    "CS801": "OSAID 1.0 Code includes validation and testing; MOF class II asks for evaluation "
+    "code and data.",
+    "CS901": "Every component needs a licence: unlicensed is never open, and the MOF resolves "
+    "licences per component, then per kind, then for the whole distribution.",
+    "CS902": "OSAID 1.0 requires OSI-approved terms; the MOF requires open licences and prefers "
+    "type-appropriate ones (code licences for code, open-data licences for weights and data).",
+    "CS903": "The model card documents what the model is for and its limits; its licence must "
+    "agree with the manifest or users get two answers.",
+}
+
+# A manifest fragment per component, for `corrsource explain`.
+SNIPPETS: dict[str, str] = {
+    "weights": "weights:\n  - path: weights/model.safetensors\n    sha256: <64 hex digits>\n",
+    "install": "install:\n  requirements: [requirements.txt]\n  commands:\n"
+    "    - python -m pip install -r requirements.txt\n",
+    "generate": "generate:\n"
+    "  - command: python export.py --weights {weights} --out {outdir}/m.npz\n"
+    '    produces: ["{outdir}/m.npz"]\n',
+    "run": 'run:\n  command: python generate.py --weights {weights} --prompt "The "\n'
+    '  timeout: 120\n  deterministic: true\n  expect: {exit-code: 0, stdout: "(?s).{40,}"}\n',
+    "modify": "modify:\n"
+    "  command: python finetune.py --weights {weights} --out {outdir}/ft.safetensors\n"
+    '  produces: ["{outdir}/ft.safetensors"]\n',
+    "source": "architecture: [model.py]\nsource-form:\n  allow: [vendor/reviewed-blob.py]\n",
+    "training": "training:\n  code: [train.py, model.py]\n"
+    "  command: python train.py --steps 3 --out {outdir}/model.safetensors\n"
+    '  produces: "{outdir}/model.safetensors"\n  reproduce: schema\n',
+    "data": "data:\n  sources:\n    - path: data/corpus.txt\n      sha256: <64 hex digits>\n"
+    "      license: CC0-1.0\n  preprocessing:\n    code: [prepare.py]\n"
+    "    command: python prepare.py --out {outdir}/train.bin\n"
+    '    produces: ["{outdir}/train.bin"]\n'
+    "  card: DATA_CARD.md\n",
+    "evaluation": "evaluation:\n  code: [eval.py]\n  data: [data/val.txt]\n"
+    '  command: python eval.py --weights {weights}\n  expect: {stdout: "loss: ([0-9.]+)"}\n',
+    "licenses": "licenses:\n  distribution: MIT\n  code: MIT\n"
+    "  weights: CC-BY-4.0\n  data: CC0-1.0\n",
+    "docs": "docs:\n  model-card: README.md\n  technical-report: REPORT.md\n",
+}

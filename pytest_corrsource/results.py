@@ -50,6 +50,7 @@ def failure_text(planned: PlannedCheck, found: str, fix: str | None, details: st
         f"  requirement: {spec.clause}",
         f"  fix: {fix or spec.fix}",
     ]
+    lines.append(f"  more: corrsource explain {spec.id}")
     if details:
         lines.append(details.rstrip())
     return "\n".join(lines)

@@ -1,0 +1,5 @@
+"""``python -m pytest_corrsource``: the ``corrsource`` command."""
+
+from pytest_corrsource.cli import main
+
+raise SystemExit(main())

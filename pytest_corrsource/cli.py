@@ -1,0 +1,109 @@
+"""The ``corrsource`` command (also ``python -m pytest_corrsource``).
+
+corrsource init [PATH] [--force] [--stdout]   draft corresponding-source.yaml for a repository
+corrsource check [PATH] [PYTEST ARGS...]      pytest --corresponding-source PATH ...
+corrsource checks                             list every check and the levels requiring it
+corrsource explain CSxxx                      what a check verifies, why, how to fix it
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+from pytest_corrsource.catalogue import BY_ID, CHECKS, LEVELS, CheckSpec, level_rank
+
+
+def levels_requiring(spec: CheckSpec) -> list[str]:
+    """The levels at which ``spec`` must pass (cumulative from its own level)."""
+    if spec.level is None:
+        return []
+    return [level for level in LEVELS if level_rank(level) >= level_rank(spec.level)]
+
+
+def explain(check_id: str) -> str:
+    """The rule documentation of one check, like a linter's."""
+    from pytest_corrsource.catalogue import SNIPPETS, WHY
+
+    spec = BY_ID[check_id]
+    required = ", ".join(levels_requiring(spec)) or "none (informational: reported, never required)"
+    snippet = SNIPPETS.get(spec.component, "")
+    parts = [
+        f"{spec.id} {spec.component}::{spec.check}",
+        "",
+        f"What it verifies: {spec.title}.",
+        "",
+        "Why it matters:",
+        textwrap.indent(textwrap.fill(WHY.get(spec.id, spec.clause), 88), "  "),
+        f"  Enforces: {spec.clause}",
+        "",
+        f"Required at levels: {required}",
+        "",
+        "How to fix a failure:",
+        textwrap.indent(textwrap.fill(spec.fix, 88), "  "),
+    ]
+    if snippet:
+        parts += ["", "In corresponding-source.yaml:", textwrap.indent(snippet.strip("\n"), "  ")]
+    return "\n".join(parts) + "\n"
+
+
+def checks_table() -> str:
+    width = max(len(f"{c.component}::{c.check}") for c in CHECKS)
+    lines = [f"{'id':<6} {'check':<{width}}  required at"]
+    for spec in CHECKS:
+        levels = ", ".join(levels_requiring(spec)) or "informational"
+        lines.append(f"{spec.id:<6} {spec.component + '::' + spec.check:<{width}}  {levels}")
+        lines.append(f"{'':<6} {spec.title}")
+    return "\n".join(lines) + "\n"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="corrsource",
+        description="Verify that a model repository ships its Corresponding Source.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    init = sub.add_parser("init", help="draft corresponding-source.yaml for a repository")
+    init.add_argument("path", nargs="?", default=".", type=Path)
+    init.add_argument("--force", action="store_true", help="overwrite an existing manifest")
+    init.add_argument("--stdout", action="store_true", help="print the draft instead of writing it")
+    check = sub.add_parser(
+        "check", help="run pytest --corresponding-source on a repository (extra args go to pytest)"
+    )
+    check.add_argument("path", nargs="?", default=".")
+    sub.add_parser("checks", help="list every check and the levels that require it")
+    explain_cmd = sub.add_parser("explain", help="explain one check: what, why, how to fix")
+    explain_cmd.add_argument("check_id", metavar="CSxxx")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "check":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "checks":
+        sys.stdout.write(checks_table())
+        return 0
+    if args.command == "explain":
+        check_id = args.check_id.upper()
+        if check_id not in BY_ID:
+            known = ", ".join(BY_ID)
+            sys.stderr.write(f"corrsource: unknown check `{args.check_id}` (known: {known})\n")
+            return 2
+        sys.stdout.write(explain(check_id))
+        return 0
+    if args.command == "check":
+        import pytest
+
+        return int(pytest.main(["--corresponding-source", args.path, *rest]))
+    from pytest_corrsource.init import run_init
+
+    return run_init(args.path, force=args.force, stdout=args.stdout)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

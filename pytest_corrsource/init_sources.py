@@ -1,0 +1,522 @@
+"""What ``corrsource init`` reads besides the file tree: README commands, model-card front
+matter, licence texts, dependency specs, DVC pipelines and MLflow projects.
+
+Every function here is a pure reader: it returns plain data (:class:`Command`, :class:`Card`,
+…) and never raises for malformed input (a broken dvc.yaml or README just yields less).
+``init.py`` decides what to do with what is found.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+__all__ = [
+    "Card",
+    "Command",
+    "DvcStage",
+    "MlflowProject",
+    "read_card",
+    "read_conda_env",
+    "read_dvc",
+    "read_mlflow",
+    "read_python_env",
+    "readme_commands",
+    "role_of",
+    "sniff_license_text",
+    "to_manifest_command",
+]
+
+_MAX_TEXT = 2 * 1024 * 1024
+
+#: Script-name prefixes and the manifest section they suggest.
+_ROLE_PREFIXES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("modify", ("finetune", "fine_tune", "fine-tune")),
+    ("training", ("train",)),
+    ("run", ("predict", "generate", "sample", "infer", "inference")),
+    ("evaluation", ("eval",)),
+    ("preprocessing", ("prepare", "preprocess")),
+    ("generate", ("export", "convert")),
+)
+
+
+def role_of(path: str) -> str | None:
+    """The manifest section a script named like ``path`` most likely belongs to."""
+    stem = PurePosixPath(path).stem.lower()
+    for role, prefixes in _ROLE_PREFIXES:
+        if stem.startswith(prefixes):
+            return role
+    return None
+
+
+def read_text(path: Path) -> str | None:
+    """A small text file's content (BOM stripped), or None if unreadable, binary or huge."""
+    try:
+        if path.stat().st_size > _MAX_TEXT:
+            return None
+        raw = path.read_bytes()
+    except OSError:
+        return None
+    if b"\x00" in raw:
+        return None
+    return raw.decode("utf-8-sig", errors="replace")
+
+
+def _yaml(text: str | None) -> Any:
+    import yaml
+
+    if text is None:
+        return None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return None
+
+
+# --- commands -------------------------------------------------------------------------------
+
+_SHELL_SYNTAX = re.compile(r"[|<>;&`]|\$\(|\$\{|^\s*[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def strip_comment(line: str) -> str:
+    """``line`` without a trailing shell comment (a `` #`` outside quotes)."""
+    quote = ""
+    for i, char in enumerate(line):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and (i == 0 or line[i - 1].isspace()):
+            return line[:i].rstrip()
+    return line
+
+
+def to_manifest_command(line: str) -> str:
+    """A command line as the manifest's shell-free runner needs it: ``python3`` becomes
+    ``python``, literal braces are escaped, and shell syntax (pipes, redirects, ``&&``,
+    variable assignments) is wrapped in ``sh -c '…'``."""
+    line = " ".join(strip_comment(line).split())
+    line = re.sub(r"^python3(\.\d+)?(?=\s)", "python", line)
+    line = line.replace("{", "{{").replace("}", "}}")
+    if _SHELL_SYNTAX.search(line):
+        return f"sh -c {shlex.quote(line)}"
+    return line
+
+
+@dataclass(frozen=True)
+class Command:
+    """A command found somewhere, with the script it runs and where it was found."""
+
+    command: str
+    origin: str  # "README.md line 12 (```sh block)"
+    script: str | None = None  # repository-relative path of the Python script it runs
+    role: str | None = None
+
+
+_PY_SCRIPT = re.compile(r"^(?:python3?(?:\.\d+)?)(?:\s+-[uOBW]\S*)*\s+(?P<script>[^\s-]\S*\.py)\b")
+_PIP = re.compile(r"^(?:python3?\s+-m\s+)?pip3?\s+install\s+(?P<args>.+)$")
+_INLINE_PIP = re.compile(r"`((?:python3?\s+-m\s+)?pip3?\s+install\s+[^`]+)`")
+_FENCE = re.compile(r"^ {0,3}(```+|~~~+)\s*([\w+-]*)")
+_SHELL_TAGS = {"", "bash", "sh", "shell", "console", "zsh", "shell-session", "text"}
+_PWC_TAGS = {"setup": "install", "train": "training", "eval": "evaluation"}
+
+
+def _logical_lines(lines: list[tuple[int, str]]) -> list[tuple[int, str]]:
+    """Join backslash continuations and strip shell prompts and comments."""
+    out: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    for number, raw in lines:
+        text = raw.rstrip()
+        if pending is not None:
+            number, text = pending[0], pending[1] + " " + text.strip()
+            pending = None
+        if text.endswith("\\"):
+            pending = (number, text[:-1].rstrip())
+            continue
+        stripped = strip_comment(re.sub(r"^\s*(?:\$|>>>|%|❯)\s+", "", text)).strip()
+        if stripped and not stripped.startswith("#"):
+            out.append((number, stripped))
+    if pending is not None:
+        out.append(pending)
+    return out
+
+
+def pip_to_command(args: str) -> str:
+    return to_manifest_command(f"python -m pip install {args.strip()}")
+
+
+def readme_commands(readme: Path, rel: str, repo_files: set[str]) -> list[Command]:
+    """Commands from a README's fenced code blocks, in order.
+
+    ```setup / ```train / ```eval blocks (the Papers-with-Code README template) give their
+    first command to that section (setup: every pip line to install). Shell blocks give each
+    ``python <script>.py`` line to the section its script name suggests, and ``pip install``
+    lines to install. Inline ```pip install …``` spans outside blocks count too.
+    """
+    text = read_text(readme)
+    if text is None:
+        return []
+    all_lines = text.splitlines()
+    start = 0
+    if all_lines and all_lines[0].strip() == "---":  # skip Hugging Face front matter
+        for i in range(1, len(all_lines)):
+            if all_lines[i].strip() == "---":
+                start = i + 1
+                break
+    found: list[Command] = []
+    block: list[tuple[int, str]] | None = None
+    fence = tag = ""
+    for index in range(start, len(all_lines)):
+        line = all_lines[index]
+        number = index + 1
+        match = _FENCE.match(line)
+        if block is None:
+            if match:
+                block, fence, tag = [], match.group(1), match.group(2).lower()
+            else:
+                for inline in _INLINE_PIP.findall(line):
+                    pip = _PIP.match(inline.strip())
+                    if pip:
+                        origin = f"{rel} line {number}"
+                        found.append(
+                            Command(pip_to_command(pip.group("args")), origin, None, "pip")
+                        )
+            continue
+        if match and line.strip().startswith(fence[:3]) and not match.group(2):
+            found += _block_commands(block, tag, rel, repo_files)
+            block = None
+            continue
+        block.append((number, line))
+    return found
+
+
+def _block_commands(
+    block: list[tuple[int, str]], tag: str, rel: str, repo_files: set[str]
+) -> list[Command]:
+    if tag not in _SHELL_TAGS and tag not in _PWC_TAGS:
+        return []
+    out: list[Command] = []
+    for number, line in _logical_lines(block):
+        origin = f"{rel} line {number} (```{tag or 'untagged'} block)"
+        pip = _PIP.match(line)
+        if pip:
+            out.append(Command(pip_to_command(pip.group("args")), origin, None, "pip"))
+            continue
+        script_match = _PY_SCRIPT.match(line)
+        script = None
+        if script_match:
+            candidate = script_match.group("script").removeprefix("./")
+            script = candidate if candidate in repo_files else None
+        if tag in _PWC_TAGS:
+            section = _PWC_TAGS[tag]
+            if section == "install":
+                continue  # only pip lines are usable as install commands
+            out.append(Command(to_manifest_command(line), origin, script, section))
+        elif script is not None:
+            role = role_of(script)
+            if role is None and PurePosixPath(script).name == "prepare.py":
+                role = "preprocessing"
+            if role is not None:
+                out.append(Command(to_manifest_command(line), origin, script, role))
+    return out
+
+
+# --- model card -----------------------------------------------------------------------------
+
+
+@dataclass
+class Card:
+    """A model card and its Hugging Face front matter (empty dict when it has none)."""
+
+    path: str
+    front: dict[str, Any] = field(default_factory=dict)
+    front_error: bool = False
+
+
+def read_card(root: Path, rel: str) -> Card:
+    text = read_text(root / rel) or ""
+    card = Card(rel)
+    if not text.startswith("---"):
+        return card
+    end = text.find("\n---", 3)
+    if end == -1:
+        return card
+    data = _yaml(text[3:end])
+    if isinstance(data, dict):
+        card.front = {str(k): v for k, v in data.items()}
+    else:
+        card.front_error = data is None and bool(text[3:end].strip())
+    return card
+
+
+# --- licence texts --------------------------------------------------------------------------
+
+_LICENSE_SNIFFERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Apache-2.0", ("apache license", "version 2.0")),
+    ("MIT", ("mit license",)),
+    ("MIT", ("permission is hereby granted, free of charge",)),
+    ("BSD-3-Clause", ("bsd 3-clause",)),
+    ("BSD-2-Clause", ("bsd 2-clause",)),
+    ("BSD-3-Clause", ("redistribution and use in source and binary forms", "neither the name")),
+    ("BSD-2-Clause", ("redistribution and use in source and binary forms",)),
+    ("AGPL-3.0-only", ("gnu affero general public license", "version 3")),
+    ("LGPL-3.0-only", ("gnu lesser general public license", "version 3")),
+    ("LGPL-2.1-only", ("gnu lesser general public license", "version 2.1")),
+    ("GPL-3.0-only", ("gnu general public license", "version 3")),
+    ("GPL-2.0-only", ("gnu general public license", "version 2")),
+    ("MPL-2.0", ("mozilla public license", "2.0")),
+    ("CC-BY-SA-4.0", ("attribution-sharealike 4.0 international",)),
+    ("CC-BY-4.0", ("attribution 4.0 international",)),
+    ("CC0-1.0", ("cc0 1.0 universal",)),
+    ("Unlicense", ("this is free and unencumbered software released into the public domain",)),
+    ("ISC", ("isc license",)),
+    ("BSL-1.0", ("boost software license",)),
+)
+
+
+def sniff_license_text(path: Path) -> str | None:
+    """The SPDX id of a common licence, recognised from the first lines of its text."""
+    text = read_text(path)
+    if text is None:
+        return None
+    head = " ".join(text[:1500].lower().split())
+    for spdx, needles in _LICENSE_SNIFFERS:
+        if all(needle in head for needle in needles):
+            return spdx
+    return None
+
+
+# --- environments ---------------------------------------------------------------------------
+
+_PY_VERSION = re.compile(r"^\d+(?:\.\d+){0,2}$")
+
+
+@dataclass
+class EnvSpec:
+    """What an environment file says: pip install commands, a Python version, leftovers."""
+
+    commands: list[str] = field(default_factory=list)
+    python: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def read_conda_env(path: Path, rel: str) -> EnvSpec:
+    """environment.yml / conda.yaml: its ``pip:`` part becomes a pip command; conda packages
+    become a TODO (the isolated environment is a virtualenv, not conda)."""
+    spec = EnvSpec()
+    data = _yaml(read_text(path))
+    deps = data.get("dependencies") if isinstance(data, dict) else None
+    if not isinstance(deps, list):
+        spec.notes.append(f"TODO: {rel} lists no dependencies that could be read")
+        return spec
+    conda: list[str] = []
+    pip: list[str] = []
+    for dep in deps:
+        if isinstance(dep, dict) and isinstance(dep.get("pip"), list):
+            pip += [str(x) for x in dep["pip"]]
+        elif isinstance(dep, str):
+            name = re.split(r"[=<>!\s]", dep, maxsplit=1)[0]
+            if name == "python":
+                version = dep[len(name) :].lstrip("=").strip()
+                if _PY_VERSION.match(version):
+                    spec.python = version
+            elif name != "pip":
+                conda.append(dep)
+    if pip:
+        args = [a for item in pip for a in item.split()]
+        spec.commands.append(to_manifest_command("python -m pip install " + shlex.join(args)))
+    if conda:
+        shown = ", ".join(conda[:8]) + (" …" if len(conda) > 8 else "")
+        spec.notes.append(
+            f"TODO: {rel} is a conda environment; these conda packages need pip equivalents "
+            f"in install.commands: {shown}"
+        )
+    return spec
+
+
+def read_python_env(path: Path, rel: str) -> EnvSpec:
+    """MLflow's python_env.yaml: ``python``, ``build_dependencies``, ``dependencies``."""
+    spec = EnvSpec()
+    data = _yaml(read_text(path))
+    if not isinstance(data, dict):
+        spec.notes.append(f"TODO: {rel} could not be read")
+        return spec
+    python = data.get("python")
+    if python is not None and _PY_VERSION.match(str(python)):
+        spec.python = str(python)
+    for key in ("build_dependencies", "dependencies"):
+        items = data.get(key)
+        if isinstance(items, list):
+            args = [a for item in items for a in str(item).split() if str(item) != "pip"]
+            if not args:
+                continue
+            spec.commands.append(to_manifest_command("python -m pip install " + shlex.join(args)))
+    return spec
+
+
+# --- DVC ------------------------------------------------------------------------------------
+
+
+@dataclass
+class DvcStage:
+    name: str
+    command: str
+    deps: list[str]
+    outs: list[str]
+    metrics: list[str]
+    lock_md5: dict[str, str]  # out path -> md5 (or "md5:…" / "hash" text) from dvc.lock
+
+
+def _paths(items: Any) -> list[str]:
+    out: list[str] = []
+    if not isinstance(items, list):
+        return out
+    for item in items:
+        if isinstance(item, str):
+            out.append(item)
+        elif isinstance(item, dict):
+            out += [str(k) for k in item]
+    return [p.rstrip("/") for p in out]
+
+
+def read_dvc(root: Path) -> tuple[list[DvcStage], list[str]]:
+    """Stages of ``dvc.yaml`` (with output digests from ``dvc.lock``), and notes."""
+    data = _yaml(read_text(root / "dvc.yaml"))
+    notes: list[str] = []
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
+        return [], ["TODO: dvc.yaml has no readable `stages`"]
+    lock = _yaml(read_text(root / "dvc.lock")) if (root / "dvc.lock").is_file() else None
+    lock_stages = lock.get("stages") if isinstance(lock, dict) else None
+    stages: list[DvcStage] = []
+    for name, body in data["stages"].items():
+        if not isinstance(body, dict):
+            continue
+        if "foreach" in body or "matrix" in body:
+            notes.append(f"TODO: dvc.yaml stage `{name}` uses foreach/matrix: not imported")
+            continue
+        cmd = body.get("cmd")
+        if isinstance(cmd, list):
+            command = " && ".join(str(c) for c in cmd)
+        elif isinstance(cmd, str):
+            command = cmd
+        else:
+            continue
+        if body.get("wdir") not in (None, ".", "./"):
+            command = f"cd {shlex.quote(str(body['wdir']))} && {command}"
+        md5: dict[str, str] = {}
+        locked = lock_stages.get(str(name)) if isinstance(lock_stages, dict) else None
+        if isinstance(locked, dict):
+            for out in locked.get("outs") or []:
+                if isinstance(out, dict) and "path" in out:
+                    digest = out.get("md5") or out.get("hash") or out.get("etag")
+                    if digest:
+                        md5[str(out["path"]).rstrip("/")] = str(digest)
+        stages.append(
+            DvcStage(
+                name=str(name),
+                command=command,
+                deps=_paths(body.get("deps")),
+                outs=_paths(body.get("outs")),
+                metrics=_paths(body.get("metrics")),
+                lock_md5=md5,
+            )
+        )
+    return stages, notes
+
+
+# --- MLflow ---------------------------------------------------------------------------------
+
+
+@dataclass
+class MlflowProject:
+    name: str | None
+    env_file: str | None
+    env_kind: str | None  # python_env | conda_env | docker_env
+    entry_points: dict[str, tuple[str, list[str]]]  # name -> (command, notes)
+
+
+_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
+
+
+def read_mlflow(root: Path) -> MlflowProject | None:
+    data = _yaml(read_text(root / "MLproject"))
+    if not isinstance(data, dict):
+        return None
+    env_file = env_kind = None
+    for kind in ("python_env", "conda_env", "docker_env"):
+        if data.get(kind) is not None:
+            env_kind = kind
+            value = data[kind]
+            env_file = str(value) if isinstance(value, str) else None
+            break
+    entries: dict[str, tuple[str, list[str]]] = {}
+    points = data.get("entry_points")
+    if isinstance(points, dict):
+        for name, body in points.items():
+            if not isinstance(body, dict) or not isinstance(body.get("command"), str):
+                continue
+            params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
+            assert isinstance(params, dict)
+            notes: list[str] = []
+            raw = " ".join(body["command"].split())
+            # Literal braces first, then each {param} becomes its default.
+            pieces: list[str] = []
+            pos = 0
+            for match in _PARAM.finditer(raw):
+                pieces.append(raw[pos : match.start()].replace("{", "{{").replace("}", "}}"))
+                pos = match.end()
+                param = match.group(1)
+                spec = params.get(param)
+                default = spec.get("default") if isinstance(spec, dict) else None
+                if default is None:
+                    pieces.append(f"TODO-{param}")
+                    notes.append(f"TODO: MLproject parameter `{param}` has no default: set a value")
+                else:
+                    value = str(default).lower() if isinstance(default, bool) else str(default)
+                    pieces.append(shlex.quote(value).replace("{", "{{").replace("}", "}}"))
+            pieces.append(raw[pos:].replace("{", "{{").replace("}", "}}"))
+            command = "".join(pieces)
+            if _SHELL_SYNTAX.search(command):
+                command = f"sh -c {shlex.quote(command)}"
+            entries[str(name)] = (command, notes)
+    name = data.get("name")
+    return MlflowProject(
+        name=str(name) if name is not None else None,
+        env_file=env_file,
+        env_kind=env_kind,
+        entry_points=entries,
+    )
+
+
+def mlflow_role(entry_point: str) -> str | None:
+    lower = entry_point.lower()
+    if lower in ("main", "train") or lower.startswith("train"):
+        return "training"
+    if lower.startswith(("predict", "generate", "infer", "sample", "serve")):
+        return "run"
+    if lower.startswith(("eval", "validate", "test")):
+        return "evaluation"
+    if lower.startswith(("prepare", "preprocess", "etl", "load_raw", "ingest")):
+        return "preprocessing"
+    return role_of(lower)
+
+
+def script_in(command: str, repo_files: set[str]) -> list[str]:
+    """Repository files a command names (scripts, configs), in order."""
+    try:
+        tokens = shlex.split(command)
+    except ValueError:
+        tokens = command.split()
+    if tokens[:2] == ["sh", "-c"] and len(tokens) > 2:
+        return script_in(tokens[2], repo_files)
+    found: list[str] = []
+    for token in tokens:
+        for part in (token, token.split("=", 1)[-1]):
+            clean = part.removeprefix("./")
+            if clean in repo_files and clean not in found:
+                found.append(clean)
+    return found

@@ -1,0 +1,78 @@
+"""The ``corrsource`` command: explain, checks, check (init has its own tests)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import MINIMAL_MANIFEST, RepoFactory
+
+from pytest_corrsource.catalogue import CHECKS, SNIPPETS, WHY
+from pytest_corrsource.cli import explain, levels_requiring, main
+
+
+@pytest.mark.parametrize("spec", CHECKS, ids=[c.id for c in CHECKS])
+def test_every_check_is_explained(spec, capsys: pytest.CaptureFixture[str]) -> None:
+    assert spec.id in WHY
+    assert main(["explain", spec.id.lower()]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"{spec.id} {spec.component}::{spec.check}\n")
+    assert f"What it verifies: {spec.title}." in text
+    assert f"Enforces: {spec.clause}" in text
+    assert "How to fix a failure:" in text
+    if spec.component in SNIPPETS:
+        assert "In corresponding-source.yaml:" in text
+
+
+def test_explain_names_the_levels() -> None:
+    assert "Required at levels: corresponding-source, open-source-ai" in explain("CS403")
+    assert "Required at levels: none (informational" in explain("CS903")
+    assert levels_requiring(next(c for c in CHECKS if c.id == "CS101")) == [
+        "open-weights",
+        "corresponding-source",
+        "open-source-ai",
+    ]
+
+
+def test_explain_unknown_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["explain", "CS999"]) == 2
+    assert "unknown check `CS999`" in capsys.readouterr().err
+
+
+def test_checks_lists_every_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["checks"]) == 0
+    out = capsys.readouterr().out
+    for spec in CHECKS:
+        assert f"{spec.id:<6} {spec.component}::{spec.check}" in out
+    assert "CS903  docs::model-card" in out
+
+
+def test_failure_messages_point_to_explain(make_repo: RepoFactory) -> None:
+    from pytest_corrsource.checks import CheckContext, Options, RunState
+    from pytest_corrsource.hashing import DigestCache
+    from pytest_corrsource.manifest import load_manifest
+    from pytest_corrsource.plan import build_plan
+    from pytest_corrsource.results import execute
+
+    root = make_repo(MINIMAL_MANIFEST.replace("sha256: {sha}", "sha256: " + "0" * 64))
+    manifest = load_manifest(root / "corresponding-source.yaml")
+    planned = next(p for p in build_plan(manifest) if p.spec.id == "CS104")
+    ctx = CheckContext(manifest, "CS104", planned.subject, Options(), DigestCache(), RunState())
+    result = execute(planned, ctx, "open-weights")
+    assert result.outcome == "failed"
+    assert "  more: corrsource explain CS104" in result.message
+
+
+def test_check_is_pytest_with_the_flag(make_repo: RepoFactory, tmp_path: Path) -> None:
+    root = make_repo(MINIMAL_MANIFEST, {"LICENSE": "MIT License\n"})
+    base = [sys.executable, "-m", "pytest_corrsource", "check", str(root), "-p", "no:randomly"]
+    ok = subprocess.run([*base, "--corrsource-level", "open-weights", "-q"], cwd=tmp_path,
+                        capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ok.returncode == 0, ok.stdout
+    assert "verdict: level open-weights met" in ok.stdout
+    failing = subprocess.run([*base, "-q"], cwd=tmp_path, capture_output=True, text=True,
+                             timeout=120)  # fmt: skip
+    assert failing.returncode == 1
+    assert "the manifest declares no `run`" in failing.stdout
