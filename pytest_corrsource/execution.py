@@ -78,6 +78,16 @@ class StepRun:
         """What happened, trimmed and redacted, for a failure message."""
         return redact(self.result.describe())
 
+    def require_success(self, label: str) -> None:
+        """Raise CheckFailed unless the step exited 0 in time and wrote what it declares."""
+        if self.result.timed_out or self.result.returncode != 0:
+            raise CheckFailed(f"{label} failed: {self.result.status()}", details=self.describe())
+        if self.missing_outputs:
+            raise CheckFailed(
+                f"{label} exited 0 but did not write {', '.join(self.missing_outputs)}",
+                details=self.describe(),
+            )
+
 
 def scratch_base(state: RunState, options: Options) -> Path:
     """This process's folder for scratch copies, removed when the process exits."""
@@ -224,6 +234,12 @@ def run_in_scratch(
         if result.returncode == 0 and not path.exists():
             run.missing_outputs.append(declared)
     return run
+
+
+def run_step(ctx: CheckContext, step: Step) -> StepRun:
+    """Run one step in a fresh scratch copy inside the isolated environment."""
+    env = get_environment(ctx)
+    return run_in_scratch(ctx, step, python=env.python, bin_dir=env.bin_dir)
 
 
 @dataclass

@@ -270,14 +270,14 @@ def modified_weights_for(cs: Corrsource, tmp_path_factory: pytest.TempPathFactor
 
 
 def regenerated_weights_for(cs: Corrsource) -> Path:
-    from pytest_corrsource.checks.training import _require_ok, _training_run
+    from pytest_corrsource.checks.training import training_run
 
     if cs.manifest.training is None:
         pytest.skip("regenerated_weights: the manifest declares no `training`")
 
     def train() -> Path:
-        run = _training_run(cs.context("CS602"))
-        _require_ok(run, "the training command")
+        run = training_run(cs.context("CS602"))
+        run.require_success("the training command")
         (path,) = run.outputs.values()
         return path
 

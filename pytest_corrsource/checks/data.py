@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
-from pytest_corrsource.execution import Step, get_environment, run_in_scratch
+from pytest_corrsource.execution import Step, run_step
 from pytest_corrsource.manifest import DataSource
 
 # Each required topic of a data card, and the words a heading or label may use for it.
@@ -167,20 +167,8 @@ def check_preprocessing(ctx: CheckContext) -> Finding:
     missing_code = [r.path for r in pre.code if not (ctx.root / r.path).is_file()]
     if missing_code:
         raise CheckFailed(f"preprocessing code not in the repository: {', '.join(missing_code)}")
-    env = get_environment(ctx)
-    run = run_in_scratch(
-        ctx,
-        Step("preprocessing", pre.command, pre.timeout, pre.produces),
-        python=env.python,
-        bin_dir=env.bin_dir,
-    )
-    if run.result.timed_out or run.result.returncode != 0:
-        raise CheckFailed(f"preprocessing failed: {run.result.status()}", details=run.describe())
-    if run.missing_outputs:
-        raise CheckFailed(
-            f"preprocessing exited 0 but did not write {', '.join(run.missing_outputs)}",
-            details=run.describe(),
-        )
+    run = run_step(ctx, Step("preprocessing", pre.command, pre.timeout, pre.produces))
+    run.require_success("preprocessing")
     return Finding(message=f"wrote {', '.join(pre.produces) or 'nothing declared'}")
 
 
@@ -195,12 +183,8 @@ def check_evaluation(ctx: CheckContext) -> Finding:
         raise CheckFailed(f"not in the repository: {', '.join(missing)}")
     if not evaluation.command:
         raise CheckFailed("`evaluation.command` is not declared: nothing says how to evaluate")
-    env = get_environment(ctx)
-    run = run_in_scratch(
-        ctx,
-        Step("evaluation", evaluation.command, evaluation.timeout, evaluation.expect.files),
-        python=env.python,
-        bin_dir=env.bin_dir,
+    run = run_step(
+        ctx, Step("evaluation", evaluation.command, evaluation.timeout, evaluation.expect.files)
     )
     expect = evaluation.expect
     if run.result.timed_out or run.result.returncode != expect.exit_code:

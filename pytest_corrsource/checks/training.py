@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
-from pytest_corrsource.execution import Step, StepRun, get_environment, run_in_scratch
+from pytest_corrsource.execution import Step, StepRun, run_step
 from pytest_corrsource.formats import TensorInfo, WeightsHeader
 
 MAX_LISTED = 8
@@ -88,22 +88,9 @@ def schema_differences(released: WeightsHeader, other: WeightsHeader) -> list[st
 
 
 def _run_step(ctx: CheckContext, key: str, step: Step) -> StepRun:
-    def compute() -> StepRun:
-        env = get_environment(ctx)
-        return run_in_scratch(ctx, step, python=env.python, bin_dir=env.bin_dir)
-
-    run: StepRun = ctx.state.once(f"{key}:{ctx.manifest.path}", compute)
+    """``run_step`` memoised per process: CS602 and CS603 share one training run."""
+    run: StepRun = ctx.state.once(f"{key}:{ctx.manifest.path}", lambda: run_step(ctx, step))
     return run
-
-
-def _require_ok(run: StepRun, label: str) -> None:
-    if run.result.timed_out or run.result.returncode != 0:
-        raise CheckFailed(f"{label} failed: {run.result.status()}", details=run.describe())
-    if run.missing_outputs:
-        raise CheckFailed(
-            f"{label} exited 0 but did not write {', '.join(run.missing_outputs)}",
-            details=run.describe(),
-        )
 
 
 def check_training_code(ctx: CheckContext) -> Finding:
@@ -121,7 +108,7 @@ def check_training_code(ctx: CheckContext) -> Finding:
     return Finding(message=", ".join(r.path for r in training.code))
 
 
-def _training_run(ctx: CheckContext) -> StepRun:
+def training_run(ctx: CheckContext) -> StepRun:
     training = ctx.manifest.training
     assert training is not None
     if not training.command:
@@ -134,8 +121,8 @@ def _training_run(ctx: CheckContext) -> StepRun:
 
 def check_training_run(ctx: CheckContext) -> Finding:
     """CS602: the training command succeeds and writes weights."""
-    run = _training_run(ctx)
-    _require_ok(run, "the training command")
+    run = training_run(ctx)
+    run.require_success("the training command")
     (path,) = run.outputs.values()
     header = _header_of(ctx, path, "the training command")
     finding = Finding(
@@ -147,7 +134,7 @@ def check_training_run(ctx: CheckContext) -> Finding:
         again = _run_step(
             ctx, "training-again", dataclasses.replace(run.step, label="training (again)")
         )
-        _require_ok(again, "the second training run")
+        again.require_success("the second training run")
         (second,) = again.outputs.values()
         same = path.read_bytes() == second.read_bytes()
         finding.data["deterministic"] = same
@@ -169,7 +156,7 @@ def check_reproduce(ctx: CheckContext) -> Finding:
     """CS603: the regenerated weights match the released ones (schema, exact or tolerance)."""
     training = ctx.manifest.training
     assert training is not None
-    run = _training_run(ctx)
+    run = training_run(ctx)
     if run.result.returncode != 0 or run.missing_outputs or run.result.timed_out:
         raise CheckFailed("the training command failed (see CS602): nothing to compare")
     (path,) = run.outputs.values()
@@ -221,7 +208,7 @@ def check_modify(ctx: CheckContext) -> Finding:
     modify = ctx.manifest.modify
     assert modify is not None
     run = _run_step(ctx, "modify", Step("modify", modify.command, modify.timeout, modify.produces))
-    _require_ok(run, "the modify command")
+    run.require_success("the modify command")
     released_name, released = _released_header(ctx)
     for declared, path in sorted(run.outputs.items()):
         differences = schema_differences(released, _header_of(ctx, path, "the modify command"))
