@@ -31,15 +31,6 @@ def _run(ctx: CheckContext) -> Run:
     return run
 
 
-def _step_failure(label: str, run_step: StepRun) -> CheckFailed:
-    if run_step.missing_outputs:
-        return CheckFailed(
-            f"{label} exited 0 but did not write {', '.join(run_step.missing_outputs)}",
-            details=run_step.describe(),
-        )
-    return CheckFailed(f"{label} failed: {run_step.result.status()}", details=run_step.describe())
-
-
 def check_generate_step(ctx: CheckContext) -> Finding:
     """CS301: generate step N succeeds and produces its declared outputs."""
     index = int(ctx.subject)
@@ -50,8 +41,7 @@ def check_generate_step(ctx: CheckContext) -> Finding:
         failed = pipeline.failed_step
         earlier = failed.step.label if failed else "an earlier step"
         raise CheckFailed(f"{label} did not run because {earlier} failed (see its check)")
-    if not step.ok:
-        raise _step_failure(label, step)
+    step.require_success(label)
     outputs = ", ".join(sorted(step.step.produces)) or "no declared outputs"
     return Finding(message=f"{label}: {step.result.status()}; wrote {outputs}")
 
@@ -156,7 +146,7 @@ def _run_of(
     pipeline = run_pipeline(ctx, variant, replace=replace, network=network)
     failed = pipeline.failed_step
     if failed is not None and failed.step.label != "run":
-        raise _step_failure(f"{failed.step.label} (before the run, {variant} weights)", failed)
+        failed.require_success(f"{failed.step.label} (before the run, {variant} weights)")
     run_step = pipeline.step("run")
     assert run_step is not None
     return run_step
