@@ -489,3 +489,65 @@ def test_cs401_checks_files_named_through_the_repo_placeholder(make_repo: RepoFa
     (root / "run.py").unlink()
     message = failure(Checks(root)("CS401"))
     assert "found: `run.command` names run.py, not in the repository" in message
+
+
+SHARDED_RUN = textwrap.dedent(
+    """
+    import argparse, hashlib, json, os, struct
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--weights", required=True)
+    args = parser.parse_args()
+    index = json.load(open(args.weights))
+    digest = hashlib.sha256()
+    for shard in sorted(set(index["weight_map"].values())):
+        with open(os.path.join(os.path.dirname(args.weights), shard), "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+            data = f.read()
+        for name, info in sorted(header.items()):
+            if name != "__metadata__" and info["dtype"].startswith("F"):
+                begin, end = info["data_offsets"]
+                digest.update(data[begin:end])
+    print("model output:", digest.hexdigest()[:16])
+    """
+)
+
+
+def test_cs403_modifies_every_shard_of_a_sharded_checkpoint(make_repo: RepoFactory) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    root = runnable(
+        make_repo,
+        replace={
+            "  - path: weights/model.safetensors\n    sha256: {sha}\n": (
+                "  - path: weights/model.safetensors.index.json\n"
+            )
+        },
+        files={"run.py": SHARDED_RUN},
+    )
+    (root / "weights" / "model.safetensors").unlink()
+    weight_map: dict[str, str] = {}
+    total = 0
+    for seed in (1, 2):
+        name = f"model-0000{seed}-of-00002.safetensors"
+        rng = np.random.default_rng(seed)
+        tensors = {
+            f"s{seed}.weight": rng.standard_normal((4, 3)).astype(np.float32),
+            f"s{seed}.ids": np.arange(4, dtype=np.int64),
+        }
+        save_file(tensors, str(root / "weights" / name))
+        weight_map.update(dict.fromkeys(tensors, name))
+        total += sum(t.nbytes for t in tensors.values())
+    index = {"metadata": {"total_size": total}, "weight_map": weight_map}
+    (root / "weights" / "model.safetensors.index.json").write_text(json.dumps(index))
+    before = tree_digests(root)
+
+    checks = Checks(root)
+    assert checks("CS103", "weights/model.safetensors.index.json").outcome == "passed"
+    assert checks("CS402").outcome == "passed"
+    result = checks("CS403")
+    assert result.outcome == "passed", result.message
+    assert "weights/model-00001-of-00002.safetensors" in result.message
+    assert "weights/model-00002-of-00002.safetensors" in result.message
+    assert tree_digests(root) == before

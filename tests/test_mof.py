@@ -180,3 +180,13 @@ def test_junit_properties_from_ini(pytester: pytest.Pytester, make_repo: RepoFac
     xml = pytester.path / "junit.xml"
     pytester.runpytest("--corresponding-source", str(repo), f"--junitxml={xml}")
     assert '<property name="corrsource.component" value="weights" />' in xml.read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tivoized", "ignores-weights", "needs-network"])
+def test_variant_example_records(pytester: pytest.Pytester, name: str) -> None:
+    (record,) = run_mof(pytester, EXAMPLES / name, "-p", "no:randomly")
+    names = {c["name"] for c in record["release"]["components"]}
+    # Each variant's run ships (CS401) and its architecture is verified; its weights pass.
+    assert {"Model architecture", "Model parameters (Final)", "Inference code"} <= names
+    assert "Training code" not in names
