@@ -60,9 +60,9 @@ def _nearest_manifest(config: pytest.Config) -> Path | None:
     """The manifest in or above the first argument's folder: a model repository's own tests
     (``pytest path/to/repo/tests``) find their repository's manifest."""
     from pytest_corrsource.manifest import MANIFEST_NAME
-    from pytest_corrsource.session import _arg_paths
+    from pytest_corrsource.session import arg_paths
 
-    for arg in _arg_paths(config):
+    for arg in arg_paths(config):
         folder = arg if arg.is_dir() else arg.parent
         for candidate in (folder, *folder.parents):
             if (candidate / MANIFEST_NAME).is_file():

@@ -12,21 +12,6 @@ from dataclasses import dataclass
 from pytest_corrsource.catalogue import BY_ID, CHECKS, COMPONENTS, CheckSpec, level_rank
 from pytest_corrsource.manifest import Manifest
 
-# What each component is called in messages about it being absent.
-_SECTION = {
-    "install": "`install`",
-    "run": "`run`",
-    "source": "`architecture`",
-    "training": "`training`",
-    "data": "`data`",
-    "evaluation": "`evaluation`",
-    "generate": "`generate`",
-    "modify": "`modify`",
-    "checkpoints": "`checkpoints`",
-    "docs": "`docs`",
-    "licenses": "`licenses`",
-}
-
 
 @dataclass(frozen=True)
 class PlannedCheck:
@@ -176,4 +161,5 @@ def build_plan(manifest: Manifest) -> list[PlannedCheck]:
 
 
 def component_label(component: str) -> str:
-    return _SECTION.get(component, f"`{component}`")
+    """The manifest section a component is declared by, for messages about its absence."""
+    return "`architecture`" if component == "source" else f"`{component}`"

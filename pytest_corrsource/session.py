@@ -54,7 +54,7 @@ def resolve_level(config: pytest.Config) -> str:
     return DEFAULT_LEVEL
 
 
-def _arg_paths(config: pytest.Config) -> list[Path]:
+def arg_paths(config: pytest.Config) -> list[Path]:
     base = config.invocation_params.dir
     paths = []
     for arg in config.args:
@@ -78,7 +78,7 @@ def resolve_manifests(config: pytest.Config) -> list[Path]:
         base = config.inipath.parent if config.inipath else config.rootpath
         return [(base / ini).resolve()]
     found: list[Path] = []
-    for path in _arg_paths(config):
+    for path in arg_paths(config):
         candidate = path / MANIFEST_NAME if path.is_dir() else path
         if candidate.name == MANIFEST_NAME and candidate.is_file() and candidate not in found:
             found.append(candidate)
@@ -130,7 +130,7 @@ class CorrSourceSession:
 
     def _add_unvisited_manifests(self) -> None:
         """Make pytest collect a manifest that its arguments (e.g. ``testpaths``) do not reach."""
-        args = _arg_paths(self.config)
+        args = arg_paths(self.config)
         for manifest in self.manifests:
             reached = any(manifest == a or a in manifest.parents for a in args)
             if not reached:

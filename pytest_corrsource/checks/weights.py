@@ -109,6 +109,7 @@ def check_header(ctx: CheckContext) -> Finding:
     _require_present(ctx, path)
     if detect_pointer(path, ctx.root) is not None:
         raise CheckFailed(f"{entry.path} is a pointer file, not weights (see CS102)")
+    detected = "weights file"  # what to call it if even sniffing the bytes fails
     try:
         detected = detect_format(path)
         if entry.format and entry.format != detected:
@@ -119,7 +120,7 @@ def check_header(ctx: CheckContext) -> Finding:
             )
         header = read_weights_header(path, ctx.root)
     except FormatError as exc:
-        raise CheckFailed(f"{entry.path}: invalid {_format_name(path)}: {exc}") from None
+        raise CheckFailed(f"{entry.path}: invalid {detected}: {exc}") from None
     except OSError as exc:
         raise CheckFailed(f"{entry.path}: cannot be read: {exc.strerror}") from None
     count = len(header.tensors)
@@ -129,15 +130,6 @@ def check_header(ctx: CheckContext) -> Finding:
         warnings=list(header.warnings),
         data={"format": header.format, "tensors": count},
     )
-
-
-def _format_name(path: Path) -> str:
-    from pytest_corrsource.formats.detect import detect_format
-
-    try:
-        return detect_format(path)
-    except Exception:  # a file that cannot even be sniffed; the caller reports the error
-        return "weights file"
 
 
 def _digests(ctx: CheckContext, files: list[Path]) -> dict[Path, str]:

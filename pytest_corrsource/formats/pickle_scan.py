@@ -72,18 +72,8 @@ _TORCH_STORAGE_KINDS = [
     "QUInt4x2",
     "QUInt2x4",
 ]
-_TORCH_TENSOR_KINDS = [
-    "Double",
-    "Float",
-    "Half",
-    "BFloat16",
-    "Long",
-    "Int",
-    "Short",
-    "Char",
-    "Byte",
-    "Bool",
-]
+# The typed tensor classes (torch.FloatTensor …) are the first ten storage kinds.
+_TORCH_TENSOR_KINDS = _TORCH_STORAGE_KINDS[:10]
 _TORCH_REBUILDERS = [
     "_rebuild_tensor",
     "_rebuild_tensor_v2",
