@@ -59,7 +59,16 @@ class ComponentCollector(pytest.Collector):
 
     def collect(self) -> Iterator[pytest.Item]:
         for planned in self.checks:
-            yield CheckItem.from_parent(self, name=planned.name, planned=planned)
+            # The id is given as the string pytest has always built. pytest 9.2 would otherwise
+            # derive a structured id from the parent (name ``present[weights/x]`` as one segment)
+            # that differs from the one it parses back from its cache (name ``present``, params
+            # ``weights/x``), so ``--lf`` and ``--ff`` lost every check with a subject.
+            yield CheckItem.from_parent(
+                self,
+                name=planned.name,
+                nodeid=f"{self.nodeid}::{planned.name}",
+                planned=planned,
+            )
 
 
 class CheckItem(pytest.Item):

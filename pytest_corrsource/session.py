@@ -87,7 +87,9 @@ def resolve_manifests(config: pytest.Config) -> list[Path]:
     return found
 
 
-@dataclass
+# eq=False keeps identity hashing: pytest < 9.1 puts registered plugins in a set, and a
+# dataclass with the default eq=True is unhashable (INTERNALERROR on pytest 8.x and 9.0).
+@dataclass(eq=False)
 class CorrSourceSession:
     config: pytest.Config
     options: Options
