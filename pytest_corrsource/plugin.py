@@ -8,12 +8,9 @@ working) and returns. With ``--corresponding-source`` it registers the session o
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
-
-if TYPE_CHECKING:
-    from pytest_corrsource.session import CorrSourceSession
 
 LEVEL_CHOICES = ("open-weights", "corresponding-source", "open-source-ai")
 SESSION_PLUGIN_NAME = "corrsource-session"
@@ -136,6 +133,7 @@ def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     if not config.getoption("corrsource", False):
+        _warn_ignored_options(config)
         return
     from pytest_corrsource.session import CorrSourceSession
 
@@ -147,9 +145,23 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(XdistHooks(session), "corrsource-xdist")
 
 
-def _session(config: pytest.Config) -> CorrSourceSession | None:
-    plugin: Any = config.pluginmanager.get_plugin(SESSION_PLUGIN_NAME)
-    return plugin  # type: ignore[no-any-return]
+def _warn_ignored_options(config: pytest.Config) -> None:
+    """``--corrsource-*`` on the command line without ``--corresponding-source`` does nothing:
+    say so rather than let a user believe a level was checked. Ini keys and environment
+    variables stay silent: a project configures them once and enables the checks in CI only."""
+    given = [
+        option
+        for option in config.invocation_params.args
+        if isinstance(option, str) and option.startswith("--corrsource-")
+    ]
+    if given:
+        names = ", ".join(sorted({option.split("=", 1)[0] for option in given}))
+        config.issue_config_time_warning(
+            pytest.PytestConfigWarning(
+                f"{names} ignored: pytest-corrsource runs only with --corresponding-source"
+            ),
+            stacklevel=2,
+        )
 
 
 # --- fixtures for existing test suites ---------------------------------------------------------

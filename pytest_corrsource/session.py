@@ -107,10 +107,7 @@ class CorrSourceSession:
         manifests = resolve_manifests(config)
         for manifest in manifests:
             if not manifest.is_file():
-                raise pytest.UsageError(
-                    f"--corresponding-source: no manifest at {manifest}; write one (see the "
-                    f"pytest-corrsource README) or pass --corrsource-manifest PATH"
-                )
+                raise pytest.UsageError(_no_manifest_message(config, manifest))
         cache_dir = config.getoption("corrsource_cache_dir")
         options = Options(
             level=level,
@@ -234,6 +231,18 @@ class XdistHooks:
         digests = output.get("corrsource", {}).get("digests")
         if isinstance(digests, dict):
             self.session.worker_digests.append(digests)
+
+
+def _no_manifest_message(config: pytest.Config, manifest: Path) -> str:
+    """Where the manifest was looked for, and the next step that fits how it was named."""
+    if config.getoption("corrsource_manifest"):
+        return f"--corrsource-manifest: no manifest at {manifest}; check the path"
+    if config.getini("corrsource_manifest"):
+        return f"ini option corrsource_manifest: no manifest at {manifest}; check the path"
+    return (
+        f"--corresponding-source: no manifest at {manifest}; draft one with "
+        f"`corrsource init {manifest.parent}`, or pass --corrsource-manifest PATH"
+    )
 
 
 def _relative(path: Path, base: Path) -> str:

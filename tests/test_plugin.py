@@ -352,14 +352,29 @@ def test_missing_manifest_is_a_usage_error(pytester: pytest.Pytester, inline: Ru
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(
         [
-            f"ERROR: --corresponding-source: no manifest at {pytester.path / MANIFEST}; write one*"
-            "or pass --corrsource-manifest PATH"
+            f"ERROR: --corresponding-source: no manifest at {pytester.path / MANIFEST}; draft one "
+            f"with `corrsource init {pytester.path}`, or pass --corrsource-manifest PATH"
         ]
     )
     other = inline("--corresponding-source", "--corrsource-manifest=nowhere/cs.yaml")
     assert other.ret == pytest.ExitCode.USAGE_ERROR
-    other.stderr.fnmatch_lines([f"*no manifest at {pytester.path / 'nowhere' / 'cs.yaml'};*"])
+    other.stderr.fnmatch_lines(
+        [
+            f"ERROR: --corrsource-manifest: no manifest at "
+            f"{pytester.path / 'nowhere' / 'cs.yaml'}; check the path"
+        ]
+    )
+    assert "pass --corrsource-manifest" not in output(other)
     assert_clean(other)
+    pytester.makeini("[pytest]\ncorrsource_manifest = elsewhere.yaml\n")
+    ini = inline("--corresponding-source")
+    assert ini.ret == pytest.ExitCode.USAGE_ERROR
+    ini.stderr.fnmatch_lines(
+        [
+            f"ERROR: ini option corrsource_manifest: no manifest at "
+            f"{pytester.path / 'elsewhere.yaml'}; check the path"
+        ]
+    )
 
 
 # --- levels --------------------------------------------------------------------------------------
@@ -655,6 +670,36 @@ def test_terminal_summary(repo: RepoBuilder, run: Runner) -> None:
     )
     assert any(line.startswith("Model Openness Framework class: unclassified (") for line in lines)
     assert "verdict: level open-weights met" in lines
+
+
+def test_quiet_summary_keeps_the_verdict_not_the_table(repo: RepoBuilder, run: Runner) -> None:
+    repo()
+    result = run(OPEN_WEIGHTS, "-q")
+    lines = result.outlines  # -q: no closing separator line to stop at
+    assert "verdict: level open-weights met" in lines
+    assert any(line.startswith("levels: open-weights: met") for line in lines)
+    assert not any(line.startswith("  weights ") for line in lines)
+
+
+def test_options_without_the_flag_warn_and_change_nothing(
+    pytester: pytest.Pytester, repo: RepoBuilder, inline: Runner
+) -> None:
+    repo()
+    pytester.makepyfile(test_normal="def test_normal():\n    assert True\n")
+    result = inline("--corrsource-level=open-weights", "--corrsource-report", "r.json")
+    result.assert_outcomes(passed=1, warnings=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*PytestConfigWarning: --corrsource-level, --corrsource-report ignored: "
+            "pytest-corrsource runs only with --corresponding-source"
+        ]
+    )
+    assert not (pytester.path / "r.json").exists()
+    # ini keys stay silent: projects set them once and enable the checks only in CI
+    pytester.makeini("[pytest]\ncorrsource_level = open-weights\n")
+    quiet = inline()
+    quiet.assert_outcomes(passed=1)
+    assert "PytestConfigWarning" not in quiet.stdout.str()
 
 
 def test_collect_only_writes_no_report_and_no_verdict(

@@ -81,9 +81,7 @@ def test_last_failed_reruns_every_failed_check(
     assert "passed" not in outcomes
 
 
-def test_failed_first_runs_the_failures_first(
-    pytester: pytest.Pytester, broken_repo: Path
-) -> None:
+def test_failed_first_runs_the_failures_first(pytester: pytest.Pytester, broken_repo: Path) -> None:
     first = pytester.runpytest(*BASE, "--corrsource-level=open-weights", "-rf")
     failed = set(failed_ids(first))
     assert failed
@@ -122,5 +120,14 @@ def test_node_id_of_a_component_selects_its_checks(
 ) -> None:
     result = pytester.runpytest(*BASE, "-v", f"{MANIFEST}::weights")
     order = ran_ids(result)
-    assert order and all(nodeid.startswith(f"{MANIFEST}::weights::") for nodeid in order)
+    assert order
+    assert all(nodeid.startswith(f"{MANIFEST}::weights::") for nodeid in order)
     assert PRESENT in order
+
+
+def test_level_choices_are_the_catalogue_levels() -> None:
+    # plugin.py keeps its own copy so that pytest start-up imports nothing of ours beyond it.
+    from pytest_corrsource.catalogue import LEVELS
+    from pytest_corrsource.plugin import LEVEL_CHOICES
+
+    assert tuple(LEVEL_CHOICES) == tuple(LEVELS)

@@ -20,10 +20,11 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
         if report.error:
             tr.write_line(f"manifest error: {report.error}", red=True)
             continue
-        width = max(len(c) for c, _ in report.components)
-        for component, status in report.components:
-            markup = {"verified": {"green": True}, "failed": {"red": True}}.get(status, {})
-            tr.write_line(f"  {component:<{width}}  {status}", **markup)
+        if getattr(tr, "verbosity", 0) >= 0:  # -q keeps levels, warnings and the verdict
+            width = max(len(c) for c, _ in report.components)
+            for component, status in report.components:
+                markup = {"verified": {"green": True}, "failed": {"red": True}}.get(status, {})
+                tr.write_line(f"  {component:<{width}}  {status}", **markup)
         met = set(report.levels_met)
         marks = "  ".join(f"{level}: {'met' if level in met else 'not met'}" for level in LEVELS)
         tr.write_line(f"levels: {marks}")
