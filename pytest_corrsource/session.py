@@ -100,6 +100,9 @@ class CorrSourceSession:
     worker_digests: list[dict[str, Any]] = field(default_factory=list)
     reports: list[ManifestReport] = field(default_factory=list)
     junit_properties: bool = False
+    # Other files' collection errors ("tests/test_all.py: ModuleNotFoundError: …"): pytest stops
+    # before running anything, and the report says why the checks did not run.
+    collection_errors: list[str] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> CorrSourceSession:
@@ -143,6 +146,13 @@ class CorrSourceSession:
 
             return ManifestFile.from_parent(parent, path=file_path)
         return None
+
+    def pytest_collectreport(self, report: pytest.CollectReport) -> None:
+        where = (self.config.rootpath / report.nodeid.split("::", 1)[0]).resolve()
+        if report.failed and where not in self.manifests:
+            reason = str(report.longrepr).strip().splitlines()
+            last = reason[-1].removeprefix("E   ").strip() if reason else "failed"
+            self.collection_errors.append(f"{report.nodeid or '.'}: {last}")
 
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         names = ", ".join(_relative(m, config.rootpath) for m in self.manifests)

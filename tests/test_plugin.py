@@ -702,6 +702,37 @@ def test_options_without_the_flag_warn_and_change_nothing(
     assert "PytestConfigWarning" not in quiet.stdout.str()
 
 
+def test_a_broken_test_file_of_the_repository_is_named_not_deselected(
+    pytester: pytest.Pytester, repo: RepoBuilder, inline: Runner
+) -> None:
+    # llama2.c's own test_all.py imports `requests`: pytest stops at that collection error
+    # before any check runs, and the report must say so instead of "deselected". (Under
+    # pytest-xdist the workers run the collected items anyway, so nothing is lost there.)
+    repo()
+    pytester.makepyfile(test_all="import not_installed_anywhere\n")
+
+    def run(*args: str) -> pytest.RunResult:
+        return inline("--corresponding-source", *args)
+
+    result = run(OPEN_WEIGHTS, "--corrsource-report=r.json")
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.stdout.fnmatch_lines(
+        [
+            "verdict: not judged*",
+            "  the checks did not run: pytest stopped at collection errors: test_all.py: "
+            "ModuleNotFoundError: No module named 'not_installed_anywhere'",
+            "  verify the manifest alone with `corrsource check`*",
+        ]
+    )
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["checks"][0]["message"].startswith(
+        "did not run (pytest stopped at collection errors: test_all.py: ModuleNotFoundError"
+    )
+    # the manifest file alone as the argument verifies it whatever the other files hold
+    alone = run(OPEN_WEIGHTS, MANIFEST)
+    assert alone.ret == pytest.ExitCode.OK
+
+
 def test_collect_only_writes_no_report_and_no_verdict(
     pytester: pytest.Pytester, repo: RepoBuilder, inline: Runner
 ) -> None:

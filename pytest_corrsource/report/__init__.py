@@ -38,6 +38,9 @@ class ManifestReport:
     levels: list[LevelVerdict] = field(default_factory=list)
     components: list[tuple[str, str]] = field(default_factory=list)
     mof: MofVerdict | None = None
+    # Why planned checks without a result did not run: a -k/-m selection, or pytest stopping
+    # at another file's collection error before any check ran.
+    not_run: str = "deselected"
 
     @property
     def name(self) -> str:
@@ -72,7 +75,7 @@ class ManifestReport:
                 "subject": planned.subject,
                 "check": planned.name,
                 "outcome": result.outcome if result else "skipped",
-                "message": result.message if result else "did not run (deselected)",
+                "message": result.message if result else f"did not run ({self.not_run})",
                 "line": planned.line,
                 "seconds": result.seconds if result else 0.0,
                 "required_by": planned.required_by,
@@ -118,6 +121,10 @@ def build_reports(session: CorrSourceSession) -> list[ManifestReport]:
         except ValueError:
             display = str(path)
         report = ManifestReport(path=path, display=display, level=session.options.level)
+        if session.collection_errors:
+            report.not_run = "pytest stopped at collection errors: " + "; ".join(
+                session.collection_errors
+            )
         try:
             report.manifest = load_manifest(path, display=display)
         except ManifestError as exc:

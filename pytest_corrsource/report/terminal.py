@@ -44,6 +44,13 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
                 f"verdict: not judged — a partial run ({missing} check(s) did not run)",
                 yellow=True,
             )
+            if report.not_run != "deselected":
+                tr.write_line(f"  the checks did not run: {report.not_run}", yellow=True)
+                tr.write_line(
+                    "  verify the manifest alone with `corrsource check` (or pass the manifest "
+                    "file as the only argument), or add --continue-on-collection-errors",
+                    yellow=True,
+                )
             continue
         if report.passed:
             tr.write_line(f"verdict: level {report.level} met", green=True, bold=True)
