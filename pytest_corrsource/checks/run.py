@@ -9,20 +9,13 @@ succeed, and with ``deterministic: true`` its output must differ from the releas
 from __future__ import annotations
 
 import re
-import shlex
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, CheckSkipped, Finding
+from pytest_corrsource.checks.command_files import analyse_command
 from pytest_corrsource.execution import StepRun, new_dir, run_pipeline, scratch_base
 from pytest_corrsource.manifest import Run
 from pytest_corrsource.runner import redact
-
-# Tokens that name a file in the repository by their form: a path or a script-like suffix.
-_FILE_SUFFIXES = (
-    ".py", ".sh", ".json", ".yaml", ".yml", ".toml", ".cfg", ".txt", ".npz", ".npy",
-    ".safetensors", ".gguf", ".bin", ".pt", ".pth", ".onnx", ".model", ".vocab",
-)  # fmt: skip
-_INTERPRETERS = ("python", "python3", "sh", "bash")
 
 
 def _run(ctx: CheckContext) -> Run:
@@ -46,60 +39,60 @@ def check_generate_step(ctx: CheckContext) -> Finding:
     return Finding(message=f"{label}: {step.result.status()}; wrote {outputs}")
 
 
+def _built_by_generate(ctx: CheckContext) -> dict[str, str]:
+    """Repository-relative paths the generate steps declare they write -> the step's label."""
+    built: dict[str, str] = {}
+    for index, step in enumerate(ctx.manifest.generate):
+        for declared in step.produces:
+            rel = declared.removeprefix("{repo}/")
+            if "{" not in rel and not rel.startswith("/"):
+                built.setdefault(str(Path(rel)), f"generate[{index}]")
+    return built
+
+
 def _named_files(ctx: CheckContext, command: str) -> tuple[list[str], list[str], list[str]]:
     """(present, missing, notes) for the files and modules a command names."""
     try:
-        tokens = shlex.split(command)
+        named = analyse_command(command)
     except ValueError as exc:
         raise CheckFailed(f"`run.command` cannot be split: {exc}") from None
     present: list[str] = []
     missing: list[str] = []
-    notes: list[str] = []
-    if len(tokens) >= 2 and Path(tokens[0]).name in ("sh", "bash") and tokens[1] == "-c":
-        notes.append("a shell command: the files it uses are not analysed")
-        return present, missing, notes
-    outputs = {"{outdir}", "{repo}", "{weights}", "{python}"}
-    for i, token in enumerate(tokens):
-        if token.startswith("{repo}/"):  # names a repository file as surely as a relative path
-            token = token.removeprefix("{repo}/")
-        if token.startswith("-") or "{" in token or token in outputs:
-            if token == "-m" and i + 1 < len(tokens):
-                module = tokens[i + 1]
-                parts = module.split(".")
-                candidates = [
-                    ctx.root.joinpath(*parts).with_suffix(".py"),
-                    ctx.root.joinpath(*parts, "__init__.py"),
-                    ctx.root.joinpath(*parts, "__main__.py"),
-                ]
-                if (ctx.root / parts[0]).exists() or (ctx.root / f"{parts[0]}.py").exists():
-                    if any(c.is_file() for c in candidates):
-                        present.append(f"-m {module}")
-                    else:
-                        missing.append(f"module {module}")
-                else:
-                    notes.append(f"`-m {module}` is not in the repository (an installed module)")
-            continue
-        if i == 0 and Path(token).name in _INTERPRETERS:
-            continue
-        if tokens[i - 1 : i] == ["-m"]:
-            continue
-        looks_like_file = "/" in token or token.endswith(_FILE_SUFFIXES)
-        if not looks_like_file or re.match(r"^[a-z]+://", token):
-            continue
-        if (ctx.root / token).exists():
-            present.append(token)
+    notes = list(named.notes)
+    built = _built_by_generate(ctx)
+    for rel in named.files:
+        if (ctx.root / rel).exists():
+            present.append(rel)
+        elif str(Path(rel)) in built:
+            present.append(f"{rel} (written by {built[str(Path(rel))]})")
         else:
-            missing.append(token)
+            missing.append(rel)
+    for module in named.modules:
+        parts = module.split(".")
+        candidates = [
+            ctx.root.joinpath(*parts).with_suffix(".py"),
+            ctx.root.joinpath(*parts, "__init__.py"),
+            ctx.root.joinpath(*parts, "__main__.py"),
+        ]
+        if (ctx.root / parts[0]).exists() or (ctx.root / f"{parts[0]}.py").exists():
+            if any(c.is_file() for c in candidates):
+                present.append(f"-m {module}")
+            else:
+                missing.append(f"module {module}")
+        else:
+            notes.append(f"`-m {module}` is not in the repository (an installed module)")
     return present, missing, notes
 
 
 def check_run_files(ctx: CheckContext) -> Finding:
-    """CS401: the run command's local scripts and files exist in the repository."""
+    """CS401: the run command's local scripts and files exist in the repository (or are
+    declared outputs of a generate step)."""
     present, missing, notes = _named_files(ctx, _run(ctx).command)
     if missing:
         raise CheckFailed(
             f"`run.command` names {', '.join(missing)}, not in the repository",
-            fix="commit the scripts and files the run uses (they must ship, not be fetched)",
+            fix="commit the scripts and files the run uses (they must ship, not be fetched), "
+            "or declare a generate step that `produces` them",
         )
     message = f"uses {', '.join(present)}" if present else "names no repository files"
     return Finding(message=message, warnings=notes)
