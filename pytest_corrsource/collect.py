@@ -97,7 +97,7 @@ class CheckItem(pytest.Item):
         )
         result = execute(self.planned, ctx, session.options.level)
         self.corrsource_result = result
-        if session.junit_properties:
+        if session.settings.junit_properties:
             # Opt-in: testcase <properties> break strict xunit2 schema validators.
             self.user_properties += [
                 ("corrsource.check", result.id),

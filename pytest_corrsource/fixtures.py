@@ -39,7 +39,7 @@ class Corrsource:
 
 def corrsource_for(config: pytest.Config) -> Corrsource:
     from pytest_corrsource.plugin import SESSION_PLUGIN_NAME
-    from pytest_corrsource.session import resolve_level, resolve_manifests
+    from pytest_corrsource.settings import resolve_level, resolve_manifests
 
     session: Any = config.pluginmanager.get_plugin(SESSION_PLUGIN_NAME)
     if session is not None:
@@ -60,7 +60,7 @@ def _nearest_manifest(config: pytest.Config) -> Path | None:
     """The manifest in or above the first argument's folder: a model repository's own tests
     (``pytest path/to/repo/tests``) find their repository's manifest."""
     from pytest_corrsource.manifest import MANIFEST_NAME
-    from pytest_corrsource.session import arg_paths
+    from pytest_corrsource.settings import arg_paths
 
     for arg in arg_paths(config):
         folder = arg if arg.is_dir() else arg.parent

@@ -16,16 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_corrsource.catalogue import DEFAULT_LEVEL, LEVELS
 from pytest_corrsource.checks import Options, RunState
 from pytest_corrsource.hashing import CACHE_KEY, DigestCache
-from pytest_corrsource.manifest import MANIFEST_NAME
 from pytest_corrsource.results import CheckResult
+from pytest_corrsource.settings import Settings, arg_paths
 
 if TYPE_CHECKING:
     from pytest_corrsource.report import ManifestReport
 
-LEVEL_ENV = "CORRSOURCE_LEVEL"
 RESULT_ATTR = "corrsource_result"  # the attribute carrying a CheckResult dict on a TestReport
 
 
@@ -33,102 +31,42 @@ def is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
-def resolve_level(config: pytest.Config) -> str:
-    """Command line > environment (CORRSOURCE_LEVEL) > ini > default; a bad value names its
-    source."""
-    cli = config.getoption("corrsource_level")
-    if cli:
-        return str(cli)  # argparse already checked the choices
-    for source, value in (
-        (f"environment variable {LEVEL_ENV}", os.environ.get(LEVEL_ENV)),
-        ("ini option corrsource_level", str(config.getini("corrsource_level") or "")),
-    ):
-        if value:
-            value = value.strip()
-            if value not in LEVELS:
-                choices = ", ".join(LEVELS)
-                raise pytest.UsageError(
-                    f"{source}: unknown level `{value}` (choose from {choices})"
-                )
-            return value
-    return DEFAULT_LEVEL
-
-
-def arg_paths(config: pytest.Config) -> list[Path]:
-    base = config.invocation_params.dir
-    paths = []
-    for arg in config.args:
-        part = str(arg).split("::", 1)[0]
-        if part and not part.startswith("-"):
-            paths.append((base / part).resolve())
-    return paths
-
-
-def resolve_manifests(config: pytest.Config) -> list[Path]:
-    """The manifests this run verifies, absolute, in a stable order.
-
-    ``--corrsource-manifest`` > ini ``corrsource_manifest`` > every argument that is a manifest
-    or a directory holding one > the rootdir's manifest.
-    """
-    cli = config.getoption("corrsource_manifest")
-    if cli:
-        return [(config.invocation_params.dir / cli).resolve()]
-    ini = str(config.getini("corrsource_manifest") or "")
-    if ini:
-        base = config.inipath.parent if config.inipath else config.rootpath
-        return [(base / ini).resolve()]
-    found: list[Path] = []
-    for path in arg_paths(config):
-        candidate = path / MANIFEST_NAME if path.is_dir() else path
-        if candidate.name == MANIFEST_NAME and candidate.is_file() and candidate not in found:
-            found.append(candidate)
-    if not found:
-        found.append((config.rootpath / MANIFEST_NAME).resolve())
-    return found
-
-
 # eq=False keeps identity hashing: pytest < 9.1 puts registered plugins in a set, and a
 # dataclass with the default eq=True is unhashable (INTERNALERROR on pytest 8.x and 9.0).
 @dataclass(eq=False)
 class CorrSourceSession:
     config: pytest.Config
+    settings: Settings
     options: Options
-    manifests: list[Path]
     digests: DigestCache
     state: RunState = field(default_factory=RunState)
     results: dict[str, CheckResult] = field(default_factory=dict)  # nodeid -> result
     worker_digests: list[dict[str, Any]] = field(default_factory=list)
     reports: list[ManifestReport] = field(default_factory=list)
-    junit_properties: bool = False
     # Other files' collection errors ("tests/test_all.py: ModuleNotFoundError: …"): pytest stops
     # before running anything, and the report says why the checks did not run.
     collection_errors: list[str] = field(default_factory=list)
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> CorrSourceSession:
-        level = resolve_level(config)
-        manifests = resolve_manifests(config)
-        for manifest in manifests:
-            if not manifest.is_file():
-                raise pytest.UsageError(_no_manifest_message(config, manifest))
-        cache_dir = config.getoption("corrsource_cache_dir")
+        settings = Settings.from_config(config)
         options = Options(
-            level=level,
-            fresh_env=bool(config.getoption("corrsource_fresh_env")),
-            fetch=bool(config.getoption("corrsource_fetch")),
-            twice=bool(config.getoption("corrsource_twice")),
-            cache_dir=Path(cache_dir).resolve() if cache_dir else None,
+            level=settings.level,
+            fresh_env=settings.fresh_env,
+            fetch=settings.fetch,
+            twice=settings.twice,
+            cache_dir=settings.cache_dir,
             prehash=not is_worker(config),
         )
         cache = getattr(config, "cache", None)
         digests = DigestCache.from_json(cache.get(CACHE_KEY, {}) if cache is not None else {})
-        session = cls(config, options, manifests, digests)
-        cli_junit = config.getoption("corrsource_junit_properties")
-        session.junit_properties = bool(
-            cli_junit if cli_junit is not None else config.getini("corrsource_junit_properties")
-        )
+        session = cls(config, settings, options, digests)
         session._add_unvisited_manifests()
         return session
+
+    @property
+    def manifests(self) -> tuple[Path, ...]:
+        return self.settings.manifests
 
     def _add_unvisited_manifests(self) -> None:
         """Make pytest collect a manifest that its arguments (e.g. ``testpaths``) do not reach."""
@@ -191,8 +129,13 @@ class CorrSourceSession:
             return  # nothing ran: no verdict, no report files, no annotations
         from pytest_corrsource.report import build_reports, write_reports
 
-        self.reports = build_reports(self)
-        write_reports(self, self.reports)
+        not_run = "deselected"
+        if self.collection_errors:
+            not_run = "pytest stopped at collection errors: " + "; ".join(self.collection_errors)
+        self.reports = build_reports(
+            self.manifests, self.options.level, self.results.values(), self.config.rootpath, not_run
+        )
+        write_reports(self.reports, self.settings.reports)
         self._github_output()
         # Skipped required checks fail no item, yet leave the level unverified: a complete run
         # that does not meet its level must not exit 0. A partial run (-k, -m) judges nothing.
@@ -202,8 +145,7 @@ class CorrSourceSession:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _github_output(self) -> None:
-        mode = self.config.getoption("corrsource_annotations")
-        if mode == "off" or (mode == "auto" and os.environ.get("GITHUB_ACTIONS") != "true"):
+        if not self.settings.github_output():
             return
         from pytest_corrsource.report.github import append_step_summary, workflow_commands
         from pytest_corrsource.report.markdown import render_markdown
@@ -241,18 +183,6 @@ class XdistHooks:
         digests = output.get("corrsource", {}).get("digests")
         if isinstance(digests, dict):
             self.session.worker_digests.append(digests)
-
-
-def _no_manifest_message(config: pytest.Config, manifest: Path) -> str:
-    """Where the manifest was looked for, and the next step that fits how it was named."""
-    if config.getoption("corrsource_manifest"):
-        return f"--corrsource-manifest: no manifest at {manifest}; check the path"
-    if config.getini("corrsource_manifest"):
-        return f"ini option corrsource_manifest: no manifest at {manifest}; check the path"
-    return (
-        f"--corresponding-source: no manifest at {manifest}; draft one with "
-        f"`corrsource init {manifest.parent}`, or pass --corrsource-manifest PATH"
-    )
 
 
 def _relative(path: Path, base: Path) -> str:

@@ -7,6 +7,7 @@ pytest-xdist controller never collects) and joins it with the results the items 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,7 +24,7 @@ from pytest_corrsource.plan import PlannedCheck, build_plan
 from pytest_corrsource.results import CheckResult
 
 if TYPE_CHECKING:
-    from pytest_corrsource.session import CorrSourceSession
+    from pytest_corrsource.settings import ReportPaths
 
 
 @dataclass
@@ -112,19 +113,23 @@ class ManifestReport:
         return out
 
 
-def build_reports(session: CorrSourceSession) -> list[ManifestReport]:
+def build_reports(
+    manifests: Sequence[Path],
+    level: str,
+    results: Iterable[CheckResult],
+    rootpath: Path,
+    not_run: str = "deselected",
+) -> list[ManifestReport]:
+    """One report per manifest from the results gathered; ``not_run`` says why a planned check
+    has no result."""
+    results = list(results)
     reports = []
-    rootpath = session.config.rootpath
-    for path in session.manifests:
+    for path in manifests:
         try:
             display = str(path.relative_to(rootpath))
         except ValueError:
             display = str(path)
-        report = ManifestReport(path=path, display=display, level=session.options.level)
-        if session.collection_errors:
-            report.not_run = "pytest stopped at collection errors: " + "; ".join(
-                session.collection_errors
-            )
+        report = ManifestReport(path=path, display=display, level=level, not_run=not_run)
         try:
             report.manifest = load_manifest(path, display=display)
         except ManifestError as exc:
@@ -132,7 +137,7 @@ def build_reports(session: CorrSourceSession) -> list[ManifestReport]:
             reports.append(report)
             continue
         report.plan = build_plan(report.manifest)
-        for result in session.results.values():
+        for result in results:
             if Path(result.manifest).resolve() == path:
                 report.results[result.key] = result
         report.levels = judge_levels(report.plan, report.results)
@@ -149,30 +154,18 @@ def report_json(reports: list[ManifestReport]) -> dict[str, Any]:
     return {"passed": all(r.passed for r in reports), "manifests": [r.to_json() for r in reports]}
 
 
-def write_reports(session: CorrSourceSession, reports: list[ManifestReport]) -> None:
-    """Write the files asked for on the command line or in the ini file."""
+def write_reports(reports: list[ManifestReport], paths: ReportPaths) -> None:
+    """Write the report files asked for (JSON, Markdown, MOF record)."""
     from pytest_corrsource.report.markdown import render_markdown
 
-    config = session.config
-    json_path = config.getoption("corrsource_report") or str(
-        config.getini("corrsource_report") or ""
-    )
-    md_path = config.getoption("corrsource_report_md")
-    base = config.invocation_params.dir
-    if json_path:
-        target = base / json_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(report_json(reports), indent=2) + "\n", encoding="utf-8")
-        if not md_path:
-            md_path = str(target) + ".md"
-    if md_path:
-        target = base / md_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(render_markdown(reports), encoding="utf-8")
-    mof_path = config.getoption("corrsource_mof")
-    if mof_path:
+    if paths.json is not None:
+        paths.json.parent.mkdir(parents=True, exist_ok=True)
+        paths.json.write_text(json.dumps(report_json(reports), indent=2) + "\n", encoding="utf-8")
+    if paths.markdown is not None:
+        paths.markdown.parent.mkdir(parents=True, exist_ok=True)
+        paths.markdown.write_text(render_markdown(reports), encoding="utf-8")
+    if paths.mof is not None:
         from pytest_corrsource.report.mof import write_mof
 
-        target = base / mof_path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        write_mof(str(target), reports)
+        paths.mof.parent.mkdir(parents=True, exist_ok=True)
+        write_mof(str(paths.mof), reports)
