@@ -91,10 +91,13 @@ def comments_near(text: str, needle: str, before: int = 6) -> str:
     return "\n".join(lines[max(0, index - before) : index + 1])
 
 
-def verdict(repo: Path, tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+def verdict(
+    repo: Path, tmp_path: Path, *extra: str, targets: tuple[str, ...] = ()
+) -> tuple[int, dict[str, Any], str]:
+    """Run the checks of ``repo`` (or only the node ids ``targets``) at level open-weights."""
     report = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--corresponding-source", str(repo),
+        [sys.executable, "-m", "pytest", "--corresponding-source", *(targets or (str(repo),)),
          "--corrsource-level", "open-weights", "-p", "no:randomly", "-p", "no:cacheprovider",
          "--corrsource-report", str(report), *extra],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -437,10 +440,24 @@ def test_gguf_release(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "open-weights" in report["levels_met"]
 
 
+#: The components whose checks a draft's weights verdict runs, selected by node id: `-k weights`
+#: would also match `run::released-weights` and build an environment with torch.
+WEIGHTS_COMPONENTS = ("weights", "licenses")
+
+
 def _weights_verdict(repo: Path, tmp_path: Path) -> tuple[int, dict[str, Any], str]:
     # Only the open-weights checks: the rest (install, run, training …) would build an
     # environment and run the fake scripts, which says nothing about the draft.
-    return verdict(repo, tmp_path, "-k", "weights or licenses")
+    manifest = repo / "corresponding-source.yaml"
+    targets = tuple(f"{manifest}::{component}" for component in WEIGHTS_COMPONENTS)
+    code, report, output = verdict(repo, tmp_path, targets=targets)
+    ran = {
+        c["component"]
+        for c in report.get("checks", [])
+        if c["message"] != "did not run (deselected)"
+    }
+    assert ran == set(WEIGHTS_COMPONENTS), output
+    return code, report, output
 
 
 def test_nanogpt_benign_pickle_passes_open_weights(
