@@ -21,3 +21,16 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert f'pip install -e ".[test]" && {command}' in README
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
     assert ci[-1] == command
+
+
+def test_manifest_reference_is_generated_from_the_spec() -> None:
+    from pytest_corrsource.schema.reference import markdown_reference
+    from pytest_corrsource.schema.spec import MANIFEST_SPEC
+
+    shipped = (ROOT / "docs" / "manifest.md").read_text(encoding="utf-8")
+    assert shipped == markdown_reference(), (
+        "regenerate: python -m pytest_corrsource.schema.reference > docs/manifest.md"
+    )
+    for key in MANIFEST_SPEC.fields:
+        assert f"| `{key}` |" in shipped
+    assert "| `data.sources[].url` |" in shipped
