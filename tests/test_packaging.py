@@ -70,3 +70,25 @@ def test_wheel_metadata(dists: dict[str, Path]) -> None:
     assert "pytest_corrsource/py.typed" in names
     # The wheel is the plugin only: no tests or examples land in site-packages.
     assert not any(n.startswith(("tests/", "examples/")) for n in names)
+
+
+def test_the_tests_run_from_the_unpacked_sdist(
+    dists: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The sdist's own tests that read the checkout (README, examples, docs, CI script, the
+    workflow and its schema) pass from the unpacked sdist: it ships what they read."""
+    where = tmp_path_factory.mktemp("unpacked")
+    with tarfile.open(dists["sdist"]) as sdist:
+        if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4
+            sdist.extractall(where, filter="data")
+        else:  # pragma: no cover - our own sdist, just built
+            sdist.extractall(where)
+    [root] = where.iterdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-m", "not slow",
+         "tests/test_readme.py", "tests/test_examples.py", "tests/test_workflow.py"],
+        capture_output=True, text=True, timeout=600, cwd=root,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert " passed" in proc.stdout
+    assert "error" not in proc.stdout.lower()
