@@ -59,6 +59,66 @@ literal braces).
 """
 
 
+#: What a key means, where the spec itself carries no ``doc`` (tests/test_readme.py checks that
+#: every entry names a real key).
+NOTES: dict[str, str] = {
+    "name": "the model's name",
+    "licenses.distribution": "fallback for every component",
+    "licenses.code": "training, inference and architecture code, scripts",
+    "licenses.weights": "the parameters (weights count as data in the MOF)",
+    "licenses.data": "the datasets",
+    "weights": "the released parameters, at least one file",
+    "weights[].sha256": "recommended; `corrsource init` fills it in",
+    "weights[].format": "detected from the file's bytes when absent",
+    "weights[].allow-unsafe": "a pickle that imports globals outside the allow-list fails "
+    "unless true (it is never unpickled)",
+    "architecture": "the source files that define the model",
+    "install": "how to get a working environment from nothing (from `corresponding-source`)",
+    "install.requirements": "dependency specifications: requirements*.txt, pyproject.toml, "
+    "environment.yml …",
+    "install.commands": "run in order in a fresh virtual environment",
+    "install.python": "default: the interpreter running pytest",
+    "generate": "turn the weights into the runnable model (convert, export, compile)",
+    "run": "run the model from its weights (from `corresponding-source`)",
+    "run.deterministic": "same weights and command give the same output",
+    "run.expect.exit-code": "default 0",
+    "run.expect.stdout": "searched in the output (`re.search`)",
+    "run.expect.files": "files the run must create",
+    "modify": "fine-tuning or editing that takes the weights",
+    "training": "a smoke-sized training run (from `open-source-ai`)",
+    "training.reproduce": "what must match the released weights: `schema` (names, dtypes, "
+    "shapes), `exact` or `tolerance`",
+    "training.tolerance": "with `reproduce: tolerance`: the largest absolute difference per tensor",
+    "data": "the training data information (from `open-source-ai`)",
+    "data.sources[].url": "obtainable but not shipped",
+    "data.card": "provenance, scope, selection, labelling, processing",
+    "checkpoints": "intermediate checkpoints (MOF class I)",
+    "docs.model-card": "Hugging Face style front matter is read when present",
+}
+
+#: Defaults the loader applies (tests/test_readme.py loads a manifest and compares).
+DEFAULTS: dict[str, object] = {
+    "install.timeout": 1800,
+    "generate[].timeout": 300,
+    "run.timeout": 600,
+    "run.deterministic": True,
+    "modify.timeout": 600,
+    "training.reproduce": "schema",
+    "training.timeout": 900,
+    "data.preprocessing.timeout": 600,
+    "evaluation.timeout": 600,
+}
+
+
+def _note(path: str, spec: Spec) -> str:
+    parts = [_doc(spec) or NOTES.get(path, "")]
+    if path in DEFAULTS:
+        default = DEFAULTS[path]
+        shown = str(default).lower() if isinstance(default, bool) else str(default)
+        parts.append(f"default: `{shown}`")
+    return "; ".join(p for p in parts if p)
+
+
 def _value(spec: Spec) -> str:
     """What a value of ``spec`` is, in words."""
     if isinstance(spec, Scalar):
@@ -96,7 +156,7 @@ def _rows(struct: Struct, prefix: str) -> list[str]:
             need = "exactly one of " + " / ".join(f"`{k}`" for k in struct.exactly_one_of)
         else:
             need = "optional"
-        rows.append(f"| `{path}` | {_value(spec)} | {need} | {_doc(spec)} |")
+        rows.append(f"| `{path}` | {_value(spec)} | {need} | {_note(path, spec)} |")
         if isinstance(spec, Struct):
             rows += _rows(spec, f"{path}.")
         elif isinstance(spec, ListOf) and isinstance(spec.item, Struct):
