@@ -111,7 +111,9 @@ DEFAULTS: dict[str, object] = {
 
 
 def _note(path: str, spec: Spec) -> str:
-    parts = [_doc(spec) or NOTES.get(path, "")]
+    # Checkpoints are entries of the same shape as weights, and mean the same.
+    same = path.replace("checkpoints[].", "weights[].", 1)
+    parts = [_doc(spec) or NOTES.get(path) or NOTES.get(same, "")]
     if path in DEFAULTS:
         default = DEFAULTS[path]
         shown = str(default).lower() if isinstance(default, bool) else str(default)
