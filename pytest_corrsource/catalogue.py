@@ -42,6 +42,15 @@ _OSAID_DATA = "OSAID 1.0 Data Information: enough detail to build a substantiall
 
 CHECKS: tuple[CheckSpec, ...] = (
     CheckSpec(
+        "CS001",
+        "manifest",
+        "complete",
+        "the manifest has no TODO left (every drafted value was reviewed)",
+        "open-weights",
+        "a draft is not a declaration: each TODO marks a value its author has not confirmed",
+        "resolve each TODO the message lists (fill in the value, or delete the note once done)",
+    ),
+    CheckSpec(
         "CS101",
         "weights",
         "present",
@@ -357,6 +366,9 @@ WHY: dict[str, str] = {
     "licences per component, then per kind, then for the whole distribution.",
     "CS902": "OSAID 1.0 requires OSI-approved terms; the MOF requires open licences and prefers "
     "type-appropriate ones (code licences for code, open-data licences for weights and data).",
+    "CS001": "`corrsource init` drafts a manifest from what it can see and marks with TODO "
+    "what it guessed or could not find; until they are resolved the manifest says what a tool "
+    "guessed, not what the authors release, so no level can be met.",
     "CS903": "The model card documents what the model is for and its limits; its licence must "
     "agree with the manifest or users get two answers.",
 }

@@ -4,6 +4,8 @@ corrsource init [PATH] [--force] [--stdout]   draft corresponding-source.yaml fo
 corrsource check [PATH] [PYTEST ARGS...]      pytest --corresponding-source PATH ...
 corrsource checks                             list every check and the levels requiring it
 corrsource explain CSxxx                      what a check verifies, why, how to fix it
+corrsource schema                             print the manifest's JSON Schema (for editors)
+corrsource --version
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
+from pytest_corrsource import __version__
 from pytest_corrsource.catalogue import BY_ID, CHECKS, LEVELS, CheckSpec, level_rank
 
 
@@ -65,18 +68,37 @@ def _parser() -> argparse.ArgumentParser:
         prog="corrsource",
         description="Verify that a model repository ships its Corresponding Source.",
     )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__} (pytest-corrsource)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     init = sub.add_parser("init", help="draft corresponding-source.yaml for a repository")
     init.add_argument("path", nargs="?", default=".", type=Path)
     init.add_argument("--force", action="store_true", help="overwrite an existing manifest")
     init.add_argument("--stdout", action="store_true", help="print the draft instead of writing it")
     check = sub.add_parser(
-        "check", help="run pytest --corresponding-source on a repository (extra args go to pytest)"
+        "check",
+        usage="corrsource check [PATH] [PYTEST ARGS ...]",
+        help="run pytest --corresponding-source on a repository (extra args go to pytest)",
+        description="Run `pytest --corresponding-source PATH`. Every argument after PATH that "
+        "corrsource does not know is passed on to pytest unchanged.",
+        epilog="examples: corrsource check . --corrsource-level open-weights -q; "
+        "corrsource check models/tiny -n 2 --corrsource-report report.json. "
+        "See `pytest --help` (section corresponding-source) for every option.",
     )
-    check.add_argument("path", nargs="?", default=".")
+    check.add_argument(
+        "path", nargs="?", default=".", help="the repository (default: the current folder)"
+    )
     sub.add_parser("checks", help="list every check and the levels that require it")
     explain_cmd = sub.add_parser("explain", help="explain one check: what, why, how to fix")
     explain_cmd.add_argument("check_id", metavar="CSxxx")
+    sub.add_parser(
+        "schema",
+        help="print the manifest's JSON Schema",
+        description="Print the JSON Schema of corresponding-source.yaml, for editors that "
+        "work offline: corrsource schema > corresponding-source.schema.json, then make the "
+        "manifest's first line `# yaml-language-server: $schema=corresponding-source.schema.json`.",
+    )
     return parser
 
 
@@ -85,6 +107,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "check":
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if args.command == "schema":
+        from pytest_corrsource.schema.__main__ import render
+
+        sys.stdout.write(render())
+        return 0
     if args.command == "checks":
         sys.stdout.write(checks_table())
         return 0

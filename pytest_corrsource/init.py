@@ -22,10 +22,10 @@ from pathlib import Path, PurePosixPath
 
 from pytest_corrsource import init_sources as src
 from pytest_corrsource.manifest import MANIFEST_NAME, load_manifest
+from pytest_corrsource.schema import SCHEMA_URL
 
 __all__ = ["InitError", "build_draft", "render", "run_init"]
 
-SCHEMA_IN_PACKAGE = "pytest_corrsource/schema/corresponding-source.schema.json"
 _SCHEMA_FILE = Path(__file__).parent / "schema" / "corresponding-source.schema.json"
 
 #: Extensions that name model weights (pickle-based ones are scanned by CS105).
@@ -141,6 +141,10 @@ def _listing(root: Path) -> list[str]:
     if venvs:
         files = [f for f in files if not any(f.startswith(v + "/") for v in venvs)]
     return files
+
+
+#: The note on each data source until a licence for it is known.
+_DATA_LICENSE_TODO = "TODO: license of this data (SPDX id)"
 
 
 def _in_data(rel: str) -> bool:
@@ -637,7 +641,7 @@ def _import_dvc(draft: Draft, files: list[str], log: Callable[[str], None]) -> d
                 else:
                     source.notes.append(f'TODO: not in the repository: dvc pull "{dep}"')
             source.notes.append(f"input of dvc.yaml stage `{stage.name}`")
-            source.notes.append("TODO: license of this data (SPDX id)")
+            source.notes.append(_DATA_LICENSE_TODO)
             draft.sources.append(source)
     return steps
 
@@ -813,7 +817,7 @@ def _find_data(draft: Draft, files: list[str], log: Callable[[str], None]) -> No
                 source.notes.append(
                     f'TODO: tracked by DVC, not in the repository: dvc pull "{rel}"'
                 )
-                source.notes.append("TODO: license of this data (SPDX id)")
+                source.notes.append(_DATA_LICENSE_TODO)
                 draft.sources.append(source)
             continue
         candidates.append(rel)
@@ -828,7 +832,7 @@ def _find_data(draft: Draft, files: list[str], log: Callable[[str], None]) -> No
             source.notes.append(f"TODO: this is a {pointer.kind} pointer: {pointer.fetch_hint}")
         else:
             source = Source(rel, _hash(draft.root, rel, log))
-        source.notes.append("TODO: license of this data (SPDX id)")
+        source.notes.append(_DATA_LICENSE_TODO)
         draft.sources.append(source)
     if len(candidates) > _MAX_DATA_SOURCES:
         draft.data_notes.append(
@@ -882,6 +886,11 @@ def build_draft(root: Path, log: Callable[[str], None] | None = None) -> Draft:
     _find_data(draft, files, emit)
     _find_steps(draft, files, readme_cmds, imported)
     _find_licenses(draft, files, card)
+    if "data" in draft.licenses:
+        # A data licence was recognised (data/LICENSE): `licenses.data` covers every source
+        # without its own, so their licence is no longer a TODO.
+        for source in draft.sources:
+            source.notes = [n for n in source.notes if n != _DATA_LICENSE_TODO]
     _find_docs(draft, files)
     front = card.front if card else {}
     model_name = front.get("model_name")
@@ -970,13 +979,6 @@ class _Out:
             self.lines.append("")
 
 
-def _schema_ref(root: Path) -> str:
-    try:
-        return Path(os.path.relpath(_SCHEMA_FILE, root.resolve())).as_posix()
-    except ValueError:  # another drive on Windows
-        return _SCHEMA_FILE.as_posix()
-
-
 def _weights_list(out: _Out, entries: list[Weights]) -> None:
     for entry in entries:
         out.notes(2, entry.notes)
@@ -1003,12 +1005,16 @@ def _step(out: _Out, indent: int, step: Step, *, produces_list: bool = True) -> 
 def render(draft: Draft) -> str:
     """The draft as commented YAML, in the key order of MANIFEST.md."""
     out = _Out()
-    out.lines.append(f"# yaml-language-server: $schema={_schema_ref(draft.root)}")
+    out.lines.append(f"# yaml-language-server: $schema={SCHEMA_URL}")
     out.lines.append(
         "# Draft written by corrsource init: review every TODO, then run pytest "
         "--corresponding-source"
     )
-    out.comment(0, f"(the schema ships in the installed package: {SCHEMA_IN_PACKAGE})")
+    out.comment(
+        0,
+        "(offline: `corrsource schema > corresponding-source.schema.json` and point the first "
+        "line at that file)",
+    )
     out.key(0, "version", "1")
     out.key(0, "name", scalar(draft.name), draft.name_note)
 
@@ -1149,7 +1155,10 @@ def render(draft: Draft) -> str:
 
 
 def count_todos(text: str) -> int:
-    return len(re.findall(r"#.*\bTODO\b", text))
+    """The TODOs left for the user: the ones check CS001 reports (not the header's mention)."""
+    from pytest_corrsource.checks.manifest import find_todos
+
+    return len(find_todos(text))
 
 
 def verify(text: str, path: Path) -> None:

@@ -75,6 +75,8 @@ def build_plan(manifest: Manifest) -> list[PlannedCheck]:
             PlannedCheck(first, component, "", manifest.line_of("version"), required_by, True)
         )
 
+    # Before every component: a manifest with TODOs left is a draft, which meets no level.
+    add("CS001", "", manifest.line_of("version"))
     for component, required_by in COMPONENTS:
         if component == "weights":
             for entry in manifest.weights:

@@ -1,34 +1,180 @@
 """Shared fixtures: small real model repositories built in tmp folders.
 
-Every inner pytest run (pytester) and every command our checks start must see neither the
-outer CI's GitHub variables nor a user cache: the environment cache is one folder per test
-session, shared by all tests (and xdist workers) so identical install specs build once.
+A test session runs as on a fresh machine (``pytest_configure`` below, on the controller; xdist
+workers and every subprocess inherit its environment):
+
+* one temporary folder per session holds the environment cache (``CORRSOURCE_CACHE_DIR``), the
+  XDG cache and pip's cache, shared by all xdist workers so identical install specs build once,
+  and removed at the end: the user's ``~/.cache`` is never read or written;
+* pip installs only from a local index (``PIP_INDEX_URL``) of wheels repacked from this test
+  venv's own numpy and safetensors (what the bundled examples need): nothing is downloaded;
+* at the end of the session no process started by a check of this session may survive.
 """
 
 from __future__ import annotations
 
+import base64
+import contextlib
+import csv
 import hashlib
+import io
 import os
+import shutil
+import signal
+import tempfile
 import textwrap
+import zipfile
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
+#: Set by the controller to its session folder; xdist workers and subprocess runs inherit it.
+SESSION_ROOT_VARIABLE = "CORRSOURCE_TEST_SESSION_ROOT"
+#: What the test environments may install: the test venv's own copies, repacked as wheels.
+LOCAL_INDEX_PACKAGES = ("numpy", "safetensors")
+#: Every command a check starts carries this variable (pytest_corrsource's runner,
+#: ``STEP_MARKER_VARIABLE``); hard-coded so this conftest does not depend on where it lives.
+STEP_MARKER_VARIABLE = "PYTEST_CORRSOURCE_STEP"
+_SESSION_VARIABLES = ("CORRSOURCE_CACHE_DIR", "XDG_CACHE_HOME", "PIP_CACHE_DIR", "PIP_INDEX_URL")
+
+
+def repack_installed_wheel(name: str, wheelhouse: Path) -> Path:
+    """Write the installed distribution ``name`` back into a wheel file in ``wheelhouse``.
+
+    The files are the ones its RECORD lists (scripts outside site-packages and byte code are
+    left out: pip regenerates both); the RECORD is rewritten with fresh digests, as pip checks.
+    """
+    dist = metadata.distribution(name)
+    wheel_meta = dist.read_text("WHEEL") or ""
+    tag = next(line.split(":", 1)[1].strip() for line in wheel_meta.splitlines()
+               if line.startswith("Tag:"))  # fmt: skip
+    stem = f"{dist.metadata['Name'].replace('-', '_')}-{dist.version}"
+    target = wheelhouse / f"{stem}-{tag}.whl"
+    dist_info = f"{stem}.dist-info"
+    skip = {"RECORD", "INSTALLER", "REQUESTED", "direct_url.json"}
+    records: list[tuple[str, str, str]] = []
+    with zipfile.ZipFile(target, "w", zipfile.ZIP_STORED) as wheel:
+        for file in dist.files or ():
+            parts = file.parts
+            if ".." in parts or "__pycache__" in parts or file.suffix == ".pyc":
+                continue
+            if parts[0].endswith(".dist-info"):
+                if parts[-1] in skip:
+                    continue
+                arcname = "/".join((dist_info, *parts[1:]))
+            else:
+                arcname = "/".join(parts)
+            data = Path(str(dist.locate_file(file))).read_bytes()
+            wheel.writestr(arcname, data)
+            digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+            records.append((arcname, f"sha256={digest.decode()}", str(len(data))))
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(
+            [*records, (f"{dist_info}/RECORD", "", "")]
+        )
+        wheel.writestr(f"{dist_info}/RECORD", buffer.getvalue())
+    return target
+
+
+def build_local_index(root: Path, names: tuple[str, ...] = LOCAL_INDEX_PACKAGES) -> Path:
+    """A PEP 503 "simple" index on disk serving the repacked wheels of ``names``."""
+    wheelhouse = root / "wheels"
+    wheelhouse.mkdir(parents=True)
+    simple = root / "simple"
+    for name in names:
+        wheel = repack_installed_wheel(name, wheelhouse)
+        project = simple / name.lower()
+        project.mkdir(parents=True)
+        link = f'<a href="../../wheels/{wheel.name}">{wheel.name}</a>'
+        (project / "index.html").write_text(f"<!DOCTYPE html><html><body>{link}</body></html>\n")
+    (simple / "index.html").write_text(
+        "<!DOCTYPE html><html><body>"
+        + "".join(f'<a href="{n.lower()}/">{n}</a>' for n in names)
+        + "</body></html>\n"
+    )
+    return simple
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if hasattr(config, "workerinput"):  # an xdist worker: it inherited the controller's setup
+        return
+    root = Path(tempfile.mkdtemp(prefix="corrsource-tests-")).resolve()
+    config.stash[_session_root_key] = root
+    simple = build_local_index(root / "index")
+    os.environ[SESSION_ROOT_VARIABLE] = str(root)
+    os.environ["CORRSOURCE_CACHE_DIR"] = str(root / "corrsource-cache")
+    os.environ["XDG_CACHE_HOME"] = str(root / "xdg-cache")
+    os.environ["PIP_CACHE_DIR"] = str(root / "pip-cache")
+    # Passed on to install commands (runner.scrubbed_environment keeps PIP_INDEX_URL); it also
+    # names this session in every step's environment, for the survivor scan below.
+    os.environ["PIP_INDEX_URL"] = simple.as_uri()
+
+
+_session_root_key = pytest.StashKey[Path]()
+
+
+def session_steps(root: Path, proc: Path = Path("/proc")) -> list[tuple[int, str]]:
+    """(pid, command line) of every live process started by a check of the session at ``root``:
+    it carries the step marker and this session's index URL in its environment."""
+    found: list[tuple[int, str]] = []
+    ours = f"PIP_INDEX_URL={(root / 'index' / 'simple').as_uri()}".encode()
+    marker = f"{STEP_MARKER_VARIABLE}=".encode()
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            variables = (entry / "environ").read_bytes().split(b"\0")
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if ours in variables and any(v.startswith(marker) for v in variables):
+            found.append((int(entry.name), cmdline.strip()))
+    return found
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    root = session.config.stash.get(_session_root_key, None)
+    if root is None or not Path("/proc/self/environ").exists():
+        return
+    survivors = session_steps(root)
+    if not survivors:
+        return
+    for pid, _cmdline in survivors:
+        # Ours by the session's own index URL in their environment; a leak is reported, and
+        # the process is not left running.
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = [f"  pid {pid}: {cmdline}" for pid, cmdline in survivors]
+    message = "processes started by checks of this session survived it:\n" + "\n".join(lines)
+    if reporter is not None:
+        reporter.write_sep("=", "leftover processes", red=True)
+        reporter.write_line(message)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    root = config.stash.get(_session_root_key, None)
+    if root is None:
+        return
+    for name in (SESSION_ROOT_VARIABLE, *_SESSION_VARIABLES):
+        os.environ.pop(name, None)
+    shutil.rmtree(root, ignore_errors=True)
+
 
 @pytest.fixture(autouse=True)
-def _scrub_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> None:
+def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = (SESSION_ROOT_VARIABLE, *_SESSION_VARIABLES)
+    session = {name: os.environ[name] for name in kept if name in os.environ}
     for name in list(os.environ):
         if name.startswith(("GITHUB_", "CORRSOURCE_")) or name == "CI":
             monkeypatch.delenv(name, raising=False)
-    # One cache of isolated environments for the whole test session (and all xdist workers:
-    # the base temp's parent is shared), so identical install specs are built once.
-    shared = tmp_path_factory.getbasetemp().parent / "corrsource-cache"
-    monkeypatch.setenv("CORRSOURCE_CACHE_DIR", str(shared))
+    for name, value in session.items():
+        monkeypatch.setenv(name, value)
 
 
 def sha256(path: Path) -> str:

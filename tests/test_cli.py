@@ -76,3 +76,40 @@ def test_check_is_pytest_with_the_flag(make_repo: RepoFactory, tmp_path: Path) -
                              timeout=120)  # fmt: skip
     assert failing.returncode == 1
     assert "the manifest declares no `run`" in failing.stdout
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_corrsource import __version__
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--version"])
+    assert exit_info.value.code == 0
+    assert capsys.readouterr().out == f"corrsource {__version__} (pytest-corrsource)\n"
+
+
+def test_check_help_says_extra_arguments_go_to_pytest(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["check", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "usage: corrsource check [PATH] [PYTEST ARGS ...]" in out
+    assert "Every argument after PATH that corrsource does not know is passed on to pytest" in out
+
+
+def test_schema_prints_the_shipped_schema(capsys: pytest.CaptureFixture[str]) -> None:
+    from pytest_corrsource.schema import SCHEMA_FILE, SCHEMA_URL
+
+    assert main(["schema"]) == 0
+    out = capsys.readouterr().out
+    assert out == SCHEMA_FILE.read_text(encoding="utf-8")
+    assert f'"$id": "{SCHEMA_URL}"' in out
+    assert SCHEMA_URL.startswith(
+        "https://raw.githubusercontent.com/pytest-corrsource/pytest-corrsource/v"
+    )
+    assert SCHEMA_URL.endswith("/pytest_corrsource/schema/corresponding-source.schema.json")
+
+
+def test_the_console_script_runs(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "pytest_corrsource", "--version"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0
+    assert proc.stdout.startswith("corrsource ")

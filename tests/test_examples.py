@@ -1,23 +1,28 @@
 """End to end: the bundled examples, run as a user runs them.
 
-These install numpy and safetensors into a real isolated environment (from the package
-index, once per session: the examples share one install spec) and run the models' own
-scripts, so they are marked ``slow``; CI runs them.
+These install numpy and safetensors into a real isolated environment (from the session's local
+index of the test venv's own wheels, see conftest.py: once per session, the examples share one
+install spec) and run the models' own scripts, so they are marked ``slow``; CI runs them. What
+each example must give is recorded once, in examples/expected.json.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
-pytestmark = pytest.mark.slow
+README = EXAMPLES / "README.md"
+TABLE_START = "<!-- generated from expected.json -->\n"
+TABLE_END = "<!-- end of generated table -->\n"
 
 
 def run_example(
@@ -44,47 +49,80 @@ def failed(report: dict) -> list[str]:
     return sorted(c["id"] for c in report["checks"] if c["outcome"] == "failed")
 
 
-def test_tinychar_meets_open_source_ai(tmp_path: Path) -> None:
-    proc, report = run_example("tinychar", tmp_path, "--corrsource-level", "open-source-ai")
-    assert proc.returncode == 0, proc.stdout[-3000:]
+def load_expected() -> dict[str, dict[str, Any]]:
+    data = json.loads((EXAMPLES / "expected.json").read_text(encoding="utf-8"))
+    return {name: entry for name, entry in data.items() if not name.startswith("$")}
+
+
+EXPECTED = load_expected()
+
+
+def expected_table(expected: dict[str, dict[str, Any]]) -> str:
+    """The README's table of expected outcomes, generated from examples/expected.json."""
+    rows = [
+        "| example | checked at level | levels met | failing checks |",
+        "|---|---|---|---|",
+    ]
+    for name, entry in expected.items():
+        met = ", ".join(f"`{level}`" for level in entry["levels_met"]) or "none"
+        failing = ", ".join(entry["failed"]) or "none"
+        rows.append(f"| `{name}/` | `{entry['level']}` | {met} | {failing} |")
+    return "\n".join(rows) + "\n"
+
+
+def test_readme_table_is_generated_from_expected_json() -> None:
+    text = README.read_text(encoding="utf-8")
+    generated = text[text.index(TABLE_START) + len(TABLE_START) : text.index(TABLE_END)]
+    table = expected_table(EXPECTED)
+    assert generated == table, f"regenerate examples/README.md's table:\n{table}"
+    assert sorted(EXPECTED) == sorted(
+        p.name for p in EXAMPLES.iterdir() if (p / "corresponding-source.yaml").is_file()
+    )
+
+
+def test_readme_names_check_ids_only_in_the_generated_table() -> None:
+    # Prose that names checks drifts from the real run (it claimed weights-only fails CS202 and
+    # CS402-CS404); the ids come from expected.json only.
+    text = README.read_text(encoding="utf-8")
+    prose = text[: text.index(TABLE_START)] + text[text.index(TABLE_END) :]
+    assert re.findall(r"CS\d{3}", prose) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_example_outcome_is_the_expected_one(tmp_path: Path, name: str) -> None:
+    """A real run of each example gives exactly the outcome examples/expected.json records."""
+    expected = EXPECTED[name]
+    proc, report = run_example(name, tmp_path, "--corrsource-level", expected["level"])
+    assert report["level"] == expected["level"]
+    assert report["levels_met"] == expected["levels_met"], proc.stdout[-3000:]
+    assert failed(report) == expected["failed"], proc.stdout[-3000:]
+    assert proc.returncode == (1 if expected["failed"] else 0), proc.stdout[-3000:]
+    for check, text in expected["messages"].items():
+        message = next(c["message"] for c in report["checks"] if c["id"] == check)
+        assert text in message
+    verdict = "met" if expected["level"] in expected["levels_met"] else "NOT met"
+    assert f"verdict: level {expected['level']} {verdict}" in proc.stdout
+
+
+@pytest.mark.slow
+def test_tinychar_passes_every_check(tmp_path: Path) -> None:
+    _proc, report = run_example("tinychar", tmp_path, "--corrsource-level", "open-source-ai")
     assert report["passed"] is True
-    assert report["levels_met"] == ["open-weights", "corresponding-source", "open-source-ai"]
     assert report["mof_class"] == "II"
     assert set(outcomes(report).values()) == {"passed"}
     evaluation = next(c for c in report["checks"] if c["id"] == "CS801")
     assert evaluation["data"]["metric"].startswith("loss: ")
-    assert "verdict: level open-source-ai met" in proc.stdout
 
 
-def test_weights_only_meets_open_weights_only(tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_weights_only_meets_open_weights(tmp_path: Path) -> None:
     proc, report = run_example("weights-only", tmp_path, "--corrsource-level", "open-weights")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert report["levels_met"] == ["open-weights"]
-    proc, report = run_example("weights-only", tmp_path)
-    assert proc.returncode == 1
-    assert failed(report) == ["CS201", "CS401", "CS502"]
-    assert "the manifest declares no `run`, which level `corresponding-source` requires" in (
-        proc.stdout
-    )
 
 
-@pytest.mark.parametrize(
-    ("name", "check", "text"),
-    [
-        ("tivoized", "CS403", "the run refuses or breaks on modified weights"),
-        ("ignores-weights", "CS403", "the run's output is identical with modified weights"),
-        ("needs-network", "CS404", "it works with the network (CS402) but not without it"),
-    ],
-)
-def test_variants_fail_exactly_one_check(tmp_path: Path, name: str, check: str, text: str) -> None:
-    proc, report = run_example(name, tmp_path)
-    assert proc.returncode == 1
-    assert failed(report) == [check]
-    message = next(c["message"] for c in report["checks"] if c["id"] == check)
-    assert text in message
-    assert report["levels_met"] == ["open-weights"]
-
-
+@pytest.mark.slow
 def test_example_test_module_uses_the_fixtures(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(EXAMPLES / "tinychar" / "tests"), "-p", "no:randomly",

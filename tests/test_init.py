@@ -27,8 +27,10 @@ import pytest
 import yaml
 from safetensors.numpy import save_file
 
-from pytest_corrsource.init import run_init, scalar
+from pytest_corrsource.checks.manifest import Todo, find_todos
+from pytest_corrsource.init import count_todos, run_init, scalar
 from pytest_corrsource.manifest import MANIFEST_NAME, Manifest, load_manifest
+from pytest_corrsource.schema import SCHEMA_URL
 
 SCHEMA = Path(__file__).parents[1] / "pytest_corrsource/schema/corresponding-source.schema.json"
 MIT = "MIT License\n\nCopyright (c) 2024 someone\n\nPermission is hereby granted, free of charge…\n"
@@ -77,11 +79,36 @@ def draft(root: Path, capsys: pytest.CaptureFixture[str]) -> tuple[Manifest, str
     jsonschema = pytest.importorskip("jsonschema")
     jsonschema.validate(yaml.safe_load(text), json.loads(SCHEMA.read_text(encoding="utf-8")))
     lines = text.splitlines()
-    assert lines[0].startswith("# yaml-language-server: $schema=")
-    assert lines[0].endswith("pytest_corrsource/schema/corresponding-source.schema.json")
+    # The published URL of this version's schema, the same on every machine.
+    assert lines[0] == f"# yaml-language-server: $schema={SCHEMA_URL}"
     assert lines[1].startswith("# Draft written by corrsource init: review every TODO")
     assert not list(root.glob(f".{MANIFEST_NAME}*.tmp"))
+    # The count init reports is the number of TODOs check CS001 will name (not the header).
+    todos = find_todos(text)
+    assert f"\n{len(todos)} TODO{'' if len(todos) == 1 else 's'} to review\n" in err
     return load_manifest(path), text, err
+
+
+def reviewed(root: Path) -> list[Todo]:
+    """What a user does after reviewing the draft: delete the TODO notes (every TODO of
+    these drafts is a note; a TODO value would stay and make the run fail). Returns them."""
+    path = root / MANIFEST_NAME
+    text = path.read_text(encoding="utf-8")
+    todos = find_todos(text)
+    notes = {t.line for t in todos if t.text.startswith("#")}
+    kept = [line for n, line in enumerate(text.splitlines(), 1) if n not in notes]
+    path.write_text("\n".join(kept) + "\n", encoding="utf-8")
+    return todos
+
+
+def assert_draft_meets_no_level(repo: Path, tmp_path: Path, todos: list[Todo]) -> None:
+    code, report, output = verdict(repo, tmp_path)
+    assert code == 1, output
+    assert report["levels_met"] == []
+    [cs001] = [c for c in report["checks"] if c["id"] == "CS001"]
+    assert cs001["outcome"] == "failed"
+    for todo in todos:
+        assert f"line {todo.line}: {todo.text}" in cs001["message"]
 
 
 def comments_near(text: str, needle: str, before: int = 6) -> str:
@@ -91,10 +118,13 @@ def comments_near(text: str, needle: str, before: int = 6) -> str:
     return "\n".join(lines[max(0, index - before) : index + 1])
 
 
-def verdict(repo: Path, tmp_path: Path, *extra: str) -> tuple[int, dict[str, Any], str]:
+def verdict(
+    repo: Path, tmp_path: Path, *extra: str, targets: tuple[str, ...] = ()
+) -> tuple[int, dict[str, Any], str]:
+    """Run the checks of ``repo`` (or only the node ids ``targets``) at level open-weights."""
     report = tmp_path / "report.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--corresponding-source", str(repo),
+        [sys.executable, "-m", "pytest", "--corresponding-source", *(targets or (str(repo),)),
          "--corrsource-level", "open-weights", "-p", "no:randomly", "-p", "no:cacheprovider",
          "--corrsource-report", str(report), *extra],
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
@@ -273,6 +303,9 @@ def test_hugging_face_sharded_layout(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert not manifest.architecture
     assert "# TODO: no inference script found" in text
     assert "tokenizer.json" not in text  # not weights, not data
+    todos = find_todos(text)
+    assert_draft_meets_no_level(repo, tmp_path, todos)
+    assert reviewed(repo) == todos
     code, report, output = verdict(repo, tmp_path)
     assert code == 0, output
     assert report["levels_met"][0] == "open-weights"
@@ -432,15 +465,33 @@ def test_gguf_release(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "# TODO: no inference script found" in text
     assert "llama-cli -m {weights}" in text
     assert "# TODO: no dependency specification found" in text
+    todos = find_todos(text)
+    assert_draft_meets_no_level(repo, tmp_path, todos)
+    assert reviewed(repo) == todos
     code, report, output = verdict(repo, tmp_path)
     assert code == 0, output
     assert "open-weights" in report["levels_met"]
 
 
+#: The components whose checks a draft's weights verdict runs, selected by node id: `-k weights`
+#: would also match `run::released-weights` and build an environment with torch.
+WEIGHTS_COMPONENTS = ("manifest", "weights", "licenses")
+
+
 def _weights_verdict(repo: Path, tmp_path: Path) -> tuple[int, dict[str, Any], str]:
     # Only the open-weights checks: the rest (install, run, training …) would build an
     # environment and run the fake scripts, which says nothing about the draft.
-    return verdict(repo, tmp_path, "-k", "weights or licenses")
+    reviewed(repo)
+    manifest = repo / "corresponding-source.yaml"
+    targets = tuple(f"{manifest}::{component}" for component in WEIGHTS_COMPONENTS)
+    code, report, output = verdict(repo, tmp_path, targets=targets)
+    ran = {
+        c["component"]
+        for c in report.get("checks", [])
+        if c["message"] != "did not run (deselected)"
+    }
+    assert ran == set(WEIGHTS_COMPONENTS), output
+    return code, report, output
 
 
 def test_nanogpt_benign_pickle_passes_open_weights(
@@ -618,3 +669,28 @@ def test_readme_paths_become_placeholders(
     assert manifest.training is not None
     assert manifest.training.command == "python train.py --steps 3 --out {outdir}/model.safetensors"
     assert manifest.training.produces == "{outdir}/model.safetensors"
+
+
+def test_todo_count_leaves_out_the_header(tmp_path: Path) -> None:
+    header = "# Draft written by corrsource init: review every TODO, then run pytest\n"
+    assert count_todos(header) == 0
+    assert count_todos(header + "name: x  # TODO: check\n# TODO: two\n") == 2
+
+
+def test_no_data_licence_todo_once_recognised(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repo = tmp_path / "with-data"
+    write(repo, "data/corpus.txt", "some text\n" * 10)
+    write(repo, "data/LICENSE", "CC0 1.0 Universal\n\nStatement of Purpose\n")
+    write(repo, "LICENSE", MIT)
+    _manifest, text, _err = draft(repo, capsys)
+    assert "data licence recognised from data/LICENSE" in text
+    assert "data: CC0-1.0" in text
+    assert "TODO: license of this data" not in text
+
+    bare = tmp_path / "no-data-licence"
+    write(bare, "data/corpus.txt", "some text\n" * 10)
+    write(bare, "LICENSE", MIT)
+    _manifest, text, _err = draft(bare, capsys)
+    assert "TODO: license of this data" in comments_near(text, "data/corpus.txt")

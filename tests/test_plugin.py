@@ -29,6 +29,7 @@ OPEN_WEIGHTS = "--corrsource-level=open-weights"
 
 # Every item of MINIMAL_MANIFEST in collection order (<component>::<check>[<subject>]).
 MINIMAL_ITEMS = [
+    f"{MANIFEST}::manifest::complete",
     f"{MANIFEST}::weights::present[{WEIGHTS}]",
     f"{MANIFEST}::weights::not-a-pointer[{WEIGHTS}]",
     f"{MANIFEST}::weights::header[{WEIGHTS}]",
@@ -45,7 +46,7 @@ MINIMAL_ITEMS = [
     f"{MANIFEST}::evaluation::run",
     f"{MANIFEST}::docs::model-card",
 ]
-WEIGHTS_ITEMS = MINIMAL_ITEMS[:5]
+WEIGHTS_ITEMS = MINIMAL_ITEMS[1:6]
 
 # In-process runs drop the modules they imported; hypothesis's pytest plugin imports hypothesis
 # (about 1 s with assertion rewriting) in every inner session unless it is already loaded here.

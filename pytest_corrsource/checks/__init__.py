@@ -104,6 +104,7 @@ CheckFunction = Callable[[CheckContext], "Finding | None"]
 # check id -> module that implements it (imported lazily: the weights checks do not need the
 # runner, and nothing here is imported until a check runs).
 _MODULES: dict[str, str] = {
+    "CS001": "manifest",
     **dict.fromkeys(("CS101", "CS102", "CS103", "CS104", "CS105"), "weights"),
     **dict.fromkeys(("CS201", "CS202"), "install"),
     **dict.fromkeys(("CS301", "CS401", "CS402", "CS403", "CS404"), "run"),

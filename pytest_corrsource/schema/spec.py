@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from pytest_corrsource.schema import SCHEMA_URL
+
 # A YAML file whose aliases fan out (a "billion laughs" document) would make a naive walk
 # exponential; no honest manifest has anywhere near this many nodes.
 MAX_NODES = 50_000
@@ -531,7 +533,7 @@ def json_schema() -> dict[str, Any]:
     schema = MANIFEST_SPEC.json_schema()
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://pypi.org/project/pytest-corrsource/corresponding-source.schema.json",
+        "$id": SCHEMA_URL,
         "title": "corresponding-source.yaml (version 1)",
         "description": "What a model repository declares as its Corresponding Source; "
         "verified by `pytest --corresponding-source`.",
