@@ -96,7 +96,8 @@ def test_stepwise_resumes_at_the_failed_check(
     pytester: pytest.Pytester, broken_repo: Path, make_repo: RepoFactory
 ) -> None:
     first = pytester.runpytest(*BASE, "--corrsource-level=open-weights", "-v", "--sw")
-    assert ran_ids(first) == [PRESENT]  # stops at the first failure, the weights check
+    # CS001 (manifest::complete) passes first; stepwise stops at the first failure
+    assert ran_ids(first) == [f"{MANIFEST}::manifest::complete", PRESENT]
 
     # Restore the weights: the next stepwise run starts at that check, not at the beginning.
     fixed = make_repo(MINIMAL_MANIFEST, name="fixed")
