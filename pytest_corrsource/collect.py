@@ -44,7 +44,9 @@ class ManifestFile(pytest.File):
         try:
             self.manifest = load_manifest(self.path, display=display)
         except ManifestError as exc:
-            raise self.CollectError(str(exc)) from None
+            from pytest_corrsource.report.sanitize import sanitize
+
+            raise self.CollectError(sanitize(str(exc))) from None
         by_component: dict[str, list[PlannedCheck]] = {}
         for planned in build_plan(self.manifest):
             by_component.setdefault(planned.component, []).append(planned)

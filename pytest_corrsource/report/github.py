@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_corrsource.catalogue import LEVELS, level_rank
+from pytest_corrsource.report.sanitize import sanitize
 
 if TYPE_CHECKING:
     from pytest_corrsource.report import ManifestReport
@@ -40,6 +41,16 @@ def workspace_path(path: Path, workspace: str | None) -> str:
     return path.as_posix()
 
 
+def message_data(text: str) -> str:
+    """Untrusted *text* as a workflow command's message: sanitized, then escaped."""
+    return escape_data(sanitize(text))
+
+
+def message_property(text: str) -> str:
+    """Untrusted *text* as a workflow command's property value: sanitized, then escaped."""
+    return escape_property(sanitize(text))
+
+
 def _short(message: str) -> str:
     """The lines of a failure text that matter in an annotation: found and fix."""
     keep = [
@@ -53,29 +64,29 @@ def workflow_commands(reports: list[ManifestReport], workspace: str | None) -> l
     errors: list[tuple[tuple[int, str], str]] = []
     warnings: list[tuple[tuple[int, str], str]] = []
     for report in reports:
-        file = escape_property(workspace_path(report.path, workspace))
+        file = message_property(workspace_path(report.path, workspace))
         if report.error:
             errors.append(((0, ""), f"::error file={file},title=corrsource%3A manifest::"
-                           f"{escape_data(report.error)}"))  # fmt: skip
+                           f"{message_data(report.error)}"))  # fmt: skip
             continue
         for planned in report.plan:
             result = report.results.get(planned.key)
             if result is None:
                 continue
-            title = escape_property(
+            title = message_property(
                 f"corrsource: {planned.spec.id} {planned.component}::{planned.name}"
             )
             where = f"file={file},line={planned.line},title={title}"
             order = (level_rank(planned.required_by), planned.spec.id)
             if result.outcome == "failed":
-                errors.append((order, f"::error {where}::{escape_data(_short(result.message))}"))
+                errors.append((order, f"::error {where}::{message_data(_short(result.message))}"))
             elif result.outcome == "not-required":
                 text = _short(result.message)
-                warnings.append((order, f"::warning {where}::{escape_data(text)}"))
+                warnings.append((order, f"::warning {where}::{message_data(text)}"))
             for warning in result.warnings:
                 # Warnings of passed checks come after failures beyond the level.
                 warnings.append(((len(LEVELS) + 1, planned.spec.id),
-                                 f"::warning {where}::{escape_data(warning)}"))  # fmt: skip
+                                 f"::warning {where}::{message_data(warning)}"))  # fmt: skip
     errors.sort(key=lambda e: e[0])
     warnings.sort(key=lambda w: w[0])
     lines = [line for _, line in errors[:MAX_PER_KIND]] + [
