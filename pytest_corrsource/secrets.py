@@ -15,10 +15,11 @@ Stage: below the execution layer and the reports; standard library only.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import urllib.parse
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 __all__ = [
     "MIN_SECRET_LENGTH",
@@ -160,7 +161,8 @@ def encoded_forms(secret: str) -> set[str]:
     return {form for form in forms if len(form) >= MIN_SECRET_LENGTH}
 
 
-def _pattern(secrets: Iterable[str]) -> re.Pattern[str] | None:
+@functools.lru_cache(maxsize=8)  # one environment per session: build the pattern once
+def _pattern(secrets: frozenset[str]) -> re.Pattern[str] | None:
     forms: set[str] = set()
     for secret in secrets:
         forms |= encoded_forms(secret)
@@ -184,7 +186,7 @@ def redact(text: str, env: Mapping[str, str] | None = None) -> str:
     """*text* without the secrets of *env* (default ``os.environ``), in any of their
     :func:`encoded_forms`, and without URL passwords or secret query values it names itself."""
     source: Mapping[str, str] = os.environ if env is None else env
-    pattern = _pattern(secret_values(source))
+    pattern = _pattern(frozenset(secret_values(source)))
     if pattern is not None:
         text = pattern.sub(REDACTED, text)
     text = _USERINFO_PASSWORD.sub(rf"\1{REDACTED}@", text)
