@@ -16,6 +16,7 @@ import pytest
 from pytest_corrsource.checks import CheckContext
 from pytest_corrsource.manifest import Manifest, ManifestError, load_manifest
 from pytest_corrsource.plan import PlannedCheck, build_plan
+from pytest_corrsource.report.sanitize import sanitize
 from pytest_corrsource.results import CheckResult, execute
 
 
@@ -44,8 +45,6 @@ class ManifestFile(pytest.File):
         try:
             self.manifest = load_manifest(self.path, display=display)
         except ManifestError as exc:
-            from pytest_corrsource.report.sanitize import sanitize
-
             raise self.CollectError(sanitize(str(exc))) from None
         by_component: dict[str, list[PlannedCheck]] = {}
         for planned in build_plan(self.manifest):
@@ -61,7 +60,10 @@ class ComponentCollector(pytest.Collector):
 
     def collect(self) -> Iterator[pytest.Item]:
         for planned in self.checks:
-            yield CheckItem.from_parent(self, name=planned.name, planned=planned)
+            # The name (a manifest path) is printed by pytest itself: no control characters,
+            # no `##[` workflow command in it.
+            name = sanitize(planned.name, env={})
+            yield CheckItem.from_parent(self, name=name, planned=planned)
 
 
 class CheckItem(pytest.Item):
