@@ -8,6 +8,7 @@ first (required failures by level, then by check id) and a notice points to the 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -98,6 +99,31 @@ def workflow_commands(reports: list[ManifestReport], workspace: str | None) -> l
     return lines
 
 
+_FENCE_OPEN = re.compile(r"^(`{3,})text$")
+
+
+def _close_open_fence(markdown: str) -> str:
+    """*markdown* (cut anywhere) with the code fence it was cut inside (if any) closed, so the
+    note after it, and whatever a later step appends, is not swallowed by the block. A cut
+    last line that starts with a backtick is dropped: it could be half a fence.
+
+    Only our own fences (``fenced``: a backtick run of 3+ then ``text``) can open one: outside
+    fences untrusted text is escaped, inside them it has no backtick run as long as the fence.
+    """
+    lines = markdown.split("\n")
+    if lines[-1].startswith("`"):
+        lines.pop()
+    fence: str | None = None
+    for line in lines:
+        if fence is None:
+            match = _FENCE_OPEN.match(line)
+            fence = match.group(1) if match else None
+        elif line == fence:
+            fence = None
+    closing = f"\n{fence}" if fence else ""
+    return "\n".join(lines) + closing
+
+
 def append_step_summary(path: str, markdown: str) -> None:
     """Append ``markdown`` to the step summary file, cut to stay under GitHub's limit."""
     data = markdown.encode("utf-8")
@@ -110,6 +136,11 @@ def append_step_summary(path: str, markdown: str) -> None:
         return
     if len(data) > room:
         note = b"\n\n*(truncated: the summary exceeded GitHub's 1 MiB limit)*\n"
-        data = data[: room - len(note)].decode("utf-8", "ignore").encode("utf-8") + note
+        cut = room - len(note)
+        kept = _close_open_fence(data[:cut].decode("utf-8", "ignore"))
+        if len(kept.encode("utf-8")) > cut:  # the closing fence needs room: cut earlier
+            excess = len(kept.encode("utf-8")) - cut
+            kept = _close_open_fence(data[: cut - 2 * excess].decode("utf-8", "ignore"))
+        data = kept.encode("utf-8")[:cut] + note
     with open(path, "ab") as f:
         f.write(data)
