@@ -8,6 +8,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory
+from hypothesis import given
+from hypothesis import strategies as st
 from markdown_it import MarkdownIt
 
 from pytest_corrsource.report.github import message_data
@@ -211,3 +213,33 @@ def test_hostile_output_reaches_no_output_active(
     assert "PWNED" in files["summary.md"]
     assert "PWNED" not in _outside_code(files["summary.md"])
     assert "<img" not in MD.render(files["summary.md"])
+
+
+# ---------------------------------------------------------------------------------------------
+# Properties over arbitrary text.
+
+_HOSTILE_ALPHABET = st.sampled_from(
+    ["\x1b", "\x07", "\r", "\x9b", "\u202e", "\u2066", "\u2028", ":", "::", "##[", "`", "```",
+     "\n", "\t", " ", "\u00a0", "a", "<", ">", "|", "#", "~"]
+)  # fmt: skip
+_HOSTILE_TEXT = st.lists(st.one_of(_HOSTILE_ALPHABET, st.text(max_size=3)), max_size=40).map(
+    "".join
+)
+
+
+@given(_HOSTILE_TEXT)
+def test_sanitized_text_has_no_controls_and_no_commands(text: str) -> None:
+    out = sanitize(text, env={})
+    assert sanitize(out, env={}) == out
+    assert "##[" not in out
+    for line in out.split("\n"):
+        assert all(ch == "\t" or escape_controls(ch) == ch for ch in line)
+        assert not line.lstrip().startswith("::")
+
+
+@given(_HOSTILE_TEXT)
+def test_fenced_text_stays_in_its_one_block(text: str) -> None:
+    document = f"para\n\n{fenced(text)}\n\nafter\n"
+    tokens = MD.parse(document)
+    assert [t.type for t in tokens if t.type in ("fence", "code_block")] == ["fence"]
+    assert tokens[-2].content == "after"
