@@ -47,10 +47,12 @@ _SECRET_PARTS = frozenset(
         "creds", "auth", "authorization", "session", "cookie", "private", "signature", "sig",
     }
 )  # fmt: skip
-# A name part starting or ending with one of these is a compound of it (``AUTHTOKEN``,
-# ``APIKEY``, ``ACCESSKEY``, ``PASSWORD2``). Short words (key, pat, jwt, auth) are excluded
-# here: ``KEYBOARD``, ``PATH``, ``PATCH``, ``AUTHOR`` are not secrets.
-_SECRET_AFFIXES = ("token", "secret", "password", "passwd", "credential", "apikey", "accesskey")
+# A name part ending with one of these is a compound of it (``AUTHTOKEN``, ``APIKEY``,
+# ``ACCESSKEY``); one starting with a long one is a form of it (``PASSWORD2``, ``SECRETS``).
+# Short words (key, pat, jwt, auth) and ``token`` are not prefixes: ``KEYBOARD``, ``PATH``,
+# ``PATCH``, ``AUTHOR``, ``TOKENIZERS`` are not secrets.
+_SECRET_SUFFIXES_LONG = ("token", "secret", "password", "passwd", "credential", "apikey")
+_SECRET_PREFIXES = ("secret", "password", "passwd", "credential")
 _SECRET_SUFFIXES = ("key", "jwt", "pat")
 
 # Splits a name into words: separators, then camelCase and digit boundaries.
@@ -70,7 +72,7 @@ def looks_secret(name: str) -> bool:
     for part in _parts(name):
         if part in _SECRET_PARTS:
             return True
-        if part.startswith(_SECRET_AFFIXES) or part.endswith(_SECRET_AFFIXES):
+        if part.startswith(_SECRET_PREFIXES) or part.endswith(_SECRET_SUFFIXES_LONG):
             return True
         # ``APIKEY``, ``ACCESSKEY``, ``CIJOBJWT``, ``GHPAT``: a longer word ending in a short one.
         # Only whole-word endings of 4+ letter parts whose stem is itself a known prefix.

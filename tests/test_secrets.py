@@ -27,7 +27,7 @@ ENV = {"MY_SERVICE_API_TOKEN": SECRET, "HOME": "/home/someone-long"}
         "CI_JOB_JWT", "GH_PAT", "MY_SERVICE_API_TOKEN", "GITHUB_TOKEN", "githubToken",
         "AWS_SECRET_ACCESS_KEY", "APIKEY", "NPM_AUTHTOKEN", "DB_PASSWORD2", "PGPASSWD",
         "ACTIONS_ID_TOKEN_REQUEST_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS", "HTTP_AUTH",
-        "hf_token", "SSH_PRIVATE_KEY", "x-api-key",
+        "hf_token", "SSH_PRIVATE_KEY", "x-api-key", "SECRETS_FILE", "ACCESSTOKEN",
     ],
 )  # fmt: skip
 def test_secret_names(name: str) -> None:
@@ -37,7 +37,8 @@ def test_secret_names(name: str) -> None:
 @pytest.mark.parametrize(
     "name",
     ["PATH", "KEYBOARD_LAYOUT", "AUTHOR_NAME", "PATCH_LEVEL", "LANG", "PIP_INDEX_URL",
-     "MONKEY", "TZ", "SOURCE_DATE_EPOCH", "HOME", "PATHEXT", "LC_ALL"],
+     "MONKEY", "TZ", "SOURCE_DATE_EPOCH", "HOME", "PATHEXT", "LC_ALL",
+     "TOKENIZERS_PARALLELISM", "HOTKEY_MODE", "XAUTHORITY", "PIP_KEYRING_PROVIDER"],
 )  # fmt: skip
 def test_names_that_are_not_secret(name: str) -> None:
     assert not looks_secret(name)
