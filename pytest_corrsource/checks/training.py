@@ -137,7 +137,10 @@ def check_training_run(ctx: CheckContext) -> Finding:
         )
         again.require_success("the second training run")
         (second,) = again.outputs.values()
-        same = same_content(path, second)  # streamed: trained weights can be large
+        try:
+            same = same_content(path, second)  # streamed: trained weights can be large
+        except OSError as exc:  # e.g. a FIFO where the second run's weights should be
+            raise CheckFailed(f"the second training run's output cannot be read: {exc}") from None
         finding.data["deterministic"] = same
         if not same:
             finding.warnings.append(
