@@ -35,9 +35,9 @@ __all__ = [
 
 REDACTED = "***"
 
-#: Values shorter than this are not redacted: replacing every "abc" or "true" in a log would
-#: hide the log, not a secret.
-MIN_SECRET_LENGTH = 6
+#: Values shorter than this are not redacted: replacing every "true" or "default" (of a
+#: ``GPG_KEY=default``) in a log would hide the log, not a secret. Real tokens are far longer.
+MIN_SECRET_LENGTH = 8
 
 # A name part equal to one of these marks a secret.
 _SECRET_PARTS = frozenset(
