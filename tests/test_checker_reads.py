@@ -244,3 +244,19 @@ def test_a_deeply_nested_manifest_is_a_collection_error(pytester: pytest.Pyteste
     result = pytester.runpytest_subprocess("--corresponding-source", "-p", "no:randomly")
     result.stdout.fnmatch_lines(["*corresponding-source.yaml:3:*nested more than 64 levels deep*"])
     assert "RecursionError" not in result.stdout.str() + result.stderr.str()
+
+
+def test_a_tracked_symlink_to_a_device_fails_cs501_in_a_git_checkout(
+    make_repo: RepoFactory,
+) -> None:
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = make_repo(MINIMAL_MANIFEST + "architecture: [model.py]\n", {"model.py": "x = 1\n"})
+    (root / "zero.bin").symlink_to("/dev/zero")
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
+    message = failure(returns(lambda: Checks(root)("CS501")))
+    assert "zero.bin: a character device, not a regular file" in message

@@ -75,7 +75,15 @@ def repository_files(root: Path) -> list[str]:
                 capture_output=True, timeout=60, check=True,
             ).stdout  # fmt: skip
             listed = sorted({f for f in out.decode("utf-8", "replace").split("\0") if f})
-            return [f for f in listed if (root / f).is_file()][:MAX_FILES]
+            # Regular files, and whatever else is there but not a directory or dangling link
+            # (a tracked symlink to /dev/zero): the scan reports those instead of reading them.
+            kept = [
+                f
+                for f in listed
+                if (root / f).is_file()
+                or regular_file_problem(root / f) not in (None, "a directory")
+            ]
+            return kept[:MAX_FILES]
         except (OSError, subprocess.SubprocessError):
             pass  # not a usable checkout: walk it instead
     files: list[str] = []
