@@ -16,6 +16,7 @@ import pytest
 from pytest_corrsource.checks import CheckContext
 from pytest_corrsource.manifest import Manifest, ManifestError, load_manifest
 from pytest_corrsource.plan import PlannedCheck, build_plan
+from pytest_corrsource.report.sanitize import sanitize
 from pytest_corrsource.results import CheckResult, execute
 
 
@@ -44,7 +45,7 @@ class ManifestFile(pytest.File):
         try:
             self.manifest = load_manifest(self.path, display=display)
         except ManifestError as exc:
-            raise self.CollectError(str(exc)) from None
+            raise self.CollectError(sanitize(str(exc))) from None
         by_component: dict[str, list[PlannedCheck]] = {}
         for planned in build_plan(self.manifest):
             by_component.setdefault(planned.component, []).append(planned)
@@ -59,15 +60,15 @@ class ComponentCollector(pytest.Collector):
 
     def collect(self) -> Iterator[pytest.Item]:
         for planned in self.checks:
-            # The id is given as the string pytest has always built. pytest 9.2 would otherwise
-            # derive a structured id from the parent (name ``present[weights/x]`` as one segment)
-            # that differs from the one it parses back from its cache (name ``present``, params
-            # ``weights/x``), so ``--lf`` and ``--ff`` lost every check with a subject.
+            # The name (a manifest path) is printed by pytest itself: no control characters,
+            # no `##[` workflow command in it. The id is given as the string pytest has always
+            # built: pytest 9.2 would otherwise derive a structured id from the parent (name
+            # ``present[weights/x]`` as one segment) that differs from the one it parses back
+            # from its cache (name ``present``, params ``weights/x``), so ``--lf`` and ``--ff``
+            # lost every check with a subject.
+            name = sanitize(planned.name, env={})
             yield CheckItem.from_parent(
-                self,
-                name=planned.name,
-                nodeid=f"{self.nodeid}::{planned.name}",
-                planned=planned,
+                self, name=name, nodeid=f"{self.nodeid}::{name}", planned=planned
             )
 
 

@@ -16,6 +16,7 @@ the caller turns them into a failed check.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
 import sys
@@ -24,6 +25,9 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
+
+from pytest_corrsource.safe_io import open_regular
 
 __all__ = [
     "CACHE_KEY",
@@ -60,7 +64,9 @@ def sha256_file(path: Path) -> str:
     Memory use is one fixed buffer whatever the file size. Raises :class:`OSError`.
     """
     # buffering=0: read straight into our buffer, no second copy through BufferedReader.
-    with open(path, "rb", buffering=0) as f:
+    # open_regular: a FIFO or device in place of weights fails (NotRegularFile), never blocks.
+    with open_regular(path, buffering=0) as handle:
+        f = cast("io.FileIO", handle)  # buffering=0 gives the raw FileIO
         if sys.version_info >= (3, 11):
             return hashlib.file_digest(f, "sha256").hexdigest()
         h = hashlib.sha256()

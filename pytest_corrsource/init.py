@@ -1210,7 +1210,10 @@ def run_init(path: Path, *, force: bool, stdout: bool) -> int:
     import tempfile
 
     def log(text: str) -> None:
-        sys.stderr.write(text)
+        from pytest_corrsource.report.sanitize import sanitize
+
+        # File names and licence texts of the repository: no escape sequences to the terminal.
+        sys.stderr.write(sanitize(text))
         sys.stderr.flush()
 
     root = Path(path)

@@ -142,10 +142,12 @@ def _exists(root: Path, path: str | None) -> bool:
 def _card_mentions(root: Path, manifest: Manifest, *words: str) -> bool:
     """The model card has a heading naming one of ``words`` (MOF lets the card carry results
     or data information in place of a separate document)."""
+    from pytest_corrsource.safe_io import MAX_DOCUMENT_BYTES, read_text_bounded
+
     docs = manifest.docs
     card = root / (docs.model_card.path if docs and docs.model_card else "README.md")
     try:
-        text = card.read_text(encoding="utf-8", errors="replace")
+        text = read_text_bounded(card, MAX_DOCUMENT_BYTES)  # a FIFO must not hang the report
     except OSError:
         return False
     headings = [line.lower() for line in text.splitlines() if line.startswith("#")]

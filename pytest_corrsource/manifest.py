@@ -17,6 +17,37 @@ from pytest_corrsource.schema.spec import Located, SpecError
 MANIFEST_NAME = "corresponding-source.yaml"
 # A manifest is a few KiB; refusing huge files keeps a hostile one from eating memory.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+#: Deepest nesting of lists and mappings a manifest may have (the schema needs 5). PyYAML
+#: composes nodes recursively: 10,000 `[` would otherwise end in a RecursionError.
+MAX_NESTING = 64
+
+
+class _TooDeep(Exception):
+    def __init__(self, line: int, column: int) -> None:
+        super().__init__(line, column)
+        self.line = line
+        self.column = column
+
+
+def _depth_limited_loader(text: str) -> Any:
+    """A ``yaml.SafeLoader`` for *text* that refuses nesting deeper than :data:`MAX_NESTING`
+    before recursing into it (raises :class:`_TooDeep` at the offending node)."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        _depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            self._depth += 1
+            try:
+                if self._depth > MAX_NESTING:
+                    mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                    raise _TooDeep(mark.line + 1, mark.column + 1)
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+
+    return Loader(text)
 
 
 class ManifestError(Exception):
@@ -212,7 +243,7 @@ def load_manifest(path: Path | str, *, display: str | None = None) -> Manifest:
 
     try:
         # The reader refuses control characters (NUL, ESC …) as soon as it is built.
-        loader = yaml.SafeLoader(text)
+        loader = _depth_limited_loader(text)
     except yaml.reader.ReaderError as exc:
         line, column = _line_col(text, exc.position)
         raise ManifestError(
@@ -225,6 +256,9 @@ def load_manifest(path: Path | str, *, display: str | None = None) -> Manifest:
         tree = check_document(loader, node)
     except SpecError as exc:
         raise ManifestError(display, exc.line, exc.column, exc.message, exc.keypath) from None
+    except _TooDeep as exc:
+        message = f"lists and mappings are nested more than {MAX_NESTING} levels deep"
+        raise ManifestError(display, exc.line, exc.column, message) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)

@@ -94,18 +94,22 @@ def execute(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult
         else:
             outcome, message = "passed", finding.message
             warnings, data = list(finding.warnings), dict(finding.data)
+    from pytest_corrsource.report.sanitize import sanitize
+
+    # The message travels to the terminal and JUnit (repr_failure, skip and xfail reasons)
+    # and to every report: it may quote what a step printed, so it is sanitized here, once.
     return CheckResult(
         id=planned.spec.id,
         component=planned.component,
         subject=planned.subject,
         outcome=outcome,
-        message=message,
+        message=sanitize(message),
         line=planned.line,
         seconds=round(time.perf_counter() - start, 3),
         manifest=str(ctx.manifest.path),
         key=planned.key,
         required_by=planned.required_by,
         undeclared=planned.undeclared,
-        warnings=warnings,
+        warnings=[sanitize(w) for w in warnings],
         data=data,
     )

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
-import re
 import selectors
 import shutil
 import signal
@@ -32,8 +31,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from pytest_corrsource.secrets import redact, without_credentials
+
 __all__ = [
-    "SECRET_NAME_PATTERN",
     "STEP_MARKER_VARIABLE",
     "CommandResult",
     "IsolationUnavailable",
@@ -47,12 +47,6 @@ __all__ = [
 #: descendants can be found in ``/proc/*/environ`` even after they were re-parented.
 STEP_MARKER_VARIABLE = "PYTEST_CORRSOURCE_STEP"
 
-#: Names of environment variables whose values are treated as secrets by :func:`redact`.
-SECRET_NAME_PATTERN = re.compile(
-    r"TOKEN|SECRET|PASSWORD|PASSWD|KEY|CREDENTIAL|AUTH|SESSION", re.IGNORECASE
-)
-
-_MIN_SECRET_LENGTH = 6
 _DRAIN_GRACE_SECONDS = 2.0
 _READ_CHUNK = 1 << 16
 
@@ -181,11 +175,6 @@ _PACKAGE_CONFIG = (
     "NO_PROXY",
 )
 
-# ``scheme://userinfo@`` anywhere in a value (several URLs may be space-separated).
-_USERINFO = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/\s@]*@")
-# The same with a password part, for redaction of free text.
-_USERINFO_WITH_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@:]*:[^/\s@]*@")
-
 
 def scrubbed_environment(
     *,
@@ -194,10 +183,13 @@ def scrubbed_environment(
     tmpdir: Path,
     extra: Mapping[str, str] | None = None,
     base: Mapping[str, str] | None = None,
+    warnings: list[str] | None = None,
 ) -> dict[str, str]:
     """Build a child environment from an allow-list; nothing else from *base* passes.
 
     *base* defaults to ``os.environ``. *extra* (the manifest's ``env:``) is applied last.
+    Allowed variables that look secret or carry a credential are dropped (secrets.py); why
+    is appended to *warnings*, for the caller's ``Finding.warnings``.
     """
     source: Mapping[str, str] = os.environ if base is None else base
     env: dict[str, str] = {}
@@ -213,11 +205,15 @@ def scrubbed_environment(
     for name in ("TMPDIR", "TMP", "TEMP"):
         env[name] = str(tmpdir)
 
-    for name, value in source.items():
-        plain = name in _PASSTHROUGH_EXACT or name.startswith("LC_")
-        package = name in _PACKAGE_CONFIG and not _USERINFO.search(value)
-        if plain or package:
-            env[name] = value
+    allowed = {
+        name: value
+        for name, value in source.items()
+        if name in _PASSTHROUGH_EXACT or name.startswith("LC_") or name in _PACKAGE_CONFIG
+    }
+    passed, dropped = without_credentials(allowed)
+    env.update(passed)
+    if warnings is not None:
+        warnings.extend(dropped)
 
     env["PYTHONHASHSEED"] = "0"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
@@ -225,22 +221,6 @@ def scrubbed_environment(
     if extra:
         env.update(extra)
     return env
-
-
-def redact(text: str, env: Mapping[str, str] | None = None) -> str:
-    """Replace the values of secret-looking variables of *env* (default ``os.environ``) by ``***``.
-
-    Also hides the password part of any ``scheme://user:password@`` URL in *text*.
-    """
-    source: Mapping[str, str] = os.environ if env is None else env
-    secrets = {
-        value
-        for name, value in source.items()
-        if SECRET_NAME_PATTERN.search(name) and len(value) >= _MIN_SECRET_LENGTH
-    }
-    for value in sorted(secrets, key=len, reverse=True):
-        text = text.replace(value, "***")
-    return _USERINFO_WITH_PASSWORD.sub(r"\1***@", text)
 
 
 # --------------------------------------------------------------------------------------------

@@ -123,3 +123,30 @@ def test_example_workflow_is_valid_yaml_with_the_steps_users_need() -> None:
         s["with"]["path"] for s in steps if s.get("uses", "").startswith("actions/cache")
     ]
     assert "~/.cache/pytest-corrsource" in cache_paths
+
+
+def test_a_truncated_summary_closes_the_fence_it_was_cut_in(tmp_path: Path) -> None:
+    from markdown_it import MarkdownIt
+
+    from pytest_corrsource.report.sanitize import fenced
+
+    summary = tmp_path / "summary.md"
+    hostile = "\n".join(["``` `````` # not a heading"] * (SUMMARY_LIMIT // 20))
+    append_step_summary(str(summary), "## ours\n\n" + fenced(hostile) + "\n\n## after\n")
+    text = summary.read_text()
+    assert len(text.encode()) < SUMMARY_LIMIT
+    assert text.endswith("*(truncated: the summary exceeded GitHub's 1 MiB limit)*\n")
+    tokens = MarkdownIt("commonmark").parse(text + "\n# next step\n")
+    headings = [t.map for t in tokens if t.type == "heading_open"]
+    # "## ours", then the next step's heading: the fence was closed before the note.
+    assert len(headings) == 2
+    paragraphs = [tokens[i + 1].content for i, t in enumerate(tokens) if t.type == "paragraph_open"]
+    assert any("truncated" in p for p in paragraphs)
+
+
+def test_annotations_carry_no_injected_commands_or_controls() -> None:
+    from pytest_corrsource.report.github import message_data, message_property
+
+    data = message_data("found: x\n::add-mask::s3cret\x1b]0;t\x07 ##[set-output name=a]b")
+    assert data == ("found: x%0A\\x3a:add-mask::s3cret\\x1b]0;t\\x07 ##\\x5bset-output name=a]b")
+    assert message_property("weights/a,b::c\u202e.bin") == "weights/a%2Cb%3A%3Ac\\u202e.bin"

@@ -373,7 +373,7 @@ ERRORS = [
      13, "weights[0].sha256",
      f"expected a sha256 digest (64 lowercase hexadecimal characters), found `{'A' * 64}`"),
     ("regex", RUN + "  expect:\n    stdout: '([a-'\n", 8, 13, "run.expect.stdout",
-     "invalid regular expression: unterminated character set at position 1"),
+     "invalid regular expression: unterminated character set at position 4"),
     ("url", BASE + "data:\n  sources:\n    - url: ftp://x\n", 7, 12, "data.sources[0].url",
      "expected an http(s) URL, found `ftp://x`"),
     ("python", BASE + "install:\n  python: three\n", 6, 11, "install.python",

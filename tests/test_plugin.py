@@ -540,7 +540,7 @@ def test_manifest_error_is_one_collection_error(pytester: pytest.Pytester, run: 
             "version: 1\nname: tiny\nweights:\n  - path: weights/model.safetensors\n"
             "run:\n  command: python run.py\n  expect:\n    stdout: '([a-'\n",
             f"{MANIFEST}:8:13: run.expect.stdout: invalid regular expression: unterminated "
-            "character set at position 1",
+            "character set at position 4",
             id="regex",
         ),
     ],

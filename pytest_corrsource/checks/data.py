@@ -14,9 +14,11 @@ import re
 import urllib.error
 import urllib.request
 
+from pytest_corrsource import patterns
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
 from pytest_corrsource.execution import Step, run_step
 from pytest_corrsource.manifest import DataSource
+from pytest_corrsource.safe_io import MAX_DOCUMENT_BYTES, read_text_bounded, regular_file_problem
 
 # Each required topic of a data card, and the words a heading or label may use for it.
 CARD_TOPICS: dict[str, tuple[str, ...]] = {
@@ -144,9 +146,15 @@ def check_card(ctx: CheckContext) -> Finding:
     if data.card is None:
         raise CheckFailed("the manifest declares no `data.card`")
     path = ctx.root / data.card.path
+    special = regular_file_problem(path)
+    if special is not None:
+        raise CheckFailed(f"{data.card.path} (line {data.card.line}) is {special}")
     if not path.is_file():
         raise CheckFailed(f"{data.card.path} (line {data.card.line}) does not exist")
-    covered = card_topics(path.read_text(encoding="utf-8", errors="replace"))
+    try:
+        covered = card_topics(read_text_bounded(path, MAX_DOCUMENT_BYTES))
+    except OSError as exc:
+        raise CheckFailed(f"{data.card.path} cannot be read: {exc.strerror}") from None
     missing = [t for t in CARD_TOPICS if t not in covered]
     if missing:
         raise CheckFailed(
@@ -190,8 +198,18 @@ def check_evaluation(ctx: CheckContext) -> Finding:
     if run.result.timed_out or run.result.returncode != expect.exit_code:
         raise CheckFailed(f"the evaluation failed: {run.result.status()}", details=run.describe())
     metric: dict[str, str] = {}
+    try:
+        stdout_match = (
+            patterns.search(expect.stdout, run.result.stdout) if expect.stdout is not None else None
+        )
+        stderr_ok = expect.stderr is None or patterns.search(expect.stderr, run.result.stderr)
+    except patterns.PatternTimeout as exc:
+        raise CheckFailed(
+            f"the evaluation's `evaluation.expect` could not be judged: {exc}",
+            fix="simplify the pattern (no nested repetition such as `(a+)+`)",
+        ) from None
     if expect.stdout is not None:
-        match = re.search(expect.stdout, run.result.stdout)
+        match = stdout_match
         if match is None:
             raise CheckFailed(
                 f"the evaluation's stdout does not match `evaluation.expect.stdout` "
@@ -199,7 +217,7 @@ def check_evaluation(ctx: CheckContext) -> Finding:
                 details=run.describe(),
             )
         metric["metric"] = match.group(1) if match.groups() else match.group(0)
-    if expect.stderr is not None and not re.search(expect.stderr, run.result.stderr):
+    if not stderr_ok:
         raise CheckFailed(
             f"the evaluation's stderr does not match `evaluation.expect.stderr` /{expect.stderr}/",
             details=run.describe(),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
 from pytest_corrsource.manifest import Manifest
+from pytest_corrsource.safe_io import MAX_DOCUMENT_BYTES, read_text_bounded, regular_file_problem
 
 # Files that carry licence texts, as REUSE and common practice name them.
 LICENSE_FILE_PREFIXES = ("license", "licence", "copying", "notice")
@@ -161,12 +162,15 @@ def check_model_card(ctx: CheckContext) -> Finding:
     docs = ctx.manifest.docs
     declared = docs.model_card.path if docs and docs.model_card else None
     card_path = ctx.root / (declared or "README.md")
+    special = regular_file_problem(card_path)
+    if special is not None:
+        raise CheckFailed(f"the model card {card_path.name} is {special}, not a regular file")
     if not card_path.is_file():
         where = f"`docs.model-card: {declared}`" if declared else "README.md (not declared)"
         raise CheckFailed(f"no model card: {where} does not exist")
     try:
         # utf-8-sig: a byte-order mark must not hide the front matter's opening `---`.
-        text = card_path.read_text(encoding="utf-8-sig", errors="replace")
+        text = read_text_bounded(card_path, MAX_DOCUMENT_BYTES, encoding="utf-8-sig")
     except OSError as exc:
         raise CheckFailed(f"the model card cannot be read: {exc.strerror}") from None
     front = _front_matter(text)

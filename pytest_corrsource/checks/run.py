@@ -11,11 +11,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from pytest_corrsource import patterns
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, CheckSkipped, Finding
 from pytest_corrsource.checks.command_files import analyse_command
 from pytest_corrsource.execution import StepRun, new_dir, run_pipeline, scratch_base
 from pytest_corrsource.manifest import Run
 from pytest_corrsource.runner import redact
+from pytest_corrsource.safe_io import regular_file_problem, same_content
 
 
 def _run(ctx: CheckContext) -> Run:
@@ -109,27 +111,48 @@ def _check_expect(ctx: CheckContext, label: str, run_step: StepRun, *, full: boo
             f"{label} exited with {result.returncode}, expected {expect.exit_code}",
             details=run_step.describe(),
         )
-    if full and expect.stdout is not None and not re.search(expect.stdout, result.stdout):
-        raise CheckFailed(
-            f"{label}: stdout does not match `run.expect.stdout` /{expect.stdout}/",
-            details=run_step.describe(),
-        )
-    if full and expect.stderr is not None and not re.search(expect.stderr, result.stderr):
-        raise CheckFailed(
-            f"{label}: stderr does not match `run.expect.stderr` /{expect.stderr}/",
-            details=run_step.describe(),
-        )
+    for stream, pattern, text in (
+        ("stdout", expect.stdout, result.stdout),
+        ("stderr", expect.stderr, result.stderr),
+    ):
+        if full and pattern is not None and not _matches(label, stream, pattern, text):
+            raise CheckFailed(
+                f"{label}: {stream} does not match `run.expect.{stream}` /{pattern}/",
+                details=run_step.describe(),
+            )
     missing = _missing_files(run_step)
     if missing:
         raise CheckFailed(
             f"{label} did not create {', '.join(missing)} (`run.expect.files`)",
             details=run_step.describe(),
         )
+    special = [
+        f"{declared} is {problem}"
+        for declared, path in run_step.outputs.items()
+        if (problem := regular_file_problem(path)) is not None
+    ]
+    if special:
+        raise CheckFailed(
+            f"{label}: `run.expect.files` must be regular files: {'; '.join(special)}",
+            details=run_step.describe(),
+        )
+
+
+def _matches(label: str, stream: str, pattern: str, text: str) -> bool:
+    """Whether the manifest's *pattern* is found in *text*, within a time bound."""
+    try:
+        return patterns.search(pattern, text) is not None
+    except patterns.PatternTimeout as exc:
+        raise CheckFailed(
+            f"{label}: `run.expect.{stream}` could not be judged: {exc}",
+            fix="simplify the pattern (no nested repetition such as `(a+)+`)",
+        ) from None
 
 
 def _missing_files(run_step: StepRun) -> list[str]:
     """``run.expect.files`` the run did not create. ``StepRun.missing_outputs`` only lists them
-    after exit code 0, but a run may be expected to end with another code."""
+    after exit code 0, but a run may be expected to end with another code. A FIFO or device
+    in their place is not missing: :func:`_check_expect` names it for what it is."""
     return [declared for declared, path in run_step.outputs.items() if not path.exists()]
 
 
@@ -231,7 +254,7 @@ def _outputs_equal(a: StepRun, b: StepRun) -> bool:
         other = b.outputs.get(declared)
         if other is None or not path.is_file() or not other.is_file():
             continue
-        if path.read_bytes() != other.read_bytes():
+        if not same_content(path, other):  # streamed, regular files only
             return False
     return True
 

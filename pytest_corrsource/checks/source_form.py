@@ -17,6 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+from pytest_corrsource.safe_io import (
+    open_regular,
+    read_head,
+    read_text_bounded,
+    regular_file_problem,
+)
 
 _SKIP_DIRS = {".git", ".hg", ".svn", ".venv", "venv", "node_modules", ".pytest_cache", ".tox",
               ".mypy_cache", ".ruff_cache"}  # fmt: skip
@@ -69,7 +75,15 @@ def repository_files(root: Path) -> list[str]:
                 capture_output=True, timeout=60, check=True,
             ).stdout  # fmt: skip
             listed = sorted({f for f in out.decode("utf-8", "replace").split("\0") if f})
-            return [f for f in listed if (root / f).is_file()][:MAX_FILES]
+            # Regular files, and whatever else is there but not a directory or dangling link
+            # (a tracked symlink to /dev/zero): the scan reports those instead of reading them.
+            kept = [
+                f
+                for f in listed
+                if (root / f).is_file()
+                or regular_file_problem(root / f) not in (None, "a directory")
+            ]
+            return kept[:MAX_FILES]
         except (OSError, subprocess.SubprocessError):
             pass  # not a usable checkout: walk it instead
     files: list[str] = []
@@ -111,8 +125,7 @@ def _index_shards(root: Path, index: str) -> set[str]:
 
 def _head(path: Path, size: int = 8) -> bytes:
     try:
-        with path.open("rb") as f:
-            return f.read(size)
+        return read_head(path, size)
     except OSError:
         return b""
 
@@ -123,7 +136,7 @@ def _is_pe(path: Path, head: bytes) -> bool:
         return False
     offset = int.from_bytes(head[0x3C:0x40], "little")
     try:
-        with path.open("rb") as f:
+        with open_regular(path) as f:
             f.seek(offset)
             return f.read(4) == b"PE\0\0"
     except (OSError, ValueError, OverflowError):
@@ -179,8 +192,7 @@ def scan_python(text: str) -> list[tuple[int, str]]:
 
 def _minified(path: Path) -> bool:
     try:
-        with path.open("rb") as f:
-            data = f.read(MAX_SOURCE_BYTES)
+        data = read_head(path, MAX_SOURCE_BYTES)
     except OSError:
         return False
     if len(data) < 2048:
@@ -200,6 +212,11 @@ def scan_repository(ctx: CheckContext, files: list[str]) -> list[SourceFinding]:
             continue
         path = root / rel
         p = Path(rel)
+        special = regular_file_problem(path)
+        if special is not None:
+            # A FIFO would block the scan, a device never end it; neither is source.
+            findings.append(SourceFinding(rel, 0, f"{special}, not a regular file"))
+            continue
         if p.suffix in (".pyc", ".pyo"):
             source = (
                 p.parent.parent / (p.name.split(".", 1)[0] + ".py")
@@ -229,10 +246,8 @@ def scan_repository(ctx: CheckContext, files: list[str]) -> list[SourceFinding]:
             continue
         if p.suffix == ".py":
             try:
-                if path.stat().st_size > MAX_SOURCE_BYTES:
-                    continue
-                text = path.read_text(encoding="utf-8", errors="replace")
-            except OSError:
+                text = read_text_bounded(path, MAX_SOURCE_BYTES)
+            except OSError:  # FileTooLarge included: too big to be hand-written source
                 continue
             findings += [SourceFinding(rel, line, problem) for line, problem in scan_python(text)]
     return findings
@@ -264,10 +279,18 @@ def check_architecture(ctx: CheckContext) -> Finding:
     problems = []
     for ref in ctx.manifest.architecture:
         path = ctx.root / ref.path
+        special = regular_file_problem(path)
+        if special is not None:
+            problems.append(f"{ref.path} (line {ref.line}) is {special}, not a regular file")
+            continue
         if not path.is_file():
             problems.append(f"{ref.path} (line {ref.line}) does not exist")
             continue
-        data = path.read_bytes()[:MAX_SOURCE_BYTES]
+        try:
+            data = read_head(path, MAX_SOURCE_BYTES)
+        except OSError as exc:
+            problems.append(f"{ref.path} (line {ref.line}) cannot be read: {exc}")
+            continue
         if b"\0" in data:
             problems.append(f"{ref.path} is binary, not source")
             continue

@@ -15,6 +15,7 @@ from pathlib import Path
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
 from pytest_corrsource.execution import Step, StepRun, run_step
 from pytest_corrsource.formats import TensorInfo, WeightsHeader
+from pytest_corrsource.safe_io import read_head, same_content
 
 MAX_LISTED = 8
 
@@ -102,7 +103,7 @@ def check_training_code(ctx: CheckContext) -> Finding:
     missing = [r.path for r in training.code if not (ctx.root / r.path).is_file()]
     if missing:
         raise CheckFailed(f"training code not in the repository: {', '.join(missing)}")
-    binary = [r.path for r in training.code if b"\0" in (ctx.root / r.path).read_bytes()[:65536]]
+    binary = [r.path for r in training.code if b"\0" in read_head(ctx.root / r.path, 65536)]
     if binary:
         raise CheckFailed(f"training code is binary, not source: {', '.join(binary)}")
     return Finding(message=", ".join(r.path for r in training.code))
@@ -136,7 +137,10 @@ def check_training_run(ctx: CheckContext) -> Finding:
         )
         again.require_success("the second training run")
         (second,) = again.outputs.values()
-        same = path.read_bytes() == second.read_bytes()
+        try:
+            same = same_content(path, second)  # streamed: trained weights can be large
+        except OSError as exc:  # e.g. a FIFO where the second run's weights should be
+            raise CheckFailed(f"the second training run's output cannot be read: {exc}") from None
         finding.data["deterministic"] = same
         if not same:
             finding.warnings.append(

@@ -63,9 +63,11 @@ def _zip_kind(path: Path) -> str:
 def detect_format(path: Path) -> str:
     """Return one of :data:`FORMATS` from the file's first bytes (reads at most 4 KiB,
     plus the zip central directory for zips). Raises :class:`FormatError` if unreadable."""
+    from pytest_corrsource.safe_io import open_regular
+
     path = Path(path)
     try:
-        with open(path, "rb") as handle:
+        with open_regular(path) as handle:  # a FIFO or device is refused, never read
             size = os.fstat(handle.fileno()).st_size
             head = handle.read(_HEAD)
     except OSError as error:

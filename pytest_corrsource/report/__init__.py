@@ -21,6 +21,7 @@ from pytest_corrsource.levels import (
 )
 from pytest_corrsource.manifest import Manifest, ManifestError, load_manifest
 from pytest_corrsource.plan import PlannedCheck, build_plan
+from pytest_corrsource.report.sanitize import sanitize_data
 from pytest_corrsource.results import CheckResult
 
 if TYPE_CHECKING:
@@ -110,7 +111,9 @@ class ManifestReport:
                 },
             }
         out["components"] = dict(self.components)
-        return out
+        # Every string may come from the repository (messages, subjects, names, paths).
+        sanitized: dict[str, Any] = sanitize_data(out)
+        return sanitized
 
 
 def build_reports(

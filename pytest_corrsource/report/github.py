@@ -8,10 +8,12 @@ first (required failures by level, then by check id) and a notice points to the 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pytest_corrsource.catalogue import LEVELS, level_rank
+from pytest_corrsource.report.sanitize import sanitize
 
 if TYPE_CHECKING:
     from pytest_corrsource.report import ManifestReport
@@ -40,6 +42,16 @@ def workspace_path(path: Path, workspace: str | None) -> str:
     return path.as_posix()
 
 
+def message_data(text: str) -> str:
+    """Untrusted *text* as a workflow command's message: sanitized, then escaped."""
+    return escape_data(sanitize(text))
+
+
+def message_property(text: str) -> str:
+    """Untrusted *text* as a workflow command's property value: sanitized, then escaped."""
+    return escape_property(sanitize(text))
+
+
 def _short(message: str) -> str:
     """The lines of a failure text that matter in an annotation: found and fix."""
     keep = [
@@ -53,29 +65,29 @@ def workflow_commands(reports: list[ManifestReport], workspace: str | None) -> l
     errors: list[tuple[tuple[int, str], str]] = []
     warnings: list[tuple[tuple[int, str], str]] = []
     for report in reports:
-        file = escape_property(workspace_path(report.path, workspace))
+        file = message_property(workspace_path(report.path, workspace))
         if report.error:
             errors.append(((0, ""), f"::error file={file},title=corrsource%3A manifest::"
-                           f"{escape_data(report.error)}"))  # fmt: skip
+                           f"{message_data(report.error)}"))  # fmt: skip
             continue
         for planned in report.plan:
             result = report.results.get(planned.key)
             if result is None:
                 continue
-            title = escape_property(
+            title = message_property(
                 f"corrsource: {planned.spec.id} {planned.component}::{planned.name}"
             )
             where = f"file={file},line={planned.line},title={title}"
             order = (level_rank(planned.required_by), planned.spec.id)
             if result.outcome == "failed":
-                errors.append((order, f"::error {where}::{escape_data(_short(result.message))}"))
+                errors.append((order, f"::error {where}::{message_data(_short(result.message))}"))
             elif result.outcome == "not-required":
                 text = _short(result.message)
-                warnings.append((order, f"::warning {where}::{escape_data(text)}"))
+                warnings.append((order, f"::warning {where}::{message_data(text)}"))
             for warning in result.warnings:
                 # Warnings of passed checks come after failures beyond the level.
                 warnings.append(((len(LEVELS) + 1, planned.spec.id),
-                                 f"::warning {where}::{escape_data(warning)}"))  # fmt: skip
+                                 f"::warning {where}::{message_data(warning)}"))  # fmt: skip
     errors.sort(key=lambda e: e[0])
     warnings.sort(key=lambda w: w[0])
     lines = [line for _, line in errors[:MAX_PER_KIND]] + [
@@ -85,6 +97,31 @@ def workflow_commands(reports: list[ManifestReport], workspace: str | None) -> l
     if dropped:
         lines.append(f"::notice title=corrsource::{dropped} more finding(s): see the step summary")
     return lines
+
+
+_FENCE_OPEN = re.compile(r"^(`{3,})text$")
+
+
+def _close_open_fence(markdown: str) -> str:
+    """*markdown* (cut anywhere) with the code fence it was cut inside (if any) closed, so the
+    note after it, and whatever a later step appends, is not swallowed by the block. A cut
+    last line that starts with a backtick is dropped: it could be half a fence.
+
+    Only our own fences (``fenced``: a backtick run of 3+ then ``text``) can open one: outside
+    fences untrusted text is escaped, inside them it has no backtick run as long as the fence.
+    """
+    lines = markdown.split("\n")
+    if lines[-1].startswith("`"):
+        lines.pop()
+    fence: str | None = None
+    for line in lines:
+        if fence is None:
+            match = _FENCE_OPEN.match(line)
+            fence = match.group(1) if match else None
+        elif line == fence:
+            fence = None
+    closing = f"\n{fence}" if fence else ""
+    return "\n".join(lines) + closing
 
 
 def append_step_summary(path: str, markdown: str) -> None:
@@ -99,6 +136,11 @@ def append_step_summary(path: str, markdown: str) -> None:
         return
     if len(data) > room:
         note = b"\n\n*(truncated: the summary exceeded GitHub's 1 MiB limit)*\n"
-        data = data[: room - len(note)].decode("utf-8", "ignore").encode("utf-8") + note
+        cut = room - len(note)
+        kept = _close_open_fence(data[:cut].decode("utf-8", "ignore"))
+        if len(kept.encode("utf-8")) > cut:  # the closing fence needs room: cut earlier
+            excess = len(kept.encode("utf-8")) - cut
+            kept = _close_open_fence(data[: cut - 2 * excess].decode("utf-8", "ignore"))
+        data = kept.encode("utf-8")[:cut] + note
     with open(path, "ab") as f:
         f.write(data)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pytest_corrsource.catalogue import LEVELS
+from pytest_corrsource.report.sanitize import code, fenced, inline
 
 if TYPE_CHECKING:
     from pytest_corrsource.report import ManifestReport
@@ -21,8 +22,8 @@ _ICON = {
 
 
 def cell(text: str) -> str:
-    """Text made safe for one Markdown table cell."""
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", "<br>").replace("`", "'")
+    """Text made safe for one Markdown table cell (untrusted: see :func:`inline`)."""
+    return inline(text)
 
 
 def render_markdown(reports: list[ManifestReport]) -> str:
@@ -35,13 +36,13 @@ def render_markdown(reports: list[ManifestReport]) -> str:
 def render_one(report: ManifestReport) -> str:
     verdict = "✅ PASSED" if report.passed else "❌ NOT MET"
     lines = [
-        f"## Corresponding Source: {report.name or report.display}",
+        f"## Corresponding Source: {inline(report.name or report.display)}",
         "",
-        f"**{verdict}** at level `{report.level}` · manifest `{report.display}`",
+        f"**{verdict}** at level `{report.level}` · manifest {code(report.display)}",
         "",
     ]
     if report.error:
-        lines += ["```", report.error, "```", ""]
+        lines += [fenced(report.error), ""]
         return "\n".join(lines)
     met = set(report.levels_met)
     lines.append("| level | met |")
@@ -53,14 +54,14 @@ def render_one(report: ManifestReport) -> str:
         progress = ", ".join(f"class {c}: {p}%" for c, p in report.mof.progress.items())
         lines += [f"Model Openness Framework class: **{report.mof.mof_class}** ({progress})", ""]
     lines += ["| component | status |", "|---|---|"]
-    lines += [f"| {c} | {s} |" for c, s in report.components]
+    lines += [f"| {cell(c)} | {cell(s)} |" for c, s in report.components]
     lines += ["", "| check | subject | outcome | line | seconds |", "|---|---|---|---|---|"]
     for planned in report.plan:
         result = report.results.get(planned.key)
         outcome = _ICON.get(result.outcome, result.outcome) if result else "did not run"
         seconds = f"{result.seconds:.2f}" if result else ""
         lines.append(
-            f"| {planned.spec.id} {planned.component}::{planned.spec.check} | "
+            f"| {planned.spec.id} {cell(planned.component)}::{cell(planned.spec.check)} | "
             f"{cell(planned.subject)} | {outcome} | {planned.line} | {seconds} |"
         )
     failures = [
@@ -72,11 +73,9 @@ def render_one(report: ManifestReport) -> str:
         lines += ["", "### Failures", ""]
         for planned, result in failures:
             lines += [
-                f"**{planned.spec.id}** `{report.display}:{planned.line}`",
+                f"**{planned.spec.id}** {code(f'{report.display}:{planned.line}')}",
                 "",
-                "```",
-                result.message,
-                "```",
+                fenced(result.message),
                 "",
             ]
     return "\n".join(lines) + "\n"

@@ -137,6 +137,13 @@ def write_mof(path: str, reports: list[ManifestReport]) -> None:
     """Write the record (one YAML document per manifest that loaded)."""
     import yaml
 
-    records = [mof_record(r) for r in reports if r.manifest is not None and r.mof is not None]
+    from pytest_corrsource.report.sanitize import sanitize_data
+
+    # Names, paths and licence strings come from the manifest: untrusted.
+    records = [
+        sanitize_data(mof_record(r))
+        for r in reports
+        if r.manifest is not None and r.mof is not None
+    ]
     with open(path, "w", encoding="utf-8") as f:
         yaml.safe_dump_all(records, f, sort_keys=False, allow_unicode=True)

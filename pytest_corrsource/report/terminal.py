@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pytest_corrsource.catalogue import LEVELS
+from pytest_corrsource.report.sanitize import sanitize
 
 if TYPE_CHECKING:
     from pytest_corrsource.report import ManifestReport
@@ -15,16 +16,16 @@ if TYPE_CHECKING:
 
 def write_summary(reports: list[ManifestReport], tr: Any) -> None:
     for report in reports:
-        title = f"corresponding source: {report.name or report.display}"
+        title = sanitize(f"corresponding source: {report.name or report.display}")
         tr.write_sep("=", title, bold=True)
         if report.error:
-            tr.write_line(f"manifest error: {report.error}", red=True)
+            tr.write_line(sanitize(f"manifest error: {report.error}"), red=True)
             continue
         if getattr(tr, "verbosity", 0) >= 0:  # -q keeps levels, warnings and the verdict
             width = max(len(c) for c, _ in report.components)
             for component, status in report.components:
                 markup = {"verified": {"green": True}, "failed": {"red": True}}.get(status, {})
-                tr.write_line(f"  {component:<{width}}  {status}", **markup)
+                tr.write_line(sanitize(f"  {component:<{width}}  {status}"), **markup)
         met = set(report.levels_met)
         marks = "  ".join(f"{level}: {'met' if level in met else 'not met'}" for level in LEVELS)
         tr.write_line(f"levels: {marks}")
@@ -34,10 +35,10 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
         for planned in report.plan:
             result = report.results.get(planned.key)
             for warning in result.warnings if result else []:
-                tr.write_line(
-                    f"warning: {planned.spec.id} {planned.subject or planned.component}: {warning}",
-                    yellow=True,
+                text = (
+                    f"warning: {planned.spec.id} {planned.subject or planned.component}: {warning}"
                 )
+                tr.write_line(sanitize(text), yellow=True)
         if not report.complete:
             missing = sum(1 for p in report.plan if p.key not in report.results)
             tr.write_line(
@@ -45,7 +46,7 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
                 yellow=True,
             )
             if report.not_run != "deselected":
-                tr.write_line(f"  the checks did not run: {report.not_run}", yellow=True)
+                tr.write_line(sanitize(f"  the checks did not run: {report.not_run}"), yellow=True)
                 tr.write_line(
                     "  verify the manifest alone with `corrsource check` (or pass the manifest "
                     "file as the only argument), or add --continue-on-collection-errors",
@@ -57,4 +58,4 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
         else:
             tr.write_line(f"verdict: level {report.level} NOT met", red=True, bold=True)
             for blocker in report.blockers():
-                tr.write_line(f"  - {blocker}")
+                tr.write_line(sanitize(f"  - {blocker}"))

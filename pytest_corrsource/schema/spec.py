@@ -171,10 +171,12 @@ class Scalar(Spec):
         if self.exclusive_minimum is not None and value <= self.exclusive_minimum:
             raise _error(node, keypath, f"expected {self.description}, found {value}")
         if self.is_regex:
-            try:
-                re.compile(value)
-            except re.error as exc:
-                raise _error(node, keypath, f"invalid regular expression: {exc}") from None
+            # Validated by the engine that will match it (the `regex` package, time-bounded).
+            from pytest_corrsource.patterns import compile_error
+
+            problem = compile_error(value)
+            if problem is not None:
+                raise _error(node, keypath, f"invalid regular expression: {problem}")
         mark = node.start_mark
         return Located(value, mark.line + 1, mark.column + 1)
 
