@@ -8,7 +8,6 @@ succeed, and with ``deterministic: true`` its output must differ from the releas
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from pytest_corrsource import patterns
