@@ -92,6 +92,22 @@ class CorrSourceSession:
             last = reason[-1].removeprefix("E   ").strip() if reason else "failed"
             self.collection_errors.append(f"{report.nodeid or '.'}: {last}")
 
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        # Long steps (an environment build, a training run) show one progress line on the
+        # controller's terminal; not under -q, and not on xdist workers (no terminal there).
+        terminal = self.config.pluginmanager.get_plugin("terminalreporter")
+        if terminal is None or is_worker(self.config) or self.config.get_verbosity() < 0:
+            return
+        from pytest_corrsource import progress
+        from pytest_corrsource.report.sanitize import sanitize
+
+        progress.install(progress.TerminalProgress(terminal, clean=sanitize))
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        from pytest_corrsource import progress
+
+        progress.uninstall()
+
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
         names = ", ".join(_relative(m, config.rootpath) for m in self.manifests)
         return [f"corrsource: {names} (level {self.options.level})"]
