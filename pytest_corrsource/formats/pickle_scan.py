@@ -1,6 +1,7 @@
 """Static safety scan of pickle-based weights (raw pickles, legacy and zip torch checkpoints).
 
-Nothing is ever unpickled. Each pickle is disassembled with :func:`pickletools.genops` while
+Nothing is ever unpickled. Each pickle is decoded opcode by opcode (as leniently as CPython's
+unpickler reads arguments, never materialising a long one) while
 a small model of the unpickler's stack and memo tracks which strings reach ``STACK_GLOBAL``.
 Every ``module.name`` a pickle can import is recorded; any outside :data:`SAFE_GLOBALS`
 (or one that cannot be resolved statically) makes the file unsafe, and so does any parse
@@ -10,10 +11,14 @@ error: a file that cannot be fully understood is not called clean.
 from __future__ import annotations
 
 import _compat_pickle
+import codecs
 import io
 import os
+import pickle
 import pickletools
+import struct
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -129,16 +134,15 @@ SAFE_GLOBALS: frozenset[str] = frozenset(
 )
 
 UNRESOLVED_STACK_GLOBAL = "<unresolved STACK_GLOBAL>"
+UNRESOLVED_GLOBAL = "<undecodable GLOBAL>"
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _TORCH_LEGACY_PICKLES = 5  # magic, protocol, sys_info, object, storage keys; then raw data
-_MAX_READ = 512 * 1024 * 1024  # largest single opcode argument materialised
-_MAX_LINE = 1024 * 1024  # longest text-opcode line
+_CHUNK = 64 * 1024  # read size; no argument is ever materialised beyond _MAX_KEPT_STRING
 _MAX_KEPT_STRING = 256  # longer strings are not kept as STACK_GLOBAL candidates
 _MAX_MEMO_KEYS = 1_000_000
 _MAX_STACK = 1_000_000
 _MAX_RATIO = 1000
 _SNIFF = 4096
-_PROTO01_FIRST = frozenset(b"(c]})IJKMLFGSTUVXNP")
 _STRING_OPS = frozenset(
     {
         "STRING",
@@ -197,44 +201,89 @@ class _Accumulator:
         )
 
 
+class _LoaderStops(Exception):
+    """The real unpickler would raise here too (end of data, unknown opcode, stack underflow,
+    missing MARK or memo key): nothing after this point runs."""
+
+
+class _ScanError(Exception):
+    """The scanner cannot follow the stream (a resource cap): what follows is unknown."""
+
+
 class _Reader:
-    """A byte-limited stream for genops: reads never exceed the declared size or a cap."""
+    """A byte-limited, forward-only stream with its own buffer. Long arguments are skipped,
+    never materialised: only a short prefix of any argument is kept."""
 
     def __init__(self, stream: IO[bytes], limit: int, start: int = 0) -> None:
         self.stream = stream
-        self.pos = start
+        self.pos = start  # offset of the next unconsumed byte
         self.end = start + limit
-        self.short = False
+        self.buffer = b""
         self.op_start = -1
         self.op_byte = b""
+        self.ops = 0  # opcodes decoded so far
 
     @property
     def remaining(self) -> int:
         return max(self.end - self.pos, 0)
 
-    def tell(self) -> int:
-        return self.pos
+    def _fill(self) -> bool:
+        want = min(_CHUNK, self.remaining - len(self.buffer))
+        if want <= 0:
+            return False
+        chunk = self.stream.read(want)
+        if not chunk:
+            self.end = self.pos + len(self.buffer)  # the stream is shorter than declared
+            return False
+        self.buffer += chunk
+        return True
 
-    def read(self, size: int | None = -1) -> bytes:
-        wanted = self.remaining if size is None or size < 0 else size
-        data = self.stream.read(min(wanted, self.remaining, _MAX_READ))
-        if self.pos == self.op_start:
-            self.op_byte = data[:1]
-        self.pos += len(data)
-        if len(data) < wanted:
-            self.short = True
+    def read(self, size: int) -> bytes:
+        """Exactly ``size`` bytes (``size`` is small), else :class:`_LoaderStops`."""
+        while len(self.buffer) < size:
+            if not self._fill():
+                raise _LoaderStops(f"needs {size} bytes but {len(self.buffer)} remain")
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        self.pos += size
         return data
 
-    def readline(self, size: int | None = -1) -> bytes:
-        data = self.stream.readline(min(self.remaining, _MAX_LINE))
-        self.pos += len(data)
-        if not data.endswith(b"\n") and self.remaining == 0:
-            self.short = True
-        return data
+    def take(self, size: int) -> bytes | None:
+        """Consume ``size`` bytes; return them if short enough to keep, else ``None``."""
+        if size > self.remaining:
+            raise _LoaderStops(f"declares {size} bytes but {self.remaining} remain")
+        if size <= _MAX_KEPT_STRING:
+            return self.read(size)
+        skip = size - len(self.buffer)
+        self.buffer = b"" if skip >= 0 else self.buffer[size:]
+        while skip > 0:
+            chunk = self.stream.read(min(skip, _CHUNK))
+            if not chunk:
+                raise _LoaderStops(f"declares {size} bytes but the data ended")
+            skip -= len(chunk)
+        self.pos += size
+        return None
 
-
-class _ScanError(Exception):
-    pass
+    def line(self) -> bytes | None:
+        """Consume through the next newline; return the line (without it) if short enough to
+        keep, else ``None``. Lines are followed to their end however long they are: the real
+        unpickler reads unbounded lines, so giving up early would let a payload hide behind one."""
+        kept = b""
+        total = 0
+        while True:
+            newline = self.buffer.find(b"\n")
+            part = self.buffer if newline < 0 else self.buffer[:newline]
+            if total <= _MAX_KEPT_STRING:
+                kept += part[: _MAX_KEPT_STRING + 1 - total]
+            if newline >= 0:
+                total += newline
+                self.buffer = self.buffer[newline + 1 :]
+                self.pos += newline + 1
+                return kept if total <= _MAX_KEPT_STRING else None
+            total += len(part)
+            self.pos += len(self.buffer)
+            self.buffer = b""
+            if not self._fill():
+                raise _LoaderStops("no newline before the end of the data")
 
 
 class _Mark:
@@ -244,10 +293,106 @@ class _Mark:
 
 _MARK = _Mark()
 _UNKNOWN = object()
+_LENGTH_FORMATS = {-2: "<B", -3: "<i", -4: "<I", -5: "<Q"}
+_FIXED_FORMATS = {"uint1": "<B", "uint2": "<H", "int4": "<i", "uint4": "<I", "uint8": "<Q"}
+
+
+def _text(raw: bytes | None, codec: str) -> object:
+    if raw is None:
+        return _UNKNOWN
+    try:
+        return raw.decode(codec)
+    except UnicodeDecodeError:
+        return _UNKNOWN
+
+
+def _quoted(raw: bytes | None) -> object:
+    """A protocol-0 STRING argument as CPython's unpickler reads it (quotes stripped, escapes
+    decoded, then decoded as ASCII, the default ``encoding``)."""
+    if raw is None:
+        return _UNKNOWN
+    raw = raw.rstrip(b"\x00\t\n\v\f\r ")
+    if len(raw) < 2 or raw[0] != raw[-1] or raw[:1] not in (b"'", b'"'):
+        raise _LoaderStops("the STRING opcode argument must be quoted")
+    try:
+        return codecs.escape_decode(raw[1:-1])[0].decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return _UNKNOWN
+
+
+def _decimal(raw: bytes | None, what: str) -> int:
+    try:
+        return int(raw or b"")
+    except ValueError:
+        raise _LoaderStops(f"{what} argument is not a decimal integer") from None
+
+
+def _ops(reader: _Reader) -> Iterator[tuple[pickletools.OpcodeInfo, object]]:
+    """Decode opcodes like CPython's unpickler, one at a time, up to and including STOP.
+
+    Arguments are read leniently (the C unpickler accepts e.g. ``I0x10`` that
+    :func:`pickletools.genops` refuses), so the scan never stops before the real loader would.
+    Yields ``(opcode, argument)``; strings come back as ``str`` when short, otherwise
+    ``_UNKNOWN``."""
+    while True:
+        reader.op_start = reader.pos
+        reader.op_byte = b""
+        code = reader.read(1) if reader.remaining else b""
+        reader.op_byte = code
+        if not code:
+            raise _LoaderStops("pickle exhausted before seeing STOP")
+        opcode = _CODE2OP.get(code)
+        if opcode is None:
+            raise _LoaderStops("unknown opcode")
+        reader.ops += 1
+        name = opcode.name
+        arg: object = None
+        described = opcode.arg
+        if described is None:
+            pass
+        elif described.n == pickletools.UP_TO_NEWLINE:
+            if name in ("GLOBAL", "INST"):
+                module, qualname = reader.line(), reader.line()
+                arg = (_text(module, "utf-8"), _text(qualname, "utf-8"))
+            elif name == "STRING":
+                arg = _quoted(reader.line())
+            elif name == "UNICODE":
+                arg = _text(reader.line(), "raw_unicode_escape")
+            elif name in ("GET", "PUT"):
+                arg = _decimal(reader.line(), name)
+            else:  # INT, LONG, FLOAT, PERSID: values that never name a global
+                line = reader.line()
+                arg = line.decode("latin-1") if line is not None else _UNKNOWN
+        elif described.n in _LENGTH_FORMATS:
+            fmt = _LENGTH_FORMATS[described.n]
+            (length,) = struct.unpack(fmt, reader.read(struct.calcsize(fmt)))
+            if length < 0:
+                raise _LoaderStops(f"negative byte count {length}")
+            raw = reader.take(length)
+            if name in ("SHORT_BINUNICODE", "BINUNICODE", "BINUNICODE8"):
+                arg = _text(raw, "utf-8")
+            elif name in ("SHORT_BINSTRING", "BINSTRING"):
+                # torch.load decodes Python 2 strings as UTF-8 (pickle.load: ASCII, a subset)
+                arg = _text(raw, "utf-8")
+            elif name in ("LONG1", "LONG4") and raw is not None:
+                arg = int.from_bytes(raw, "little", signed=True)
+            else:
+                arg = _UNKNOWN
+        elif described.name in _FIXED_FORMATS:
+            fmt = _FIXED_FORMATS[described.name]
+            (arg,) = struct.unpack(fmt, reader.read(struct.calcsize(fmt)))
+        else:  # float8
+            reader.read(described.n)
+        yield opcode, arg
+        if name == "STOP":
+            return
 
 
 def _scan_one(reader: _Reader, acc: _Accumulator) -> bool:
-    """Scan one pickle up to STOP. Returns True if it pushed the torch legacy magic number."""
+    """Scan one pickle up to STOP. Returns True if it pushed the torch legacy magic number.
+
+    Raises :class:`_LoaderStops` where the real unpickler would fail (the globals recorded
+    so far are what it would have imported), :class:`_ScanError` where the scan gives up."""
     stack: list[Any] = []
     marks: list[int] = []
     memo: dict[int, str] = {}
@@ -268,14 +413,14 @@ def _scan_one(reader: _Reader, acc: _Accumulator) -> bool:
     def pop(count: int) -> list[Any]:
         floor = marks[-1] + 1 if marks else 0
         if len(stack) - count < floor:
-            raise _ScanError(f"pops {count} items from a stack holding {len(stack) - floor}")
+            raise _LoaderStops(f"pops {count} items from a stack holding {len(stack) - floor}")
         items = stack[len(stack) - count :]
         del stack[len(stack) - count :]
         return items
 
     def store(key: int) -> None:
         if not stack or stack[-1] is _MARK:
-            raise _ScanError("memo store with no object on the stack")
+            raise _LoaderStops("memo store with no object on the stack")
         if key not in memo_keys:
             if len(memo_keys) >= _MAX_MEMO_KEYS:
                 raise _ScanError(f"memo grew beyond {_MAX_MEMO_KEYS} entries")
@@ -286,12 +431,10 @@ def _scan_one(reader: _Reader, acc: _Accumulator) -> bool:
         else:
             memo.pop(key, None)
 
-    reader.op_start = reader.pos
-    for opcode, arg, _pos in pickletools.genops(reader):  # type: ignore[arg-type]
+    for opcode, arg in _ops(reader):
         name = opcode.name
         if name in _STRING_OPS:
-            keep = isinstance(arg, str) and len(arg) <= _MAX_KEPT_STRING
-            stack.append(arg if keep else _UNKNOWN)
+            stack.append(arg)
         elif name == "STACK_GLOBAL":
             module, qualname = pop(2)
             if isinstance(module, str) and isinstance(qualname, str):
@@ -300,29 +443,34 @@ def _scan_one(reader: _Reader, acc: _Accumulator) -> bool:
                 acc.unsafe.add(UNRESOLVED_STACK_GLOBAL)
             stack.append(_UNKNOWN)
         elif name in _PUT_OPS:
-            store(int(arg or 0))
+            store(int(arg or 0))  # type: ignore[call-overload]
         elif name == "MEMOIZE":
             store(len(memo_keys))
         elif name in _GET_OPS:
-            key = int(arg or 0)
+            key = int(arg or 0)  # type: ignore[call-overload]
             if key not in memo_keys:
-                raise _ScanError(f"memo key {key} was never stored")
+                raise _LoaderStops(f"memo key {key} was never stored")
             stack.append(memo.get(key, _UNKNOWN))
         else:
             if name in ("GLOBAL", "INST"):
-                module, _, qualname = str(arg).partition(" ")
-                acc.add_global(resolve(module, qualname))
+                module, qualname = arg  # type: ignore[misc]
+                if isinstance(module, str) and isinstance(qualname, str):
+                    acc.add_global(resolve(module, qualname))
+                else:
+                    acc.unsafe.add(UNRESOLVED_GLOBAL)
             elif name in _EXT_OPS:
                 acc.unsafe.add(f"<extension code {arg}>")
             elif name == "PROTO":
-                protocol = int(arg or 0)
+                protocol = int(arg or 0)  # type: ignore[call-overload]
+                if protocol > pickle.HIGHEST_PROTOCOL:
+                    raise _LoaderStops(f"unsupported pickle protocol {protocol}")
             elif name == "LONG1" and arg == _TORCH_LEGACY_MAGIC:
                 legacy_magic = True
             before, after = opcode.stack_before, opcode.stack_after
             count = len(before)
             if pickletools.markobject in before or (name == "POP" and stack and stack[-1] is _MARK):
                 if not marks:
-                    raise _ScanError("no MARK on the stack")
+                    raise _LoaderStops("no MARK on the stack")
                 del stack[marks.pop() :]
                 count = (
                     before.index(pickletools.markobject) if pickletools.markobject in before else 0
@@ -336,7 +484,6 @@ def _scan_one(reader: _Reader, acc: _Accumulator) -> bool:
                 stack.extend(_UNKNOWN for _ in after)
             if len(stack) > _MAX_STACK:
                 raise _ScanError(f"stack grew beyond {_MAX_STACK} items")
-        reader.op_start = reader.pos
     return legacy_magic
 
 
@@ -350,28 +497,44 @@ def _describe_failure(reader: _Reader, error: BaseException) -> str:
     return f"opcode {label} at byte {position}: {detail}"
 
 
-def _scan_stream(reader: _Reader, acc: _Accumulator, prefix: str) -> None:
-    """Scan consecutive pickles until the data ends (or the torch legacy data section)."""
+def _scan_stream(reader: _Reader, acc: _Accumulator, prefix: str, *, probe: bool = False) -> int:
+    """Scan consecutive pickles as the loaders read them; return how many completed.
+
+    A failure inside the first pickle is an error, unless ``probe`` (the stream is any file's
+    first bytes, which need not be a pickle at all): then only the globals imported before
+    the failure count, since the loader would have imported them before failing. After the
+    first pickle, the torch legacy format's next pickles must parse; other trailing bytes are
+    scanned for globals too (a custom loader could read on) but never read by the loaders,
+    so their parse failures are not errors."""
     count = 0
     legacy = False
     if reader.remaining == 0:
-        acc.errors.append(f"{prefix}no pickle found: the data is empty")
-        return
+        if not probe:
+            acc.errors.append(f"{prefix}no pickle found: the data is empty")
+        return 0
     while reader.remaining > 0:
         if legacy and count == _TORCH_LEGACY_PICKLES:
-            return  # the rest is raw storage bytes
-        reader.op_byte = b""
+            return count  # the rest is raw storage bytes
         try:
             magic = _scan_one(reader, acc)
         except _ScanError as error:
             acc.errors.append(f"{prefix}{_describe_failure(reader, error)}")
-            return
-        except Exception as error:  # untrusted input: any parse failure is a scan error
+            return count
+        except _LoaderStops as error:
+            if (count == 0 and not probe) or (legacy and count < _TORCH_LEGACY_PICKLES):
+                acc.errors.append(f"{prefix}{_describe_failure(reader, error)}")
+            return count
+        except Exception as error:  # untrusted input: any other failure is a scan error
             acc.errors.append(f"{prefix}{_describe_failure(reader, error)}")
-            return
+            return count
         if count == 0 and magic:
             legacy = True
         count += 1
+    if legacy and count < _TORCH_LEGACY_PICKLES:
+        acc.errors.append(
+            f"{prefix}torch legacy format: {count} of its {_TORCH_LEGACY_PICKLES} pickles present"
+        )
+    return count
 
 
 def _scan_npy(stream: IO[bytes], size: int, acc: _Accumulator, prefix: str, label: str) -> None:
@@ -479,24 +642,19 @@ def scan_pickle_file(path: Path) -> PickleScan:
 
 
 def looks_like_pickle(head: bytes) -> bool:
-    """Whether ``head`` (the first bytes of a file, e.g. 4 KiB) is plausibly a pickle.
+    """Whether ``head`` (the first bytes of a file, e.g. 4 KiB) starts a pickle a loader would
+    accept, whatever its first opcode (FRAME, SHORT_BINBYTES, NEWTRUE, MARK, PROTO 0-5 ...).
 
-    Catches protocol 0/1 pickles that carry no ``\\x80`` magic (CVE-2025-10155): the first
-    opcode must be one a pickle can start with, and genops must parse the first pickle to
-    STOP, or (for a window of at least 4 KiB) run cleanly to the end of the window.
-    """
+    True if the first pickle parses to STOP within ``head``, or (for a window of at least
+    4 KiB) runs cleanly through at least 8 opcodes to the end of the window. Catches protocol
+    0/1 pickles that carry no ``\\x80`` magic (CVE-2025-10155)."""
     if not head:
         return False
-    if head[0] == 0x80:
-        if len(head) < 2 or head[1] > 5:
-            return False
-    elif head[0] not in _PROTO01_FIRST:
-        return False
     reader = _Reader(io.BytesIO(head), len(head))
-    count = 0
     try:
-        for _ in pickletools.genops(reader):  # type: ignore[arg-type]
-            count += 1
-    except Exception:  # any parse failure: not (the start of) a pickle
-        return reader.short and len(head) >= _SNIFF and count >= 8
+        _scan_one(reader, _Accumulator())
+    except _LoaderStops:
+        return reader.remaining == 0 and len(head) >= _SNIFF and reader.ops > 8
+    except Exception:  # any other failure: not (the start of) a pickle
+        return False
     return True
