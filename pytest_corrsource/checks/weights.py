@@ -194,50 +194,91 @@ def check_hash(ctx: CheckContext) -> Finding:
     return Finding(data={"sha256": actual.get(path, "")})
 
 
-def check_safe_to_load(ctx: CheckContext) -> Finding:
-    """CS105."""
-    from pytest_corrsource.formats import FormatError
-    from pytest_corrsource.formats.detect import detect_format
-    from pytest_corrsource.formats.npy import read_npy_header, read_npz_header
-    from pytest_corrsource.formats.pickle_scan import scan_pickle_file
+#: Formats that cannot carry code, provided the file really parses as one.
+_CODE_FREE = ("safetensors", "gguf", "npy", "npz")
+#: Name suffixes that say "a loader will unpickle this": a parse failure there is an error.
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
 
+
+def _safety_of(ctx: CheckContext, entry: WeightsEntry, path: Path) -> tuple[str, list[str]]:
+    """(summary, warnings) for one file; raises CheckFailed if a loader could run its code."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.detect import detect_format, read_weights_header
+    from pytest_corrsource.formats.pickle_scan import scan_weights_file
+
+    rel = _rel(ctx, path)
+    try:
+        fmt = detect_format(path)
+    except FormatError as exc:
+        raise CheckFailed(f"{rel}: {exc}") from None
+    claims_pickle = fmt in ("pickle", "torch-zip") or (
+        fmt == "opaque" and path.name.lower().endswith(_PICKLE_SUFFIXES)
+    )
+    # Every file, whatever it was sniffed as: a polyglot can be valid safetensors and a
+    # pickle that pickle.load/torch.load execute.
+    scan = scan_weights_file(path, claims_pickle=claims_pickle)
+    recommend = "convert it to safetensors, which cannot carry code"
+    if scan.ambiguities:
+        raise CheckFailed(
+            f"{rel}: ambiguous archive: {'; '.join(scan.ambiguities)}",
+            fix="re-save it with torch.save (or numpy.savez); torch's zip reader and "
+            "Python's zipfile must see the same members",
+        )
+    if not scan.safe:
+        problems = (
+            [f"globals outside the allow-list: {', '.join(scan.unsafe)}"] if scan.unsafe else []
+        )
+        problems += list(scan.unscannable)
+        problems += [f"unparsable: {e}" for e in scan.errors]
+        found = f"{rel} ({fmt}) would run code when loaded: {'; '.join(problems)}"
+        if entry.allow_unsafe:
+            return "allowed by `allow-unsafe: true`", [found]
+        raise CheckFailed(
+            found, fix=f"{recommend}; a reviewed file may be accepted with `allow-unsafe: true`"
+        )
+    if scan.pickled:
+        return f"pickle-based ({fmt}) with only allow-listed globals", [
+            f"{rel} is pickle-based: {recommend}"
+        ]
+    if fmt in _CODE_FREE:
+        try:
+            read_weights_header(path, ctx.root)
+        except (FormatError, OSError) as exc:
+            # A file that only looks like a code-free format is not known to be one: which
+            # loader would take it, and how, is unknown (CS103 names the defect).
+            raise CheckFailed(
+                f"{rel} starts like {fmt} but does not parse as {fmt}, so it is not known to "
+                f"carry no code: {exc}"
+            ) from None
+        return f"{fmt}, no pickle anywhere: cannot carry code", []
+    return "no pickle stream at offset 0 and no container holding one", [
+        f"{rel}: unknown format ({fmt}); no loader among pickle.load, numpy.load and "
+        "torch.load would unpickle it, but other loaders were not considered"
+    ]
+
+
+def check_safe_to_load(ctx: CheckContext) -> Finding:
+    """CS105: nothing pickle.load, numpy.load(allow_pickle=True) or
+    torch.load(weights_only=False) would unpickle from the file imports a global outside the
+    allow-list, and torch and zipfile read any archive identically."""
     entry = _entry(ctx)
     path = ctx.root / entry.path
     _require_present(ctx, path)
+    files = [path]
+    if _is_index(path, entry):
+        files += _shards(ctx, path)
+    summaries: list[str] = []
+    warnings: list[str] = []
     try:
-        fmt = detect_format(path)
-        if fmt in ("pickle", "torch-zip"):
-            scan = scan_pickle_file(path)
-        elif fmt in ("npy", "npz"):
-            # An object array is a pickle inside; the header reader refuses it.
-            (read_npy_header if fmt == "npy" else read_npz_header)(path)
-            return Finding(message=f"{fmt} without object arrays cannot carry code")
-        elif fmt == "opaque":
-            return Finding(
-                message="not pickle-based by its bytes",
-                warnings=[f"{entry.path}: unknown format; whether it can carry code is unverified"],
-            )
-        else:
-            return Finding(message=f"{fmt} files carry no code")
-    except FormatError as exc:
-        raise CheckFailed(f"{entry.path}: {exc}") from None
+        for file in files:
+            _require_present(ctx, file)
+            summary, found = _safety_of(ctx, entry, file)
+            summaries.append(summary)
+            warnings += found
     except OSError as exc:
         raise CheckFailed(f"{entry.path}: cannot be read: {exc.strerror}") from None
-    recommend = "convert it to safetensors, which cannot carry code"
-    if scan.safe:
-        return Finding(
-            message=f"pickle-based ({fmt}) with only allow-listed globals",
-            warnings=[f"{entry.path} is pickle-based: {recommend}"],
-        )
-    problems = [f"globals outside the allow-list: {', '.join(scan.unsafe)}"] if scan.unsafe else []
-    problems += [f"unparsable: {e}" for e in scan.errors]
-    found = f"{entry.path} ({fmt}) would run code when loaded: {'; '.join(problems)}"
-    if entry.allow_unsafe:
-        return Finding(message="allowed by `allow-unsafe: true`", warnings=[found])
-    raise CheckFailed(
-        found,
-        fix=f"{recommend}; a reviewed file may be accepted with `allow-unsafe: true`",
-    )
+    message = summaries[0] if len(set(summaries)) == 1 else "; ".join(sorted(set(summaries)))
+    return Finding(message=message, warnings=warnings)
 
 
 CHECKS: dict[str, CheckFunction] = {

@@ -17,6 +17,7 @@ import os
 import pickle
 import pickletools
 import struct
+import tarfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -25,7 +26,13 @@ from typing import IO, Any
 
 from .npy import NPY_MAGIC, ObjectDtypeError, parse_npy_header
 
-__all__ = ["SAFE_GLOBALS", "PickleScan", "looks_like_pickle", "scan_pickle_file"]
+__all__ = [
+    "SAFE_GLOBALS",
+    "PickleScan",
+    "looks_like_pickle",
+    "scan_pickle_file",
+    "scan_weights_file",
+]
 
 # Modelled on torch's weights-only unpickler allow-list
 # (torch/_weights_only_unpickler.py `_get_allowed_globals()` and `_tensor_rebuild_functions()`),
@@ -137,6 +144,7 @@ UNRESOLVED_STACK_GLOBAL = "<unresolved STACK_GLOBAL>"
 UNRESOLVED_GLOBAL = "<undecodable GLOBAL>"
 _TORCH_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 _TORCH_LEGACY_PICKLES = 5  # magic, protocol, sys_info, object, storage keys; then raw data
+_TORCH_LEGACY_DATA_PICKLE = 3
 _CHUNK = 64 * 1024  # read size; no argument is ever materialised beyond _MAX_KEPT_STRING
 _MAX_KEPT_STRING = 256  # longer strings are not kept as STACK_GLOBAL candidates
 _MAX_MEMO_KEYS = 1_000_000
@@ -174,10 +182,19 @@ class PickleScan:
     unsafe: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     members: tuple[str, ...] = ()
+    #: Where torch's zip reader and :mod:`zipfile` could read the file differently.
+    ambiguities: tuple[str, ...] = ()
+    #: A structure whose pickles cannot all be reached statically (the legacy torch tar).
+    unscannable: tuple[str, ...] = ()
 
     @property
     def safe(self) -> bool:
-        return not self.unsafe and not self.errors
+        return not (self.unsafe or self.errors or self.ambiguities or self.unscannable)
+
+    @property
+    def pickled(self) -> bool:
+        """Whether a loader would unpickle anything from the file."""
+        return bool(self.members or self.globals or self.unsafe or self.unscannable)
 
 
 @dataclass
@@ -186,6 +203,8 @@ class _Accumulator:
     unsafe: set[str] = field(default_factory=set)
     errors: list[str] = field(default_factory=list)
     members: list[str] = field(default_factory=list)
+    ambiguities: list[str] = field(default_factory=list)
+    unscannable: list[str] = field(default_factory=list)
 
     def add_global(self, dotted: str) -> None:
         self.globals.add(dotted)
@@ -198,6 +217,8 @@ class _Accumulator:
             unsafe=tuple(sorted(self.unsafe)),
             errors=tuple(self.errors),
             members=tuple(self.members),
+            ambiguities=tuple(self.ambiguities),
+            unscannable=tuple(self.unscannable),
         )
 
 
@@ -388,8 +409,11 @@ def _ops(reader: _Reader) -> Iterator[tuple[pickletools.OpcodeInfo, object]]:
             return
 
 
-def _scan_one(reader: _Reader, acc: _Accumulator) -> bool:
+def _scan_one(reader: _Reader, acc: _Accumulator, *, persistent: bool = True) -> bool:
     """Scan one pickle up to STOP. Returns True if it pushed the torch legacy magic number.
+
+    ``persistent``: whether the loader reading this pickle has a ``persistent_load`` (torch's
+    data pickles do; ``pickle.load`` and ``numpy.load`` do not and stop at PERSID).
 
     Raises :class:`_LoaderStops` where the real unpickler would fail (the globals recorded
     so far are what it would have imported), :class:`_ScanError` where the scan gives up."""
@@ -466,6 +490,8 @@ def _scan_one(reader: _Reader, acc: _Accumulator) -> bool:
                     raise _LoaderStops(f"unsupported pickle protocol {protocol}")
             elif name == "LONG1" and arg == _TORCH_LEGACY_MAGIC:
                 legacy_magic = True
+            elif name in ("PERSID", "BINPERSID") and not persistent:
+                raise _LoaderStops("persistent id, but this loader has no persistent_load")
             before, after = opcode.stack_before, opcode.stack_after
             count = len(before)
             if pickletools.markobject in before or (name == "POP" and stack and stack[-1] is _MARK):
@@ -497,7 +523,14 @@ def _describe_failure(reader: _Reader, error: BaseException) -> str:
     return f"opcode {label} at byte {position}: {detail}"
 
 
-def _scan_stream(reader: _Reader, acc: _Accumulator, prefix: str, *, probe: bool = False) -> int:
+def _scan_stream(
+    reader: _Reader,
+    acc: _Accumulator,
+    prefix: str,
+    *,
+    probe: bool = False,
+    persistent: bool = False,
+) -> int:
     """Scan consecutive pickles as the loaders read them; return how many completed.
 
     A failure inside the first pickle is an error, unless ``probe`` (the stream is any file's
@@ -515,8 +548,10 @@ def _scan_stream(reader: _Reader, acc: _Accumulator, prefix: str, *, probe: bool
     while reader.remaining > 0:
         if legacy and count == _TORCH_LEGACY_PICKLES:
             return count  # the rest is raw storage bytes
+        # Of torch's legacy sequence only the fourth pickle (the object) gets a persistent_load.
+        allowed = persistent or (legacy and count == _TORCH_LEGACY_DATA_PICKLE)
         try:
-            magic = _scan_one(reader, acc)
+            magic = _scan_one(reader, acc, persistent=allowed)
         except _ScanError as error:
             acc.errors.append(f"{prefix}{_describe_failure(reader, error)}")
             return count
@@ -555,6 +590,9 @@ def _scan_npy(stream: IO[bytes], size: int, acc: _Accumulator, prefix: str, labe
 def _is_torch_storage(name: str, torch_prefixes: set[str]) -> bool:
     """Raw storage members (``<archive>/data/<key>``) of a torch zip: torch never unpickles
     them, and their bytes may start like a pickle by chance."""
+    name = name.lower()  # torch finds records case-insensitively
+    if name.endswith(".pkl"):
+        return False  # every .pkl member is scanned, wherever it sits
     if "" in torch_prefixes and name.startswith("data/"):
         return True
     head, sep, _ = name.rpartition("/data/")
@@ -570,11 +608,11 @@ def _scan_zip(path: Path, acc: _Accumulator) -> None:
     with archive:
         infos = archive.infolist()
         torch_prefixes = {
-            info.filename[: -len("/data.pkl")]
+            info.filename.lower()[: -len("/data.pkl")]
             for info in infos
-            if info.filename.endswith("/data.pkl")
+            if info.filename.lower().endswith("/data.pkl")
         }
-        if any(info.filename == "data.pkl" for info in infos):
+        if any(info.filename.lower() == "data.pkl" for info in infos):
             torch_prefixes.add("")
         for info in infos:
             name = info.filename
@@ -610,7 +648,7 @@ def _scan_member(
         return
     acc.members.append(name)
     with archive.open(info) as member:
-        _scan_stream(_Reader(member, info.file_size), acc, prefix)
+        _scan_stream(_Reader(member, info.file_size), acc, prefix, persistent=True)
 
 
 def scan_pickle_file(path: Path) -> PickleScan:
@@ -638,6 +676,79 @@ def scan_pickle_file(path: Path) -> PickleScan:
         acc.errors.append(f"cannot read the file: {error.strerror or error}")
         return acc.result()
     _scan_zip(path, acc)
+    return acc.result()
+
+
+def _is_legacy_torch_tar(path: Path) -> bool:
+    """torch.load tries ``tarfile.open(mode="r:")`` on every non-zip file first, and reads a
+    tar that holds a ``storages`` member as a pre-0.4 checkpoint."""
+    try:
+        with tarfile.open(path, mode="r:") as archive:
+            return "storages" in archive.getnames()
+    except Exception:  # not a tar: torch falls through to the pickle reader
+        return False
+
+
+def _scan_legacy_tar(path: Path, acc: _Accumulator) -> None:
+    acc.unscannable.append(
+        "legacy PyTorch tar checkpoint: its `storages` and `tensors` members interleave "
+        "pickles with raw data whose sizes only unpickling reveals, and torch itself refuses "
+        "to load this format with weights_only=True"
+    )
+    try:
+        with tarfile.open(path, mode="r:") as archive:
+            for info in archive.getmembers():
+                stream = archive.extractfile(info) if info.isfile() else None
+                if stream is None:
+                    continue
+                acc.members.append(info.name)
+                with stream:
+                    # Only the leading pickle of `storages`/`tensors` is reachable statically.
+                    _scan_stream(_Reader(stream, info.size), acc, f"member {info.name}: ")
+    except Exception as error:
+        acc.errors.append(f"legacy tar checkpoint cannot be read: {error}")
+
+
+def scan_weights_file(path: Path, *, claims_pickle: bool = False) -> PickleScan:
+    """Everything ``pickle.load``, ``numpy.load(allow_pickle=True)`` or
+    ``torch.load(weights_only=False)`` could unpickle from ``path``, whatever its format.
+
+    * the stream at offset 0, for every file: any first opcode, protocols 0-5, and the
+      consecutive pickles of torch's legacy format. Globals imported before the stream stops
+      parsing count (the unpickler imports as it goes); a parse failure is an error only if
+      ``claims_pickle`` (the file's name or manifest says it is a pickle), since most files
+      simply are not pickles;
+    * a zip: what torch and :mod:`zipfile` could read differently (``ambiguities``), then
+      every ``.pkl`` member (any case), every member holding an ``.npy`` and every member
+      whose bytes start a pickle;
+    * an ``.npy``: the payload of an object array (a pickle);
+    * a tar holding ``storages``: torch's legacy tar format (``unscannable``).
+    """
+    from .torch_archive import ambiguities
+
+    acc = _Accumulator()
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            head = handle.read(8)
+            handle.seek(0)
+            reader = _Reader(handle, size)
+            before = len(acc.globals) + len(acc.unsafe)
+            found = _scan_stream(reader, acc, "", probe=not claims_pickle)
+            if found or claims_pickle or len(acc.globals) + len(acc.unsafe) > before:
+                acc.members.append(path.name)
+            if head.startswith(NPY_MAGIC):
+                handle.seek(0)
+                _scan_npy(handle, size, acc, "", path.name)
+    except OSError as error:
+        acc.errors.append(f"cannot read the file: {error.strerror or error}")
+        return acc.result()
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or zipfile.is_zipfile(path):
+        acc.ambiguities.extend(ambiguities(path))
+        _scan_zip(path, acc)
+    elif _is_legacy_torch_tar(path):
+        _scan_legacy_tar(path, acc)
     return acc.result()
 
 
