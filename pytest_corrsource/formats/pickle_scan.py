@@ -126,6 +126,9 @@ SAFE_GLOBALS: frozenset[str] = frozenset(
         "builtins.set",
         "builtins.complex",
         "numpy.core.multiarray._reconstruct",
+        # protocol-5 ndarray reconstruction (numpy >= 1.16 pickles out-of-band buffers)
+        "numpy._core.numeric._frombuffer",
+        "numpy.core.numeric._frombuffer",
         "numpy._core.multiarray._reconstruct",
         "numpy.core.multiarray.scalar",
         "numpy._core.multiarray.scalar",
@@ -732,11 +735,19 @@ def scan_weights_file(path: Path, *, claims_pickle: bool = False) -> PickleScan:
         with open(path, "rb") as handle:
             size = os.fstat(handle.fileno()).st_size
             head = handle.read(8)
-            handle.seek(0)
-            reader = _Reader(handle, size)
+    except OSError as error:
+        acc.errors.append(f"cannot read the file: {error.strerror or error}")
+        return acc.result()
+    is_zip = head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or zipfile.is_zipfile(path)
+    is_tar = not is_zip and _is_legacy_torch_tar(path)
+    # A container's own loader takes it (torch: zip by its first 4 bytes, then tar); its
+    # offset-0 stream is still probed, for pickle.load and numpy.load.
+    strict = claims_pickle and not (is_zip or is_tar or head.startswith(NPY_MAGIC))
+    try:
+        with open(path, "rb") as handle:
             before = len(acc.globals) + len(acc.unsafe)
-            found = _scan_stream(reader, acc, "", probe=not claims_pickle)
-            if found or claims_pickle or len(acc.globals) + len(acc.unsafe) > before:
+            found = _scan_stream(_Reader(handle, size), acc, "", probe=not strict)
+            if found or strict or len(acc.globals) + len(acc.unsafe) > before:
                 acc.members.append(path.name)
             if head.startswith(NPY_MAGIC):
                 handle.seek(0)
@@ -744,10 +755,10 @@ def scan_weights_file(path: Path, *, claims_pickle: bool = False) -> PickleScan:
     except OSError as error:
         acc.errors.append(f"cannot read the file: {error.strerror or error}")
         return acc.result()
-    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or zipfile.is_zipfile(path):
+    if is_zip:
         acc.ambiguities.extend(ambiguities(path))
         _scan_zip(path, acc)
-    elif _is_legacy_torch_tar(path):
+    elif is_tar:
         _scan_legacy_tar(path, acc)
     return acc.result()
 
