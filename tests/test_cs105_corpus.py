@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from safetensors.numpy import save
 from test_checks_weights import check, weights_manifest
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -156,12 +157,7 @@ def build_corpus(markers: Path) -> list[Case]:
         return p(name, 4)[2:]  # without PROTO: starts with FRAME
 
     rng = np.random.default_rng(0)
-    safetensors_buffer = io.BytesIO()
-    plain_st = FIXTURES.parent / "fixtures"  # only for a stable path name below
-    del plain_st
-    from safetensors.numpy import save
-
-    safetensors_buffer.write(save({"w": rng.standard_normal((3, 2)).astype("f4")}))
+    safetensors_bytes = save({"w": rng.standard_normal((3, 2)).astype("f4")})
     npz_plain = io.BytesIO()
     np.savez(npz_plain, a=np.arange(4), b=np.ones((2, 2), dtype="f2"))
     npz_compressed = io.BytesIO()
@@ -224,7 +220,7 @@ def build_corpus(markers: Path) -> list[Case]:
         Case("benign_object_array.npy", npy_bytes(np.array([1, "x", None], dtype=object))),
         Case("plain.npz", npz_plain.getvalue()),
         Case("compressed.npz", npz_compressed.getvalue()),
-        Case("model.safetensors", safetensors_buffer.getvalue()),
+        Case("model.safetensors", safetensors_bytes),
         Case("random.dat", rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()),
         *[Case(f"real_{f.name}", f.read_bytes()) for f in sorted(FIXTURES.glob("*.pt"))],
         # --- refused by design ------------------------------------------------------------
@@ -241,6 +237,8 @@ def build_corpus(markers: Path) -> list[Case]:
     ]
     return cases
 
+
+Corpus = tuple[Path, list[Case], dict[str, set[str]]]
 
 LOADER_SCRIPT = textwrap.dedent(
     """
@@ -311,7 +309,7 @@ def corpus(
     return root, cases, ran
 
 
-def test_the_ground_truth_is_real(corpus: tuple[Path, list[Case], dict[str, set[str]]]) -> None:
+def test_the_ground_truth_is_real(corpus: Corpus) -> None:
     """The crafted attacks really run under the loaders (else the corpus proves nothing)."""
     _root, _cases, ran = corpus
     assert {f"evil_protocol_{n}.bin" for n in range(6)} <= ran["pickle"]
@@ -347,7 +345,7 @@ def test_the_ground_truth_is_real(corpus: tuple[Path, list[Case], dict[str, set[
 
 
 def test_cs105_fails_exactly_the_files_whose_code_ran(
-    corpus: tuple[Path, list[Case], dict[str, set[str]]],
+    corpus: Corpus,
 ) -> None:
     root, cases, ran = corpus
     executed = set().union(*ran.values())
