@@ -10,6 +10,9 @@ import io
 import json
 import os
 import pickle
+import struct
+import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -338,6 +341,97 @@ def test_cs105_fails_a_pickle_that_runs_os_system(make_repo: RepoFactory) -> Non
     assert "allow-unsafe: true" in result.message
     # Scanning is all that happened: the file is untouched.
     assert (root / "weights" / "model.bin").read_bytes() == EVIL_PICKLE
+
+
+def cs105(make_repo: RepoFactory, name: str, content: bytes) -> CheckResult:
+    root = make_repo(weights_manifest(f"  - path: weights/{name}\n"), {f"weights/{name}": content})
+    return check(root, "CS105", f"weights/{name}")
+
+
+def test_cs105_scans_a_pickle_sniffed_as_opaque(make_repo: RepoFactory) -> None:
+    # FRAME first (a protocol-4 pickle without its PROTO opcode): pickle.load runs it.
+    body = b"\x95" + struct.pack("<Q", len(EVIL_PICKLE)) + EVIL_PICKLE
+    result = cs105(make_repo, "model.dat", body)
+    assert result.outcome == "failed"
+    assert "would run code when loaded: globals outside the allow-list: os.system" in (
+        result.message
+    )
+
+
+def test_cs105_scans_a_file_with_the_gguf_magic(make_repo: RepoFactory) -> None:
+    # BINFLOAT swallows "GUF" and 5 more bytes; the payload follows.
+    result = cs105(make_repo, "model.gguf", b"GGUF\x03\x00\x00\x00\x00" + EVIL_PICKLE)
+    assert result.outcome == "failed"
+    assert "globals outside the allow-list: os.system" in result.message
+
+
+def test_cs105_fails_a_gguf_magic_that_does_not_parse(make_repo: RepoFactory) -> None:
+    result = cs105(make_repo, "model.gguf", b"GGUF\x03\x00\x00\x00\x05")
+    assert result.outcome == "failed"
+    assert (
+        "weights/model.gguf starts like gguf but does not parse as gguf, so it is not known "
+        "to carry no code" in result.message
+    )
+
+
+def test_cs105_fails_an_ambiguous_archive(make_repo: RepoFactory) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        archive.writestr("archive/DATA.PKL", pickle.dumps({}, protocol=2))
+    result = cs105(make_repo, "model.pt", buffer.getvalue())
+    assert result.outcome == "failed"
+    assert "weights/model.pt: ambiguous archive: member 'archive/DATA.PKL' and " in result.message
+
+
+def test_cs105_scans_every_pkl_member_of_a_torch_zip(make_repo: RepoFactory) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        archive.writestr("archive/data/extra.PKL", EVIL_PICKLE)
+    result = cs105(make_repo, "model.pt", buffer.getvalue())
+    assert result.outcome == "failed"
+    assert "globals outside the allow-list: os.system" in result.message
+
+
+def test_cs105_refuses_the_legacy_torch_tar_format(make_repo: RepoFactory) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:") as archive:
+        for name in ("storages", "tensors", "pickle"):
+            info = tarfile.TarInfo(name)
+            data = pickle.dumps(0, protocol=2)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    result = cs105(make_repo, "model.pt", buffer.getvalue())
+    assert result.outcome == "failed"
+    assert "legacy PyTorch tar checkpoint" in result.message
+    assert "torch itself refuses to load this format with weights_only=True" in result.message
+
+
+def test_cs105_passes_an_unknown_format_with_a_warning(make_repo: RepoFactory) -> None:
+    result = cs105(make_repo, "model.dat", bytes(range(256)) * 4)
+    assert result.outcome == "passed"
+    assert result.message == "no pickle stream at offset 0 and no container holding one"
+    assert "unknown format (opaque)" in result.warnings[0]
+
+
+def test_cs105_a_file_named_as_a_pickle_must_parse_as_one(make_repo: RepoFactory) -> None:
+    result = cs105(make_repo, "model.pkl", b"\x80\x02K\x01\xff.")
+    assert result.outcome == "failed"
+    assert "unparsable: opcode 0xff at byte 4: unknown opcode" in result.message
+
+
+def test_cs105_checks_every_shard_of_an_index(make_repo: RepoFactory) -> None:
+    root = make_repo(weights_manifest(f"  - path: {INDEX}\n"))
+    sharded(root)
+    first = root / "weights" / "model-00001-of-00002.safetensors"
+    passed = check(root, "CS105", INDEX)
+    assert passed.outcome == "passed", passed.message
+    first.write_bytes(EVIL_PICKLE)
+    failed = check(root, "CS105", INDEX)
+    assert failed.outcome == "failed"
+    assert "weights/model-00001-of-00002.safetensors" in failed.message
+    assert "os.system" in failed.message
 
 
 def test_cs105_allow_unsafe_passes_with_a_warning(make_repo: RepoFactory) -> None:
