@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import MINIMAL_MANIFEST, RepoFactory, sha256, write_weights
 from safetensors.numpy import save_file
 
@@ -203,7 +204,8 @@ def test_cs103_fails_for_truncated_safetensors(make_repo: RepoFactory) -> None:
     path.write_bytes(path.read_bytes()[:-10])
     result = check(root, "CS103", "weights/model.safetensors")
     assert result.outcome == "failed"
-    assert "found: weights/model.safetensors: invalid safetensors:" in result.message
+    claim = "is named `.safetensors` but does not parse as safetensors:"
+    assert f"found: weights/model.safetensors {claim}" in result.message
 
 
 def test_cs103_fails_when_the_declared_format_is_not_the_content(make_repo: RepoFactory) -> None:
@@ -216,15 +218,115 @@ def test_cs103_fails_when_the_declared_format_is_not_the_content(make_repo: Repo
     )
 
 
-def test_cs103_passes_an_unknown_format_as_opaque_with_a_warning(make_repo: RepoFactory) -> None:
-    noise = np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+NOISE = np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+
+
+def cs103(make_repo: RepoFactory, name: str, content: bytes, fmt: str = "") -> CheckResult:
+    declared = f"    format: {fmt}\n" if fmt else ""
     root = make_repo(
-        weights_manifest("  - path: weights/model.bin\n"), {"weights/model.bin": noise}
+        weights_manifest(f"  - path: weights/{name}\n{declared}"), {f"weights/{name}": content}
     )
-    result = check(root, "CS103", "weights/model.bin")
+    return check(root, "CS103", f"weights/{name}")
+
+
+def test_cs103_passes_a_file_that_claims_nothing_as_opaque_with_a_warning(
+    make_repo: RepoFactory,
+) -> None:
+    result = cs103(make_repo, "model.dat", NOISE)
     assert result.outcome == "passed"
     assert result.message.startswith("opaque")
     assert any("unverified" in w for w in result.warnings), result.warnings
+
+
+def test_cs103_passes_a_raw_bin_layout_with_a_warning(make_repo: RepoFactory) -> None:
+    result = cs103(make_repo, "model.bin", NOISE)
+    assert result.outcome == "passed"
+    assert result.message == "raw `.bin` layout (neither a pickle nor a zip), 0 tensors"
+    assert "taken as a raw tensor layout (e.g. llama2.c)" in result.warnings[0]
+
+
+@pytest.mark.parametrize("name", ["model.bin", "model.dat", "model.safetensors", "m.pt"])
+def test_cs103_fails_an_empty_file(make_repo: RepoFactory, name: str) -> None:
+    result = cs103(make_repo, name, b"")
+    assert result.outcome == "failed"
+    assert f"found: weights/{name} is empty" in result.message
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"\x08\x00\x00\x00{}", "header too small: the file has 6 bytes"),
+        (struct.pack("<Q", 0) + b"{}", "header is not valid JSON"),
+        (struct.pack("<Q", 2**63) + b"{}", "exceeds the limit of 100000000 bytes"),
+        (struct.pack("<Q", 7) + b"[1,2,3]", "header is a list, not a JSON object"),
+        (struct.pack("<Q", 10_000) + b'{"a":1}', "header length 10000 exceeds the file (15 bytes)"),
+    ],
+    ids=["7-bytes", "length-0", "length-2^63", "json-array", "length-past-eof"],
+)
+def test_cs103_fails_a_safetensors_file_that_does_not_parse(
+    make_repo: RepoFactory, content: bytes, error: str
+) -> None:
+    result = cs103(make_repo, "model.safetensors", content)
+    assert result.outcome == "failed", result.message
+    assert (
+        "weights/model.safetensors is named `.safetensors` but does not parse as safetensors: "
+        in (result.message)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "claimant"),
+    [
+        ("model.gguf", "", "named `.gguf`"),
+        ("model.npy", "", "named `.npy`"),
+        ("model.npz", "", "named `.npz`"),
+        ("model.dat", "gguf", "declared `format: gguf`"),
+    ],
+)
+def test_cs103_fails_noise_that_claims_a_format(
+    make_repo: RepoFactory, name: str, fmt: str, claimant: str
+) -> None:
+    result = cs103(make_repo, name, NOISE, fmt)
+    assert result.outcome == "failed"
+    assert f"weights/{name} is {claimant} but does not parse as " in result.message
+    assert "(its bytes look like: opaque)" in result.message
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.pth", "model.ckpt", "model.pkl"])
+def test_cs103_fails_a_torch_name_that_is_not_a_pickle_or_zip(
+    make_repo: RepoFactory, name: str
+) -> None:
+    result = cs103(make_repo, name, NOISE)
+    assert result.outcome == "failed"
+    suffix = name.rsplit(".", 1)[1]
+    assert f"weights/{name} is named `.{suffix}` but its content is opaque" in result.message
+
+
+def test_cs103_fails_a_bin_that_starts_a_pickle_but_does_not_parse(make_repo: RepoFactory) -> None:
+    result = cs103(make_repo, "model.bin", pickle.dumps({"a": list(range(100))}, protocol=2)[:-9])
+    assert result.outcome == "failed"
+    assert "weights/model.bin: invalid pickle: end of data at byte" in result.message
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("torch_state_dict.pt", "torch-zip"),
+        ("torch_legacy.pt", "pickle"),
+        ("torch_checkpoint.pt", "torch-zip"),
+    ],
+)
+def test_cs103_and_cs105_pass_real_torch_checkpoints(
+    make_repo: RepoFactory, name: str, fmt: str
+) -> None:
+    content = (Path(__file__).parent / "fixtures" / name).read_bytes()
+    root = make_repo(weights_manifest(f"  - path: weights/{name}\n"), {f"weights/{name}": content})
+    header = check(root, "CS103", f"weights/{name}")
+    assert header.outcome == "passed", header.message
+    assert header.message == f"{fmt}, 0 tensors"
+    safety = check(root, "CS105", f"weights/{name}")
+    assert safety.outcome == "passed", safety.message
+    assert safety.message == f"pickle-based ({fmt}) with only allow-listed globals"
 
 
 def test_cs103_fails_for_an_npz_with_an_object_array(make_repo: RepoFactory) -> None:
@@ -235,7 +337,8 @@ def test_cs103_fails_for_an_npz_with_an_object_array(make_repo: RepoFactory) -> 
     )
     result = check(root, "CS103", "weights/model.npz")
     assert result.outcome == "failed"
-    assert "found: weights/model.npz: invalid npz: member `bad.npy`: object dtype" in result.message
+    claim = "is named `.npz` but does not parse as npz: member `bad.npy`: object dtype"
+    assert f"found: weights/model.npz {claim}" in result.message
     # For CS105 an object array is a pickle like any other: this one imports nothing, so it
     # passes with the pickle warning (numpy.load(allow_pickle=True) runs no code for it) ...
     scanned = check(root, "CS105", "weights/model.npz")

@@ -83,7 +83,7 @@ CORPUS = [
     # --- size / framing ------------------------------------------------------------------------
     Case("empty-file", b"", "header too small"),
     Case("four-bytes", b"\x00" * 4, "header too small"),
-    Case("length-2**63", struct.pack("<Q", 2**63) + b"{}", "exceeds the limit of 25000000 bytes"),
+    Case("length-2**63", struct.pack("<Q", 2**63) + b"{}", "exceeds the limit of 100000000 bytes"),
     Case("length-100000001", struct.pack("<Q", 100_000_001) + b"{}", "exceeds the limit"),
     Case("length-past-file", st_bytes("{}", length=10000), "header length 10000 exceeds the file"),
     Case("truncated-data", st_bytes(TWO, bytes(11)), "file truncated"),

@@ -98,36 +98,115 @@ def check_not_a_pointer(ctx: CheckContext) -> Finding:
     return Finding()
 
 
-def check_header(ctx: CheckContext) -> Finding:
-    """CS103."""
+#: What a file's name claims it is: the detected formats that honour the claim.
+_CLAIMS_BY_SUFFIX: dict[str, tuple[str, ...]] = {
+    ".safetensors": ("safetensors",),
+    ".gguf": ("gguf",),
+    ".npy": ("npy",),
+    ".npz": ("npz",),
+    ".pt": ("torch-zip", "pickle"),
+    ".pth": ("torch-zip", "pickle"),
+    ".ckpt": ("torch-zip", "pickle"),
+    ".pkl": ("pickle", "torch-zip"),
+    ".pickle": ("pickle", "torch-zip"),
+    # `.bin` is both torch's pickle name and the name of raw layouts (llama2.c, GPT-2 .bin):
+    # it claims "torch/pickle or raw", so an opaque `.bin` passes as raw (with a warning),
+    # but one that starts like a pickle or a zip must parse as one.
+    ".bin": ("torch-zip", "pickle", "opaque"),
+}
+_READERS = ("safetensors", "gguf", "npy", "npz")
+
+
+def _claim(entry: WeightsEntry, path: Path) -> tuple[tuple[str, ...], str]:
+    """(formats that would honour the claim, who claims it); () if nothing is claimed."""
+    if entry.format:
+        return (entry.format,), f"declared `format: {entry.format}`"
+    suffix = path.suffix.lower()
+    if suffix in _CLAIMS_BY_SUFFIX:
+        return _CLAIMS_BY_SUFFIX[suffix], f"named `{suffix}`"
+    return (), ""
+
+
+def _validate_pickle(path: Path, fmt: str) -> None:
+    """A pickle-based file must parse as the loaders read it (never unpickled here)."""
     from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.pickle_scan import scan_weights_file
+
+    scan = scan_weights_file(path, claims_pickle=True)
+    if scan.errors:
+        raise FormatError(f"{'; '.join(scan.errors)}.")
+    if fmt == "torch-zip" and not any(m.lower().endswith(".pkl") for m in scan.members):
+        raise FormatError("the archive holds no pickle member (`data.pkl`).")
+
+
+def check_header(ctx: CheckContext) -> Finding:
+    """CS103: a file that claims a format (by its name or `format:`) parses as that format;
+    only a file that claims nothing may be reported as opaque; an empty file always fails."""
+    from pytest_corrsource.formats import FormatError, WeightsHeader
     from pytest_corrsource.formats.detect import detect_format, read_weights_header
+    from pytest_corrsource.formats.gguf import read_gguf_header
+    from pytest_corrsource.formats.npy import read_npy_header, read_npz_header
     from pytest_corrsource.formats.pointers import detect_pointer
+    from pytest_corrsource.formats.safetensors import read_safetensors_header
 
     entry = _entry(ctx)
     path = ctx.root / entry.path
     _require_present(ctx, path)
     if detect_pointer(path, ctx.root) is not None:
         raise CheckFailed(f"{entry.path} is a pointer file, not weights (see CS102)")
+    readers = {
+        "safetensors": read_safetensors_header,
+        "gguf": read_gguf_header,
+        "npy": read_npy_header,
+        "npz": read_npz_header,
+    }
     detected = "weights file"  # what to call it if even sniffing the bytes fails
     try:
+        if path.stat().st_size == 0:
+            raise CheckFailed(f"{entry.path} is empty", fix="replace it with the real weights")
         detected = detect_format(path)
-        if entry.format and entry.format != detected:
+        accepted, claimant = _claim(entry, path)
+        if _is_index(path, entry):
+            accepted, claimant = ("safetensors-index",), claimant or "named `.index.json`"
+        wanted = accepted[0] if accepted else ""
+        if wanted in _READERS:
+            # The claimed format's own reader says precisely what is wrong, whatever the
+            # bytes were sniffed as.
+            try:
+                header: WeightsHeader = readers[wanted](path)
+            except FormatError as exc:
+                raise CheckFailed(
+                    f"{entry.path} is {claimant} but does not parse as {wanted}: {exc} "
+                    f"(its bytes look like: {detected})",
+                    fix=f"replace it with a valid {wanted} file or correct its name/`format:`",
+                ) from None
+        elif accepted and detected not in accepted:
             raise CheckFailed(
-                f"{entry.path} is declared `format: {entry.format}` but its content is "
-                f"{detected} (detected from its bytes, not its name)",
-                fix="correct `format:` or replace the file with one in the declared format",
+                f"{entry.path} is {claimant} but its content is {detected} "
+                "(detected from its bytes, not its name)",
+                fix="correct `format:` or the name, or replace the file with one in the "
+                "claimed format",
             )
-        header = read_weights_header(path, ctx.root)
+        else:
+            header = read_weights_header(path, ctx.root)
+        if detected in ("pickle", "torch-zip"):
+            _validate_pickle(path, detected)
     except FormatError as exc:
         raise CheckFailed(f"{entry.path}: invalid {detected}: {exc}") from None
     except OSError as exc:
         raise CheckFailed(f"{entry.path}: cannot be read: {exc.strerror}") from None
     count = len(header.tensors)
     summary = f"{header.format}, {count} tensor{'s' if count != 1 else ''}"
+    warnings = list(header.warnings)
+    if header.format == "opaque" and path.suffix.lower() == ".bin":
+        summary = "raw `.bin` layout (neither a pickle nor a zip), 0 tensors"
+        warnings = [
+            f"{entry.path} is neither a torch pickle nor a zip: taken as a raw tensor layout "
+            "(e.g. llama2.c), whose structure is unverified"
+        ]
     return Finding(
         message=summary,
-        warnings=list(header.warnings),
+        warnings=warnings,
         data={"format": header.format, "tensors": count},
     )
 

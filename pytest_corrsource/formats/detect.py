@@ -11,7 +11,7 @@ from . import FormatError, WeightsHeader
 from .gguf import read_gguf_header
 from .npy import NPY_MAGIC, read_npy_header, read_npz_header
 from .pickle_scan import looks_like_pickle
-from .safetensors import read_safetensors_header
+from .safetensors import SAFETENSORS_MAX_HEADER, read_safetensors_header
 from .shards import read_safetensors_index, verify_sharded_checkpoint
 
 __all__ = ["FORMATS", "detect_format", "read_weights_header"]
@@ -39,7 +39,7 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     (length,) = struct.unpack("<Q", head[:8])
     # A header length beyond the file still marks a safetensors file (a truncated one): the
     # reader then fails it precisely instead of it passing as "opaque".
-    if length < 2 or length > 100_000_000:
+    if length < 2 or length > SAFETENSORS_MAX_HEADER:
         return False
     body = head[8 : 8 + length].lstrip(_JSON_WHITESPACE)
     # Only the bytes inside the window are checked; a header padded with more leading
