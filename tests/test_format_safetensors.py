@@ -113,6 +113,27 @@ CORPUS = [
         "unpaired surrogate",
     ),
     Case("lone-surrogate-meta", st_bytes('{"__metadata__":{"k":"\\udc00"}}'), "unpaired surrogate"),
+    # The reference's JSON parser refuses a lone surrogate even in a field it then ignores.
+    Case(
+        "lone-surrogate-unknown-field",
+        st_bytes('{"a":{' + BASE_INFO + ',"x":"\\ud800"}}', b"x"),
+        "tensor `a`: field 'x' contains an unpaired surrogate escape",
+    ),
+    Case(
+        "lone-surrogate-unknown-key",
+        st_bytes('{"a":{' + BASE_INFO + ',"\\udfff":[{"y":1}]}}', b"x"),
+        "unpaired surrogate escape",
+    ),
+    Case(
+        "lone-surrogate-nested",
+        st_bytes('{"a":{' + BASE_INFO + ',"x":[{"y":"\\ud800z"}]}}', b"x"),
+        "unpaired surrogate escape",
+    ),
+    Case(
+        "surrogate-pair-in-unknown-field",
+        st_bytes('{"a":{' + BASE_INFO + ',"x":"\\ud83d\\ude00"}}', b"x"),
+        None,
+    ),
     # --- tensor info types -------------------------------------------------------------------
     Case(
         "unknown-dtype",

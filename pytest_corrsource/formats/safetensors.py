@@ -157,10 +157,17 @@ def _parse_tensor(name: str, info: object) -> tuple[TensorInfo, int, int]:
             raise FormatError(f"tensor `{name}`: missing field `{field_name}`.")
     if len(info) > 3:
         # Unknown fields are ignored by the reference reader, but its JSON parser still refuses
-        # deep nesting there. Known fields are validated flat below, so only these can nest.
+        # deep nesting and unpaired surrogate escapes there. Known fields are validated flat
+        # below, so only these can nest.
         for key, value in info.items():
-            if key not in _KNOWN_FIELDS and _too_deep(value, 3):
+            if key in _KNOWN_FIELDS:
+                continue
+            if _too_deep(value, 3):
                 raise FormatError(f"header is not valid JSON: nesting reaches {_MAX_DEPTH} levels.")
+            if _any_surrogate(key) or _any_surrogate(value):
+                raise FormatError(
+                    f"tensor `{name}`: field {key!r} contains an unpaired surrogate escape."
+                )
     dtype = info["dtype"]
     if not isinstance(dtype, str):
         raise FormatError(f"tensor `{name}`: dtype is {_type_name(dtype)}, not a string.")
@@ -225,6 +232,22 @@ def _parse_metadata(value: object) -> dict[str, str]:
             raise FormatError(f"`{_METADATA_KEY}` entry {key!r} contains an unpaired surrogate.")
         metadata[key] = item
     return metadata
+
+
+def _any_surrogate(value: object) -> bool:
+    """Whether any string (key or value) inside ``value`` holds an unpaired surrogate."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _has_surrogate(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
 
 
 def _has_surrogate(text: str) -> bool:
