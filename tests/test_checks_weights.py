@@ -302,6 +302,19 @@ def test_cs103_fails_a_torch_name_that_is_not_a_pickle_or_zip(
     assert f"weights/{name} is named `.{suffix}` but its content is opaque" in result.message
 
 
+def test_cs103_passes_a_legacy_torch_tar_checkpoint(make_repo: RepoFactory) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:") as archive:
+        for name in ("storages", "tensors", "pickle"):
+            data = pickle.dumps(0, protocol=2)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    result = cs103(make_repo, "old.pt", buffer.getvalue())
+    assert result.outcome == "passed", result.message
+    assert result.message == "pickle, 0 tensors"
+
+
 def test_cs103_fails_a_bin_that_starts_a_pickle_but_does_not_parse(make_repo: RepoFactory) -> None:
     result = cs103(make_repo, "model.bin", pickle.dumps({"a": list(range(100))}, protocol=2)[:-9])
     assert result.outcome == "failed"

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import io
 import struct
+import tempfile
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from pytest_corrsource.formats.pickle_scan import scan_weights_file
 from pytest_corrsource.formats.torch_archive import ambiguities, pickle_members
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -120,3 +124,23 @@ def test_no_end_record_and_unreadable(tmp_path: Path) -> None:
 def test_pickle_members_any_case() -> None:
     names = ["a/data.pkl", "a/DATA.PKL", "a/data/0", "a/constants.Pkl", "a/version"]
     assert pickle_members(names) == ["a/data.pkl", "a/DATA.PKL", "a/constants.Pkl"]
+
+
+REAL = (FIXTURES / "torch_state_dict.pt").read_bytes()
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, len(REAL) - 1), st.integers(0, 255)), max_size=6))
+def test_mutated_archives_never_crash_the_readers(edits: list[tuple[int, int]]) -> None:
+    data = bytearray(REAL)
+    for index, value in edits:
+        data[index] = value
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "m.pt"
+        path.write_bytes(bytes(data))
+        problems = ambiguities(path)
+        scan = scan_weights_file(path, claims_pickle=True)
+    assert all(isinstance(problem, str) and problem for problem in problems)
+    if not edits:
+        assert problems == []
+        assert scan.safe

@@ -10,7 +10,7 @@ from pathlib import Path
 from . import FormatError, WeightsHeader
 from .gguf import read_gguf_header
 from .npy import NPY_MAGIC, read_npy_header, read_npz_header
-from .pickle_scan import looks_like_pickle
+from .pickle_scan import is_legacy_torch_tar, looks_like_pickle
 from .safetensors import SAFETENSORS_MAX_HEADER, read_safetensors_header
 from .shards import read_safetensors_index, verify_sharded_checkpoint
 
@@ -89,6 +89,8 @@ def detect_format(path: Path) -> str:
         return "safetensors-index"
     if looks_like_pickle(head):
         return "pickle"
+    if is_legacy_torch_tar(path):
+        return "pickle"  # torch's pre-0.4 tar checkpoint: pickles inside a tar
     return "opaque"
 
 

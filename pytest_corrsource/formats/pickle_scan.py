@@ -29,6 +29,7 @@ from .npy import NPY_MAGIC, ObjectDtypeError, parse_npy_header
 __all__ = [
     "SAFE_GLOBALS",
     "PickleScan",
+    "is_legacy_torch_tar",
     "looks_like_pickle",
     "scan_pickle_file",
     "scan_weights_file",
@@ -682,7 +683,7 @@ def scan_pickle_file(path: Path) -> PickleScan:
     return acc.result()
 
 
-def _is_legacy_torch_tar(path: Path) -> bool:
+def is_legacy_torch_tar(path: Path) -> bool:
     """torch.load tries ``tarfile.open(mode="r:")`` on every non-zip file first, and reads a
     tar that holds a ``storages`` member as a pre-0.4 checkpoint."""
     try:
@@ -739,7 +740,7 @@ def scan_weights_file(path: Path, *, claims_pickle: bool = False) -> PickleScan:
         acc.errors.append(f"cannot read the file: {error.strerror or error}")
         return acc.result()
     is_zip = head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or zipfile.is_zipfile(path)
-    is_tar = not is_zip and _is_legacy_torch_tar(path)
+    is_tar = not is_zip and is_legacy_torch_tar(path)
     # A container's own loader takes it (torch: zip by its first 4 bytes, then tar); its
     # offset-0 stream is still probed, for pickle.load and numpy.load.
     strict = claims_pickle and not (is_zip or is_tar or head.startswith(NPY_MAGIC))
