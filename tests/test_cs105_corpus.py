@@ -206,6 +206,15 @@ def build_corpus(markers: Path) -> list[Case]:
         Case("legacy_sys_info.pt", legacy_sequence(pickle.dumps(1), p("legacy_sys_info.pt"))),
         Case("legacy_tar.pt", legacy_tar(p("legacy_tar.pt"))),
         Case(
+            "legacy_storage_keys.pt",
+            legacy_sequence(pickle.dumps({}, protocol=2))[: -len(pickle.dumps([], protocol=2))]
+            + p("legacy_storage_keys.pt"),
+        ),
+        Case("pickle_named.npy", p("pickle_named.npy", 3)),
+        Case("pickle_named.npz", p("pickle_named.npz", 1)),
+        Case("ext_then_global.pkl", b"}q\x000" + p("ext_then_global.pkl", 0)),
+        Case("long_line_first.bin", b"S'" + b"a" * 300_000 + b"'\n0" + p("long_line_first.bin", 0)),
+        Case(
             "object_array.npy", npy_bytes(np.array([_Payload(m("object_array.npy"))], dtype=object))
         ),
         Case("npz_member_without_npy.npz", npz_evil_member),
@@ -222,6 +231,12 @@ def build_corpus(markers: Path) -> list[Case]:
         Case("compressed.npz", npz_compressed.getvalue()),
         Case("model.safetensors", safetensors_bytes),
         Case("random.dat", rng.integers(0, 256, 4096, dtype=np.uint8).tobytes()),
+        Case("text.bin", b"hello weights\n" * 20),
+        Case("zeros.bin", bytes(5000)),
+        Case(
+            "pickle_only_in_data.safetensors",  # no loader starts reading at the data section
+            save({"blob": np.frombuffer(p("pickle_only_in_data.safetensors"), dtype=np.uint8)}),
+        ),
         *[Case(f"real_{f.name}", f.read_bytes()) for f in sorted(FIXTURES.glob("*.pt"))],
         # --- refused by design ------------------------------------------------------------
         Case(
@@ -324,6 +339,9 @@ def test_the_ground_truth_is_real(corpus: Corpus) -> None:
         "polyglot.safetensors",
         "gguf_magic.gguf",
         "pickle_then_zip.pt",
+        "pickle_named.npy",
+        "pickle_named.npz",
+        "long_line_first.bin",
     ]:
         assert name in ran["pickle"], name
         assert name in ran["numpy"], name
@@ -336,6 +354,7 @@ def test_the_ground_truth_is_real(corpus: Corpus) -> None:
             "legacy_object.pt",
             "legacy_sys_info.pt",
             "legacy_tar.pt",
+            "legacy_storage_keys.pt",
         ]:
             assert name in ran["torch"], name
         assert "extra_pkl_member.pt" not in ran["torch"]
@@ -356,4 +375,5 @@ def test_cs105_fails_exactly_the_files_whose_code_ran(
         if (result.outcome == "failed") != should_fail:
             wrong.append(f"{case.name}: {result.outcome} ({result.message})")
     assert wrong == []
-    assert len(executed) >= 20  # the corpus really holds that many working attacks
+    assert len(executed) >= 30  # the corpus really holds that many working attacks
+    assert len(cases) - len(executed) >= 20  # and that many files that run nothing

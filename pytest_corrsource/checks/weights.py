@@ -276,7 +276,8 @@ def check_hash(ctx: CheckContext) -> Finding:
 #: Formats that cannot carry code, provided the file really parses as one.
 _CODE_FREE = ("safetensors", "gguf", "npy", "npz")
 #: Name suffixes that say "a loader will unpickle this": a parse failure there is an error.
-_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl", ".pickle")
+#: (`.bin` is not one: it also names raw layouts, see _CLAIMS_BY_SUFFIX.)
+_PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
 
 def _safety_of(ctx: CheckContext, entry: WeightsEntry, path: Path) -> tuple[str, list[str]]:

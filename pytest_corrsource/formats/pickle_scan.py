@@ -247,6 +247,9 @@ class _Reader:
         self.op_start = -1
         self.op_byte = b""
         self.ops = 0  # opcodes decoded so far
+        # Only real files are skipped by seeking (their size bounds `end`); other streams
+        # (zip members, tar members) are read through, which also verifies the bytes exist.
+        self.seekable = isinstance(stream, io.BufferedReader)
 
     @property
     def remaining(self) -> int:
@@ -280,6 +283,10 @@ class _Reader:
             return self.read(size)
         skip = size - len(self.buffer)
         self.buffer = b"" if skip >= 0 else self.buffer[size:]
+        if skip > 0 and self.seekable:
+            # `remaining` is bounded by the real size for files, so the bytes exist.
+            self.stream.seek(skip, os.SEEK_CUR)
+            skip = 0
         while skip > 0:
             chunk = self.stream.read(min(skip, _CHUNK))
             if not chunk:
