@@ -53,7 +53,8 @@ def _zip_kind(path: Path) -> str:
             names = archive.namelist()
     except Exception:  # a corrupt archive is not any known weights format
         return "opaque"
-    if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+    # torch finds `data.pkl` case-insensitively (miniz), so any case marks a torch zip
+    if any(name.lower() == "data.pkl" or name.lower().endswith("/data.pkl") for name in names):
         return "torch-zip"
     if names and all(name.endswith(".npy") for name in names):
         return "npz"
