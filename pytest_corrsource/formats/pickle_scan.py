@@ -1,11 +1,18 @@
-"""Static safety scan of pickle-based weights (raw pickles, legacy and zip torch checkpoints).
+"""Static safety scan of whatever a loader could unpickle from a weights file.
 
-Nothing is ever unpickled. Each pickle is decoded opcode by opcode (as leniently as CPython's
-unpickler reads arguments, never materialising a long one) while
-a small model of the unpickler's stack and memo tracks which strings reach ``STACK_GLOBAL``.
-Every ``module.name`` a pickle can import is recorded; any outside :data:`SAFE_GLOBALS`
-(or one that cannot be resolved statically) makes the file unsafe, and so does any parse
-error: a file that cannot be fully understood is not called clean.
+Nothing is ever unpickled. Each pickle is decoded opcode by opcode, as leniently as CPython's
+unpickler reads arguments (so the scan never stops before the real loader would) and never
+materialising a long argument, while a small model of the unpickler's stack and memo tracks
+which strings reach ``STACK_GLOBAL``. Every ``module.name`` a pickle can import is recorded;
+any outside :data:`SAFE_GLOBALS` (or one that cannot be resolved statically) makes the file
+unsafe. Where the scan stops matters: if the real loader would stop there too (end of data,
+unknown opcode, stack underflow, a persistent id without ``persistent_load``), the globals
+seen so far are exactly what it would have imported; otherwise the failure is an error.
+
+:func:`scan_weights_file` applies this to every place ``pickle.load``,
+``numpy.load(allow_pickle=True)`` and ``torch.load(weights_only=False)`` read pickles from:
+offset 0 of any file, torch's legacy sequence of pickles, zip members, object arrays in
+``.npy``, and the legacy torch tar.
 """
 
 from __future__ import annotations
