@@ -481,12 +481,15 @@ def test_cs105_scans_a_file_with_the_gguf_magic(make_repo: RepoFactory) -> None:
     assert "globals outside the allow-list: os.system" in result.message
 
 
-def test_cs105_fails_a_gguf_magic_that_does_not_parse(make_repo: RepoFactory) -> None:
+def test_cs105_does_not_call_a_broken_gguf_code_free(make_repo: RepoFactory) -> None:
+    # GGUF magic, then nothing parseable: no loader would unpickle it (the offset-0 stream
+    # stops at once), so CS105 passes, but never as "gguf, cannot carry code": it warns, and
+    # the failure is CS103's.
     result = cs105(make_repo, "model.gguf", b"GGUF\x03\x00\x00\x00\x05")
-    assert result.outcome == "failed"
-    assert (
-        "weights/model.gguf starts like gguf but does not parse as gguf, so it is not known "
-        "to carry no code" in result.message
+    assert result.outcome == "passed"
+    assert result.message == "no pickle stream at offset 0 and no container holding one"
+    assert result.warnings[0].startswith(
+        "weights/model.gguf starts like gguf but does not parse as gguf ("
     )
 
 

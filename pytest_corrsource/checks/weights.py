@@ -324,12 +324,13 @@ def _safety_of(ctx: CheckContext, entry: WeightsEntry, path: Path) -> tuple[str,
         try:
             read_weights_header(path, ctx.root)
         except (FormatError, OSError) as exc:
-            # A file that only looks like a code-free format is not known to be one: which
-            # loader would take it, and how, is unknown (CS103 names the defect).
-            raise CheckFailed(
-                f"{rel} starts like {fmt} but does not parse as {fmt}, so it is not known to "
-                f"carry no code: {exc}"
-            ) from None
+            # Only looks like a code-free format: "carries no code" cannot be claimed for it.
+            # Every loader in scope was considered above and none would unpickle anything,
+            # so this is CS103's failure (not repeated here), and a warning.
+            return "no pickle stream at offset 0 and no container holding one", [
+                f"{rel} starts like {fmt} but does not parse as {fmt} ({exc}); no loader "
+                "among pickle.load, numpy.load and torch.load would unpickle it"
+            ]
         return f"{fmt}, no pickle anywhere: cannot carry code", []
     return "no pickle stream at offset 0 and no container holding one", [
         f"{rel}: unknown format ({fmt}); no loader among pickle.load, numpy.load and "
