@@ -503,6 +503,21 @@ def test_cs105_fails_an_ambiguous_archive(make_repo: RepoFactory) -> None:
     assert "weights/model.pt: ambiguous archive: member 'archive/DATA.PKL' and " in result.message
 
 
+def test_cs105_allow_unsafe_does_not_waive_an_ambiguous_archive(make_repo: RepoFactory) -> None:
+    # A reviewer who read the archive with zipfile may not have seen what torch loads.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        archive.writestr("archive/Data.pkl", EVIL_PICKLE)
+    root = make_repo(
+        weights_manifest("  - path: weights/model.pt\n    allow-unsafe: true\n"),
+        {"weights/model.pt": buffer.getvalue()},
+    )
+    result = check(root, "CS105", "weights/model.pt")
+    assert result.outcome == "failed"
+    assert "ambiguous archive: member 'archive/Data.pkl' and 'archive/data.pkl'" in result.message
+
+
 def test_cs105_scans_every_pkl_member_of_a_torch_zip(make_repo: RepoFactory) -> None:
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
