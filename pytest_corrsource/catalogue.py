@@ -72,7 +72,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS103",
         "weights",
         "header",
-        "the header is valid for its format (by magic bytes)",
+        "a file whose name or `format:` claims a format parses as it; only one claiming nothing "
+        "is opaque; an empty file fails",
         "open-weights",
         "weights a reader refuses cannot be run or modified",
         "re-export the weights with the format's reference writer (e.g. safetensors.save_file)",
@@ -90,7 +91,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS105",
         "weights",
         "safe-to-load",
-        "pickle-based files reference only allow-listed globals (scanned, never loaded)",
+        "nothing pickle/numpy/torch loaders would unpickle (offset 0 of any file, every archive "
+        "member) imports a global off the allow-list; torch and zipfile read archives alike",
         "open-weights",
         "loading a pickle runs code: weights must not carry programs",
         "convert the weights to safetensors; or, after review, set `allow-unsafe: true`",
@@ -326,8 +328,10 @@ WHY: dict[str, str] = {
     "CS104": "A digest lets every user verify that they run the weights that were released, and "
     "lets a CI run notice when the file changed.",
     "CS105": "Loading a pickle executes code chosen by whoever wrote the file. Weights must be "
-    "data: pickle files are disassembled here, never loaded, and any global outside an "
-    "allow-list modelled on PyTorch's weights_only loader fails.",
+    "data: whatever a loader would unpickle (a stream at offset 0 of any file, whatever it "
+    "looks like; every .pkl or pickle member of an archive; object arrays) is disassembled "
+    "here, never loaded, and any global outside an allow-list modelled on PyTorch's "
+    "weights_only loader fails, as does an archive torch and zipfile could read differently.",
     "CS201": "GPLv3 §1: Corresponding Source includes the scripts used to control installing and "
     "running the work; a user must be able to build a working environment from nothing.",
     "CS202": "GPLv3 §6 asks for Installation Information sufficient to install and run the work. "

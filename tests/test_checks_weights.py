@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import pickle
+import struct
+import tarfile
+import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import MINIMAL_MANIFEST, RepoFactory, sha256, write_weights
 from safetensors.numpy import save_file
 
@@ -199,7 +204,8 @@ def test_cs103_fails_for_truncated_safetensors(make_repo: RepoFactory) -> None:
     path.write_bytes(path.read_bytes()[:-10])
     result = check(root, "CS103", "weights/model.safetensors")
     assert result.outcome == "failed"
-    assert "found: weights/model.safetensors: invalid safetensors:" in result.message
+    claim = "is named `.safetensors` but does not parse as safetensors:"
+    assert f"found: weights/model.safetensors {claim}" in result.message
 
 
 def test_cs103_fails_when_the_declared_format_is_not_the_content(make_repo: RepoFactory) -> None:
@@ -212,15 +218,128 @@ def test_cs103_fails_when_the_declared_format_is_not_the_content(make_repo: Repo
     )
 
 
-def test_cs103_passes_an_unknown_format_as_opaque_with_a_warning(make_repo: RepoFactory) -> None:
-    noise = np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+NOISE = np.random.default_rng(7).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+
+
+def cs103(make_repo: RepoFactory, name: str, content: bytes, fmt: str = "") -> CheckResult:
+    declared = f"    format: {fmt}\n" if fmt else ""
     root = make_repo(
-        weights_manifest("  - path: weights/model.bin\n"), {"weights/model.bin": noise}
+        weights_manifest(f"  - path: weights/{name}\n{declared}"), {f"weights/{name}": content}
     )
-    result = check(root, "CS103", "weights/model.bin")
+    return check(root, "CS103", f"weights/{name}")
+
+
+def test_cs103_passes_a_file_that_claims_nothing_as_opaque_with_a_warning(
+    make_repo: RepoFactory,
+) -> None:
+    result = cs103(make_repo, "model.dat", NOISE)
     assert result.outcome == "passed"
     assert result.message.startswith("opaque")
     assert any("unverified" in w for w in result.warnings), result.warnings
+
+
+def test_cs103_passes_a_raw_bin_layout_with_a_warning(make_repo: RepoFactory) -> None:
+    result = cs103(make_repo, "model.bin", NOISE)
+    assert result.outcome == "passed"
+    assert result.message == "raw `.bin` layout (neither a pickle nor a zip), 0 tensors"
+    assert "taken as a raw tensor layout (e.g. llama2.c)" in result.warnings[0]
+
+
+@pytest.mark.parametrize("name", ["model.bin", "model.dat", "model.safetensors", "m.pt"])
+def test_cs103_fails_an_empty_file(make_repo: RepoFactory, name: str) -> None:
+    result = cs103(make_repo, name, b"")
+    assert result.outcome == "failed"
+    assert f"found: weights/{name} is empty" in result.message
+
+
+@pytest.mark.parametrize(
+    ("content", "error"),
+    [
+        (b"\x08\x00\x00\x00{}", "header too small: the file has 6 bytes"),
+        (struct.pack("<Q", 0) + b"{}", "header is not valid JSON"),
+        (struct.pack("<Q", 2**63) + b"{}", "exceeds the limit of 100000000 bytes"),
+        (struct.pack("<Q", 7) + b"[1,2,3]", "header is a list, not a JSON object"),
+        (struct.pack("<Q", 10_000) + b'{"a":1}', "header length 10000 exceeds the file (15 bytes)"),
+    ],
+    ids=["7-bytes", "length-0", "length-2^63", "json-array", "length-past-eof"],
+)
+def test_cs103_fails_a_safetensors_file_that_does_not_parse(
+    make_repo: RepoFactory, content: bytes, error: str
+) -> None:
+    result = cs103(make_repo, "model.safetensors", content)
+    assert result.outcome == "failed", result.message
+    assert (
+        "weights/model.safetensors is named `.safetensors` but does not parse as safetensors: "
+        in (result.message)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "claimant"),
+    [
+        ("model.gguf", "", "named `.gguf`"),
+        ("model.npy", "", "named `.npy`"),
+        ("model.npz", "", "named `.npz`"),
+        ("model.dat", "gguf", "declared `format: gguf`"),
+    ],
+)
+def test_cs103_fails_noise_that_claims_a_format(
+    make_repo: RepoFactory, name: str, fmt: str, claimant: str
+) -> None:
+    result = cs103(make_repo, name, NOISE, fmt)
+    assert result.outcome == "failed"
+    assert f"weights/{name} is {claimant} but does not parse as " in result.message
+    assert "(its bytes look like: opaque)" in result.message
+
+
+@pytest.mark.parametrize("name", ["model.pt", "model.pth", "model.ckpt", "model.pkl"])
+def test_cs103_fails_a_torch_name_that_is_not_a_pickle_or_zip(
+    make_repo: RepoFactory, name: str
+) -> None:
+    result = cs103(make_repo, name, NOISE)
+    assert result.outcome == "failed"
+    suffix = name.rsplit(".", 1)[1]
+    assert f"weights/{name} is named `.{suffix}` but its content is opaque" in result.message
+
+
+def test_cs103_passes_a_legacy_torch_tar_checkpoint(make_repo: RepoFactory) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:") as archive:
+        for name in ("storages", "tensors", "pickle"):
+            data = pickle.dumps(0, protocol=2)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    result = cs103(make_repo, "old.pt", buffer.getvalue())
+    assert result.outcome == "passed", result.message
+    assert result.message == "pickle, 0 tensors"
+
+
+def test_cs103_fails_a_bin_that_starts_a_pickle_but_does_not_parse(make_repo: RepoFactory) -> None:
+    result = cs103(make_repo, "model.bin", pickle.dumps({"a": list(range(100))}, protocol=2)[:-9])
+    assert result.outcome == "failed"
+    assert "weights/model.bin: invalid pickle: end of data at byte" in result.message
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt"),
+    [
+        ("torch_state_dict.pt", "torch-zip"),
+        ("torch_legacy.pt", "pickle"),
+        ("torch_checkpoint.pt", "torch-zip"),
+    ],
+)
+def test_cs103_and_cs105_pass_real_torch_checkpoints(
+    make_repo: RepoFactory, name: str, fmt: str
+) -> None:
+    content = (Path(__file__).parent / "fixtures" / name).read_bytes()
+    root = make_repo(weights_manifest(f"  - path: weights/{name}\n"), {f"weights/{name}": content})
+    header = check(root, "CS103", f"weights/{name}")
+    assert header.outcome == "passed", header.message
+    assert header.message == f"{fmt}, 0 tensors"
+    safety = check(root, "CS105", f"weights/{name}")
+    assert safety.outcome == "passed", safety.message
+    assert safety.message == f"pickle-based ({fmt}) with only allow-listed globals"
 
 
 def test_cs103_fails_for_an_npz_with_an_object_array(make_repo: RepoFactory) -> None:
@@ -231,11 +350,24 @@ def test_cs103_fails_for_an_npz_with_an_object_array(make_repo: RepoFactory) -> 
     )
     result = check(root, "CS103", "weights/model.npz")
     assert result.outcome == "failed"
-    assert "found: weights/model.npz: invalid npz: member `bad.npy`: object dtype" in result.message
-    # The same file is unsafe to load: an object array is a pickle.
-    unsafe = check(root, "CS105", "weights/model.npz")
-    assert unsafe.outcome == "failed"
-    assert "object dtype" in unsafe.message
+    claim = "is named `.npz` but does not parse as npz: member `bad.npy`: object dtype"
+    assert f"found: weights/model.npz {claim}" in result.message
+    # For CS105 an object array is a pickle like any other: this one imports nothing, so it
+    # passes with the pickle warning (numpy.load(allow_pickle=True) runs no code for it) ...
+    scanned = check(root, "CS105", "weights/model.npz")
+    assert scanned.outcome == "passed", scanned.message
+    assert scanned.message == "pickle-based (npz) with only allow-listed globals"
+
+
+def test_cs105_fails_an_npz_object_array_that_imports_a_global(make_repo: RepoFactory) -> None:
+    buffer = io.BytesIO()
+    np.savez(buffer, bad=np.array([os.system, None], dtype=object))
+    root = make_repo(
+        weights_manifest("  - path: weights/model.npz\n"), {"weights/model.npz": buffer.getvalue()}
+    )
+    result = check(root, "CS105", "weights/model.npz")
+    assert result.outcome == "failed"
+    assert "globals outside the allow-list: posix.system" in result.message
 
 
 def test_cs103_checks_a_sharded_index(make_repo: RepoFactory) -> None:
@@ -310,7 +442,7 @@ def test_cs105_passes_safetensors(make_repo: RepoFactory) -> None:
     root = make_repo(MINIMAL_MANIFEST)
     result = check(root, "CS105", "weights/model.safetensors")
     assert result.outcome == "passed"
-    assert result.message == "safetensors files carry no code"
+    assert result.message == "safetensors, no pickle anywhere: cannot carry code"
 
 
 def test_cs105_fails_a_pickle_that_runs_os_system(make_repo: RepoFactory) -> None:
@@ -325,6 +457,115 @@ def test_cs105_fails_a_pickle_that_runs_os_system(make_repo: RepoFactory) -> Non
     assert "allow-unsafe: true" in result.message
     # Scanning is all that happened: the file is untouched.
     assert (root / "weights" / "model.bin").read_bytes() == EVIL_PICKLE
+
+
+def cs105(make_repo: RepoFactory, name: str, content: bytes) -> CheckResult:
+    root = make_repo(weights_manifest(f"  - path: weights/{name}\n"), {f"weights/{name}": content})
+    return check(root, "CS105", f"weights/{name}")
+
+
+def test_cs105_scans_a_pickle_sniffed_as_opaque(make_repo: RepoFactory) -> None:
+    # FRAME first (a protocol-4 pickle without its PROTO opcode): pickle.load runs it.
+    body = b"\x95" + struct.pack("<Q", len(EVIL_PICKLE)) + EVIL_PICKLE
+    result = cs105(make_repo, "model.dat", body)
+    assert result.outcome == "failed"
+    assert "would run code when loaded: globals outside the allow-list: os.system" in (
+        result.message
+    )
+
+
+def test_cs105_scans_a_file_with_the_gguf_magic(make_repo: RepoFactory) -> None:
+    # BINFLOAT swallows "GUF" and 5 more bytes; the payload follows.
+    result = cs105(make_repo, "model.gguf", b"GGUF\x03\x00\x00\x00\x00" + EVIL_PICKLE)
+    assert result.outcome == "failed"
+    assert "globals outside the allow-list: os.system" in result.message
+
+
+def test_cs105_does_not_call_a_broken_gguf_code_free(make_repo: RepoFactory) -> None:
+    # GGUF magic, then nothing parseable: no loader would unpickle it (the offset-0 stream
+    # stops at once), so CS105 passes, but never as "gguf, cannot carry code": it warns, and
+    # the failure is CS103's.
+    result = cs105(make_repo, "model.gguf", b"GGUF\x03\x00\x00\x00\x05")
+    assert result.outcome == "passed"
+    assert result.message == "no pickle stream at offset 0 and no container holding one"
+    assert result.warnings[0].startswith(
+        "weights/model.gguf starts like gguf but does not parse as gguf ("
+    )
+
+
+def test_cs105_fails_an_ambiguous_archive(make_repo: RepoFactory) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        archive.writestr("archive/DATA.PKL", pickle.dumps({}, protocol=2))
+    result = cs105(make_repo, "model.pt", buffer.getvalue())
+    assert result.outcome == "failed"
+    assert "weights/model.pt: ambiguous archive: member 'archive/DATA.PKL' and " in result.message
+
+
+def test_cs105_allow_unsafe_does_not_waive_an_ambiguous_archive(make_repo: RepoFactory) -> None:
+    # A reviewer who read the archive with zipfile may not have seen what torch loads.
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        archive.writestr("archive/Data.pkl", EVIL_PICKLE)
+    root = make_repo(
+        weights_manifest("  - path: weights/model.pt\n    allow-unsafe: true\n"),
+        {"weights/model.pt": buffer.getvalue()},
+    )
+    result = check(root, "CS105", "weights/model.pt")
+    assert result.outcome == "failed"
+    assert "ambiguous archive: member 'archive/Data.pkl' and 'archive/data.pkl'" in result.message
+
+
+def test_cs105_scans_every_pkl_member_of_a_torch_zip(make_repo: RepoFactory) -> None:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("archive/data.pkl", pickle.dumps({}, protocol=2))
+        archive.writestr("archive/data/extra.PKL", EVIL_PICKLE)
+    result = cs105(make_repo, "model.pt", buffer.getvalue())
+    assert result.outcome == "failed"
+    assert "globals outside the allow-list: os.system" in result.message
+
+
+def test_cs105_refuses_the_legacy_torch_tar_format(make_repo: RepoFactory) -> None:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:") as archive:
+        for name in ("storages", "tensors", "pickle"):
+            info = tarfile.TarInfo(name)
+            data = pickle.dumps(0, protocol=2)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    result = cs105(make_repo, "model.pt", buffer.getvalue())
+    assert result.outcome == "failed"
+    assert "legacy PyTorch tar checkpoint" in result.message
+    assert "torch itself refuses to load this format with weights_only=True" in result.message
+
+
+def test_cs105_passes_an_unknown_format_with_a_warning(make_repo: RepoFactory) -> None:
+    result = cs105(make_repo, "model.dat", bytes(range(256)) * 4)
+    assert result.outcome == "passed"
+    assert result.message == "no pickle stream at offset 0 and no container holding one"
+    assert "unknown format (opaque)" in result.warnings[0]
+
+
+def test_cs105_a_file_named_as_a_pickle_must_parse_as_one(make_repo: RepoFactory) -> None:
+    result = cs105(make_repo, "model.pkl", b"\x80\x02K\x01\xff.")
+    assert result.outcome == "failed"
+    assert "unparsable: opcode 0xff at byte 4: unknown opcode" in result.message
+
+
+def test_cs105_checks_every_shard_of_an_index(make_repo: RepoFactory) -> None:
+    root = make_repo(weights_manifest(f"  - path: {INDEX}\n"))
+    sharded(root)
+    first = root / "weights" / "model-00001-of-00002.safetensors"
+    passed = check(root, "CS105", INDEX)
+    assert passed.outcome == "passed", passed.message
+    first.write_bytes(EVIL_PICKLE)
+    failed = check(root, "CS105", INDEX)
+    assert failed.outcome == "failed"
+    assert "weights/model-00001-of-00002.safetensors" in failed.message
+    assert "os.system" in failed.message
 
 
 def test_cs105_allow_unsafe_passes_with_a_warning(make_repo: RepoFactory) -> None:

@@ -170,3 +170,23 @@ def test_truncated_inside_the_header_is_safetensors_and_invalid(tmp_path: Path) 
     assert detect_format(path) == "safetensors"
     with pytest.raises(FormatError, match="header length"):
         read_weights_header(path, tmp_path)
+
+
+def test_legacy_torch_tar_is_pickle_based(tmp_path: Path) -> None:
+    import io
+    import pickle
+    import tarfile
+
+    path = tmp_path / "old.pt"
+    with tarfile.open(path, mode="w:") as archive:
+        for name in ("storages", "tensors", "pickle"):
+            data = pickle.dumps(0, protocol=2)
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    assert detect_format(path) == "pickle"
+    other = tmp_path / "other.tar"
+    with tarfile.open(other, mode="w:") as archive:
+        info = tarfile.TarInfo("readme")
+        archive.addfile(info, io.BytesIO(b""))
+    assert detect_format(other) == "opaque"

@@ -17,7 +17,12 @@ from pytest_corrsource.formats import FormatError, WeightsHeader
 from pytest_corrsource.formats.detect import detect_format, read_weights_header
 from pytest_corrsource.formats.gguf import read_gguf_header
 from pytest_corrsource.formats.npy import read_npy_header, read_npz_header
-from pytest_corrsource.formats.pickle_scan import PickleScan, looks_like_pickle, scan_pickle_file
+from pytest_corrsource.formats.pickle_scan import (
+    PickleScan,
+    looks_like_pickle,
+    scan_pickle_file,
+    scan_weights_file,
+)
 from pytest_corrsource.formats.pointers import detect_pointer
 from pytest_corrsource.formats.safetensors import read_safetensors_header
 from pytest_corrsource.formats.shards import read_safetensors_index
@@ -132,6 +137,15 @@ def test_pickle_scan_never_raises(body: bytes) -> None:
             assert isinstance(scan, PickleScan)
             if scan.safe:
                 assert scan.errors == ()
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.booleans())
+def test_weights_scan_never_raises(body: bytes, claims_pickle: bool) -> None:
+    for prefix in (b"", b"GGUF", b"\x93NUMPY\x01\x00", b"PK\x03\x04", b"\x95", b"T"):
+        with temp_file(prefix + body) as (path, _):
+            scan = scan_weights_file(path, claims_pickle=claims_pickle)
+            assert isinstance(scan, PickleScan)
 
 
 @settings(max_examples=200, deadline=None)

@@ -219,7 +219,27 @@ CASES = [
     (
         "too-many-dims",
         gguf([ARCH], [tinfo("a", [1] * 9, T_F32, 0)], bytes(32)),
-        "tensor `a`: 9 dimensions (at most 8).",
+        "tensor `a`: 9 dimensions (at most 4).",
+    ),
+    (
+        "five-dims",  # llama.cpp's GGML_MAX_DIMS is 4
+        gguf([ARCH], [tinfo("a", [1] * 5, T_F32, 0)], bytes(32)),
+        "tensor `a`: 5 dimensions (at most 4).",
+    ),
+    (
+        "name-of-64-bytes",  # GGML_MAX_NAME is 64 including the NUL
+        gguf([ARCH], [tinfo("n" * 64, [8], T_F32, 0)], bytes(32)),
+        "is 64 bytes; ggml requires fewer than 64.",
+    ),
+    (
+        "out-of-order",
+        gguf([ARCH], [tinfo("a", [8], T_F32, 32), tinfo("b", [8], T_F32, 0)], bytes(64)),
+        "tensor `a`: data offset 32, expected 0 (tensors must be contiguous, in file order",
+    ),
+    (
+        "gap",
+        gguf([ARCH], [tinfo("a", [8], T_F32, 0), tinfo("b", [8], T_F32, 64)], bytes(96)),
+        "tensor `b`: data offset 64, expected 32",
     ),
     (
         "dim-over-int64",
@@ -254,7 +274,8 @@ CASES = [
     (
         "overlap",
         gguf([ARCH], [tinfo("a", [16], T_F32, 0), tinfo("b", [8], T_F32, 32)], bytes(96)),
-        "tensor `b`: data at offset 32 overlaps tensor `a` ending at offset 64.",
+        "tensor `b`: data offset 32, expected 64 (tensors must be contiguous, in file order, "
+        "each padded to 32 bytes).",
     ),
     (
         "tensor-name-not-utf8",
@@ -287,3 +308,15 @@ def test_many_strings_are_fast(tmp_path: Path) -> None:
     tokens = array(STRING, count, gstr("tok") * count)
     content = gguf([ARCH, kv_raw("tokenizer.ggml.tokens", ARRAY, tokens)], VALID_INFOS, VALID_DATA)
     assert len(read_gguf_header(write(tmp_path, content)).tensors) == 2
+
+
+@pytest.mark.parametrize(
+    ("type_id", "name", "block", "size"), [(40, "NVFP4", 64, 36), (41, "Q1_0", 128, 18)]
+)
+def test_types_known_to_current_gguf_are_accepted(
+    tmp_path: Path, type_id: int, name: str, block: int, size: int
+) -> None:
+    path = tmp_path / "m.gguf"
+    path.write_bytes(gguf([ARCH], [tinfo("a", [block * 2], type_id, 0)], bytes(2 * size)))
+    (tensor,) = read_gguf_header(path).tensors
+    assert (tensor.dtype, tensor.shape, tensor.nbytes) == (name, (block * 2,), 2 * size)

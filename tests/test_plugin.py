@@ -822,11 +822,11 @@ def test_corrupt_weights_fail_precisely(
     size = len(real) - 10
     result.stdout.fnmatch_lines_random(
         [
-            "*found: weights/truncated.safetensors: invalid safetensors: file truncated: "
-            f"tensors end at byte {len(real)} but the file has only {size} bytes (10 bytes "
-            "missing).",
-            "*found: weights/random.bin is declared `format: safetensors` but its content is "
-            "opaque*",
+            "*found: weights/truncated.safetensors is named `.safetensors` but does not parse "
+            f"as safetensors: file truncated: tensors end at byte {len(real)} but the file has "
+            f"only {size} bytes (10 bytes missing). (its bytes look like: safetensors)",
+            "*found: weights/random.bin is declared `format: safetensors` but does not parse "
+            "as safetensors: * (its bytes look like: opaque)",
             "*found: weights/evil.pkl (pickle) would run code when loaded: globals outside the "
             "allow-list: posix.system",
         ],

@@ -98,36 +98,115 @@ def check_not_a_pointer(ctx: CheckContext) -> Finding:
     return Finding()
 
 
-def check_header(ctx: CheckContext) -> Finding:
-    """CS103."""
+#: What a file's name claims it is: the detected formats that honour the claim.
+_CLAIMS_BY_SUFFIX: dict[str, tuple[str, ...]] = {
+    ".safetensors": ("safetensors",),
+    ".gguf": ("gguf",),
+    ".npy": ("npy",),
+    ".npz": ("npz",),
+    ".pt": ("torch-zip", "pickle"),
+    ".pth": ("torch-zip", "pickle"),
+    ".ckpt": ("torch-zip", "pickle"),
+    ".pkl": ("pickle", "torch-zip"),
+    ".pickle": ("pickle", "torch-zip"),
+    # `.bin` is both torch's pickle name and the name of raw layouts (llama2.c, GPT-2 .bin):
+    # it claims "torch/pickle or raw", so an opaque `.bin` passes as raw (with a warning),
+    # but one that starts like a pickle or a zip must parse as one.
+    ".bin": ("torch-zip", "pickle", "opaque"),
+}
+_READERS = ("safetensors", "gguf", "npy", "npz")
+
+
+def _claim(entry: WeightsEntry, path: Path) -> tuple[tuple[str, ...], str]:
+    """(formats that would honour the claim, who claims it); () if nothing is claimed."""
+    if entry.format:
+        return (entry.format,), f"declared `format: {entry.format}`"
+    suffix = path.suffix.lower()
+    if suffix in _CLAIMS_BY_SUFFIX:
+        return _CLAIMS_BY_SUFFIX[suffix], f"named `{suffix}`"
+    return (), ""
+
+
+def _validate_pickle(path: Path, fmt: str) -> None:
+    """A pickle-based file must parse as the loaders read it (never unpickled here)."""
     from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.pickle_scan import scan_weights_file
+
+    scan = scan_weights_file(path, claims_pickle=True)
+    if scan.errors:
+        raise FormatError(f"{'; '.join(scan.errors)}.")
+    if fmt == "torch-zip" and not any(m.lower().endswith(".pkl") for m in scan.members):
+        raise FormatError("the archive holds no pickle member (`data.pkl`).")
+
+
+def check_header(ctx: CheckContext) -> Finding:
+    """CS103: a file that claims a format (by its name or `format:`) parses as that format;
+    only a file that claims nothing may be reported as opaque; an empty file always fails."""
+    from pytest_corrsource.formats import FormatError, WeightsHeader
     from pytest_corrsource.formats.detect import detect_format, read_weights_header
+    from pytest_corrsource.formats.gguf import read_gguf_header
+    from pytest_corrsource.formats.npy import read_npy_header, read_npz_header
     from pytest_corrsource.formats.pointers import detect_pointer
+    from pytest_corrsource.formats.safetensors import read_safetensors_header
 
     entry = _entry(ctx)
     path = ctx.root / entry.path
     _require_present(ctx, path)
     if detect_pointer(path, ctx.root) is not None:
         raise CheckFailed(f"{entry.path} is a pointer file, not weights (see CS102)")
+    readers = {
+        "safetensors": read_safetensors_header,
+        "gguf": read_gguf_header,
+        "npy": read_npy_header,
+        "npz": read_npz_header,
+    }
     detected = "weights file"  # what to call it if even sniffing the bytes fails
     try:
+        if path.stat().st_size == 0:
+            raise CheckFailed(f"{entry.path} is empty", fix="replace it with the real weights")
         detected = detect_format(path)
-        if entry.format and entry.format != detected:
+        accepted, claimant = _claim(entry, path)
+        if _is_index(path, entry):
+            accepted, claimant = ("safetensors-index",), claimant or "named `.index.json`"
+        wanted = accepted[0] if accepted else ""
+        if wanted in _READERS:
+            # The claimed format's own reader says precisely what is wrong, whatever the
+            # bytes were sniffed as.
+            try:
+                header: WeightsHeader = readers[wanted](path)
+            except FormatError as exc:
+                raise CheckFailed(
+                    f"{entry.path} is {claimant} but does not parse as {wanted}: {exc} "
+                    f"(its bytes look like: {detected})",
+                    fix=f"replace it with a valid {wanted} file or correct its name/`format:`",
+                ) from None
+        elif accepted and detected not in accepted:
             raise CheckFailed(
-                f"{entry.path} is declared `format: {entry.format}` but its content is "
-                f"{detected} (detected from its bytes, not its name)",
-                fix="correct `format:` or replace the file with one in the declared format",
+                f"{entry.path} is {claimant} but its content is {detected} "
+                "(detected from its bytes, not its name)",
+                fix="correct `format:` or the name, or replace the file with one in the "
+                "claimed format",
             )
-        header = read_weights_header(path, ctx.root)
+        else:
+            header = read_weights_header(path, ctx.root)
+        if detected in ("pickle", "torch-zip"):
+            _validate_pickle(path, detected)
     except FormatError as exc:
         raise CheckFailed(f"{entry.path}: invalid {detected}: {exc}") from None
     except OSError as exc:
         raise CheckFailed(f"{entry.path}: cannot be read: {exc.strerror}") from None
     count = len(header.tensors)
     summary = f"{header.format}, {count} tensor{'s' if count != 1 else ''}"
+    warnings = list(header.warnings)
+    if header.format == "opaque" and path.suffix.lower() == ".bin":
+        summary = "raw `.bin` layout (neither a pickle nor a zip), 0 tensors"
+        warnings = [
+            f"{entry.path} is neither a torch pickle nor a zip: taken as a raw tensor layout "
+            "(e.g. llama2.c), whose structure is unverified"
+        ]
     return Finding(
         message=summary,
-        warnings=list(header.warnings),
+        warnings=warnings,
         data={"format": header.format, "tensors": count},
     )
 
@@ -194,50 +273,93 @@ def check_hash(ctx: CheckContext) -> Finding:
     return Finding(data={"sha256": actual.get(path, "")})
 
 
-def check_safe_to_load(ctx: CheckContext) -> Finding:
-    """CS105."""
-    from pytest_corrsource.formats import FormatError
-    from pytest_corrsource.formats.detect import detect_format
-    from pytest_corrsource.formats.npy import read_npy_header, read_npz_header
-    from pytest_corrsource.formats.pickle_scan import scan_pickle_file
+#: Formats that cannot carry code, provided the file really parses as one.
+_CODE_FREE = ("safetensors", "gguf", "npy", "npz")
+#: Name suffixes that say "a loader will unpickle this": a parse failure there is an error.
+#: (`.bin` is not one: it also names raw layouts, see _CLAIMS_BY_SUFFIX.)
+_PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".pkl", ".pickle")
 
+
+def _safety_of(ctx: CheckContext, entry: WeightsEntry, path: Path) -> tuple[str, list[str]]:
+    """(summary, warnings) for one file; raises CheckFailed if a loader could run its code."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.detect import detect_format, read_weights_header
+    from pytest_corrsource.formats.pickle_scan import scan_weights_file
+
+    rel = _rel(ctx, path)
+    try:
+        fmt = detect_format(path)
+    except FormatError as exc:
+        raise CheckFailed(f"{rel}: {exc}") from None
+    claims_pickle = fmt in ("pickle", "torch-zip") or (
+        fmt == "opaque" and path.name.lower().endswith(_PICKLE_SUFFIXES)
+    )
+    # Every file, whatever it was sniffed as: a polyglot can be valid safetensors and a
+    # pickle that pickle.load/torch.load execute.
+    scan = scan_weights_file(path, claims_pickle=claims_pickle)
+    recommend = "convert it to safetensors, which cannot carry code"
+    if scan.ambiguities:
+        raise CheckFailed(
+            f"{rel}: ambiguous archive: {'; '.join(scan.ambiguities)}",
+            fix="re-save it with torch.save (or numpy.savez); torch's zip reader and "
+            "Python's zipfile must see the same members",
+        )
+    if not scan.safe:
+        problems = (
+            [f"globals outside the allow-list: {', '.join(scan.unsafe)}"] if scan.unsafe else []
+        )
+        problems += list(scan.unscannable)
+        problems += [f"unparsable: {e}" for e in scan.errors]
+        found = f"{rel} ({fmt}) would run code when loaded: {'; '.join(problems)}"
+        if entry.allow_unsafe:
+            return "allowed by `allow-unsafe: true`", [found]
+        raise CheckFailed(
+            found, fix=f"{recommend}; a reviewed file may be accepted with `allow-unsafe: true`"
+        )
+    if scan.pickled:
+        return f"pickle-based ({fmt}) with only allow-listed globals", [
+            f"{rel} is pickle-based: {recommend}"
+        ]
+    if fmt in _CODE_FREE:
+        try:
+            read_weights_header(path, ctx.root)
+        except (FormatError, OSError) as exc:
+            # Only looks like a code-free format: "carries no code" cannot be claimed for it.
+            # Every loader in scope was considered above and none would unpickle anything,
+            # so this is CS103's failure (not repeated here), and a warning.
+            return "no pickle stream at offset 0 and no container holding one", [
+                f"{rel} starts like {fmt} but does not parse as {fmt} ({exc}); no loader "
+                "among pickle.load, numpy.load and torch.load would unpickle it"
+            ]
+        return f"{fmt}, no pickle anywhere: cannot carry code", []
+    return "no pickle stream at offset 0 and no container holding one", [
+        f"{rel}: unknown format ({fmt}); no loader among pickle.load, numpy.load and "
+        "torch.load would unpickle it, but other loaders were not considered"
+    ]
+
+
+def check_safe_to_load(ctx: CheckContext) -> Finding:
+    """CS105: nothing pickle.load, numpy.load(allow_pickle=True) or
+    torch.load(weights_only=False) would unpickle from the file imports a global outside the
+    allow-list, and torch and zipfile read any archive identically."""
     entry = _entry(ctx)
     path = ctx.root / entry.path
     _require_present(ctx, path)
+    files = [path]
+    if _is_index(path, entry):
+        files += _shards(ctx, path)
+    summaries: list[str] = []
+    warnings: list[str] = []
     try:
-        fmt = detect_format(path)
-        if fmt in ("pickle", "torch-zip"):
-            scan = scan_pickle_file(path)
-        elif fmt in ("npy", "npz"):
-            # An object array is a pickle inside; the header reader refuses it.
-            (read_npy_header if fmt == "npy" else read_npz_header)(path)
-            return Finding(message=f"{fmt} without object arrays cannot carry code")
-        elif fmt == "opaque":
-            return Finding(
-                message="not pickle-based by its bytes",
-                warnings=[f"{entry.path}: unknown format; whether it can carry code is unverified"],
-            )
-        else:
-            return Finding(message=f"{fmt} files carry no code")
-    except FormatError as exc:
-        raise CheckFailed(f"{entry.path}: {exc}") from None
+        for file in files:
+            _require_present(ctx, file)
+            summary, found = _safety_of(ctx, entry, file)
+            summaries.append(summary)
+            warnings += found
     except OSError as exc:
         raise CheckFailed(f"{entry.path}: cannot be read: {exc.strerror}") from None
-    recommend = "convert it to safetensors, which cannot carry code"
-    if scan.safe:
-        return Finding(
-            message=f"pickle-based ({fmt}) with only allow-listed globals",
-            warnings=[f"{entry.path} is pickle-based: {recommend}"],
-        )
-    problems = [f"globals outside the allow-list: {', '.join(scan.unsafe)}"] if scan.unsafe else []
-    problems += [f"unparsable: {e}" for e in scan.errors]
-    found = f"{entry.path} ({fmt}) would run code when loaded: {'; '.join(problems)}"
-    if entry.allow_unsafe:
-        return Finding(message="allowed by `allow-unsafe: true`", warnings=[found])
-    raise CheckFailed(
-        found,
-        fix=f"{recommend}; a reviewed file may be accepted with `allow-unsafe: true`",
-    )
+    message = summaries[0] if len(set(summaries)) == 1 else "; ".join(sorted(set(summaries)))
+    return Finding(message=message, warnings=warnings)
 
 
 CHECKS: dict[str, CheckFunction] = {

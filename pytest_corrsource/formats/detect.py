@@ -10,8 +10,8 @@ from pathlib import Path
 from . import FormatError, WeightsHeader
 from .gguf import read_gguf_header
 from .npy import NPY_MAGIC, read_npy_header, read_npz_header
-from .pickle_scan import looks_like_pickle
-from .safetensors import read_safetensors_header
+from .pickle_scan import is_legacy_torch_tar, looks_like_pickle
+from .safetensors import SAFETENSORS_MAX_HEADER, read_safetensors_header
 from .shards import read_safetensors_index, verify_sharded_checkpoint
 
 __all__ = ["FORMATS", "detect_format", "read_weights_header"]
@@ -39,7 +39,7 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     (length,) = struct.unpack("<Q", head[:8])
     # A header length beyond the file still marks a safetensors file (a truncated one): the
     # reader then fails it precisely instead of it passing as "opaque".
-    if length < 2 or length > 100_000_000:
+    if length < 2 or length > SAFETENSORS_MAX_HEADER:
         return False
     body = head[8 : 8 + length].lstrip(_JSON_WHITESPACE)
     # Only the bytes inside the window are checked; a header padded with more leading
@@ -53,7 +53,8 @@ def _zip_kind(path: Path) -> str:
             names = archive.namelist()
     except Exception:  # a corrupt archive is not any known weights format
         return "opaque"
-    if any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+    # torch finds `data.pkl` case-insensitively (miniz), so any case marks a torch zip
+    if any(name.lower() == "data.pkl" or name.lower().endswith("/data.pkl") for name in names):
         return "torch-zip"
     if names and all(name.endswith(".npy") for name in names):
         return "npz"
@@ -91,6 +92,8 @@ def detect_format(path: Path) -> str:
         return "safetensors-index"
     if looks_like_pickle(head):
         return "pickle"
+    if is_legacy_torch_tar(path):
+        return "pickle"  # torch's pre-0.4 tar checkpoint: pickles inside a tar
     return "opaque"
 
 

@@ -52,6 +52,8 @@ GGML_TYPES: dict[int, tuple[str, int, int]] = {
     34: ("TQ1_0", 256, 54),
     35: ("TQ2_0", 256, 66),
     39: ("MXFP4", 32, 17),
+    40: ("NVFP4", 64, 36),
+    41: ("Q1_0", 128, 18),
 }
 
 # kv value types: id -> (name, fixed size in bytes or 0 for variable)
@@ -71,7 +73,8 @@ _SCALARS: dict[int, tuple[str, str]] = {
 }
 _MAX_KEY_BYTES = 65535
 _MAX_NAME_BYTES = 65535
-_MAX_DIMS = 8
+_MAX_DIMS = 4  # ggml's GGML_MAX_DIMS
+_MAX_TENSOR_NAME = 64  # ggml's GGML_MAX_NAME: a name must be shorter (it keeps a NUL)
 _MAX_ARRAY_DEPTH = 8
 _MAX_METADATA_VALUE = 4096
 _MAX_METADATA_ENTRIES = 1024
@@ -249,6 +252,11 @@ def _read_header(handle: BinaryIO, size: int) -> WeightsHeader:
     for _ in range(tensor_count):
         name_at = cursor.pos
         name = cursor.text("tensor name", _MAX_NAME_BYTES)
+        if len(name.encode("utf-8")) >= _MAX_TENSOR_NAME:
+            raise FormatError(
+                f"tensor name at byte {name_at} is {len(name.encode('utf-8'))} bytes; ggml "
+                f"requires fewer than {_MAX_TENSOR_NAME}."
+            )
         if name in seen_names:
             raise FormatError(f"duplicate tensor name `{name}` at byte {name_at}.")
         seen_names.add(name)
@@ -287,23 +295,23 @@ def _read_header(handle: BinaryIO, size: int) -> WeightsHeader:
         infos.append((TensorInfo(name=name, dtype=type_name, shape=dims, nbytes=nbytes), offset))
 
     data_start = -(-cursor.pos // alignment) * alignment
-    ordered = sorted(infos, key=lambda item: (item[1], item[0].nbytes, item[0].name))
-    previous_end = 0
-    previous_name = ""
-    for tensor, offset in ordered:
+    # ggml (gguf.cpp, gguf_init_from_file_impl) requires the tensors to lie in file order,
+    # contiguous, each padded to the alignment: offset i == sum of padded sizes before it.
+    # That one rule excludes gaps, overlap, aliasing and misalignment.
+    expected = 0
+    for tensor, offset in infos:
+        if offset != expected:
+            raise FormatError(
+                f"tensor `{tensor.name}`: data offset {offset}, expected {expected} (tensors "
+                f"must be contiguous, in file order, each padded to {alignment} bytes)."
+            )
         end = data_start + offset + tensor.nbytes
         if end > size:
             raise FormatError(
                 f"tensor `{tensor.name}`: data ends at byte {end} but the file has only "
                 f"{size} bytes."
             )
-        if offset < previous_end:
-            raise FormatError(
-                f"tensor `{tensor.name}`: data at offset {offset} overlaps tensor "
-                f"`{previous_name}` ending at offset {previous_end}."
-            )
-        if tensor.nbytes:
-            previous_end, previous_name = offset + tensor.nbytes, tensor.name
+        expected += -(-tensor.nbytes // alignment) * alignment
     return WeightsHeader(
         format="gguf",
         tensors=tuple(tensor for tensor, _ in infos),

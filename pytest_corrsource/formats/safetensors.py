@@ -18,7 +18,7 @@ from typing import Any
 
 from . import FormatError, TensorInfo, WeightsHeader
 
-__all__ = ["SAFETENSORS_DTYPE_BITS", "read_safetensors_header"]
+__all__ = ["SAFETENSORS_DTYPE_BITS", "SAFETENSORS_MAX_HEADER", "read_safetensors_header"]
 
 #: Bit size of every dtype the reference reader knows (case-sensitive names).
 SAFETENSORS_DTYPE_BITS: dict[str, int] = {
@@ -46,8 +46,8 @@ SAFETENSORS_DTYPE_BITS: dict[str, int] = {
     "U64": 64,
 }
 
-#: The reference reader's hard cap (``MAX_HEADER_SIZE``).
-_REFERENCE_MAX_HEADER = 100_000_000
+#: The header cap: the reference reader's ``MAX_HEADER_SIZE`` (the one place it is defined).
+SAFETENSORS_MAX_HEADER = 100_000_000
 _U64_MAX = 2**64 - 1
 _METADATA_KEY = "__metadata__"
 _MAX_DEPTH = 128  # serde_json fails on entering the 128th nested container
@@ -157,10 +157,17 @@ def _parse_tensor(name: str, info: object) -> tuple[TensorInfo, int, int]:
             raise FormatError(f"tensor `{name}`: missing field `{field_name}`.")
     if len(info) > 3:
         # Unknown fields are ignored by the reference reader, but its JSON parser still refuses
-        # deep nesting there. Known fields are validated flat below, so only these can nest.
+        # deep nesting and unpaired surrogate escapes there. Known fields are validated flat
+        # below, so only these can nest.
         for key, value in info.items():
-            if key not in _KNOWN_FIELDS and _too_deep(value, 3):
+            if key in _KNOWN_FIELDS:
+                continue
+            if _too_deep(value, 3):
                 raise FormatError(f"header is not valid JSON: nesting reaches {_MAX_DEPTH} levels.")
+            if _any_surrogate(key) or _any_surrogate(value):
+                raise FormatError(
+                    f"tensor `{name}`: field {key!r} contains an unpaired surrogate escape."
+                )
     dtype = info["dtype"]
     if not isinstance(dtype, str):
         raise FormatError(f"tensor `{name}`: dtype is {_type_name(dtype)}, not a string.")
@@ -227,6 +234,22 @@ def _parse_metadata(value: object) -> dict[str, str]:
     return metadata
 
 
+def _any_surrogate(value: object) -> bool:
+    """Whether any string (key or value) inside ``value`` holds an unpaired surrogate."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            if _has_surrogate(item):
+                return True
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, list):
+            pending.extend(item)
+    return False
+
+
 def _has_surrogate(text: str) -> bool:
     try:
         text.encode("utf-8")
@@ -235,11 +258,13 @@ def _has_surrogate(text: str) -> bool:
     return False
 
 
-def read_safetensors_header(path: Path, *, max_header_bytes: int = 25_000_000) -> WeightsHeader:
+def read_safetensors_header(
+    path: Path, *, max_header_bytes: int = SAFETENSORS_MAX_HEADER
+) -> WeightsHeader:
     """Validate ``path`` as a safetensors file and return its header.
 
     Reads only the 8-byte length prefix and the JSON header (at most
-    ``min(100_000_000, max_header_bytes)`` bytes, and never past the end of the file).
+    ``min(SAFETENSORS_MAX_HEADER, max_header_bytes)`` bytes, and never past the end of the file).
     Tensors are returned sorted by name. Raises :class:`FormatError` on any violation.
     """
     try:
@@ -252,7 +277,7 @@ def read_safetensors_header(path: Path, *, max_header_bytes: int = 25_000_000) -
                     "8-byte header length prefix."
                 )
             (header_len,) = struct.unpack("<Q", prefix)
-            cap = min(_REFERENCE_MAX_HEADER, max_header_bytes)
+            cap = min(SAFETENSORS_MAX_HEADER, max_header_bytes)
             if header_len > cap:
                 raise FormatError(f"header length {header_len} exceeds the limit of {cap} bytes.")
             if 8 + header_len > file_size:
