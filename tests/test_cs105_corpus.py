@@ -281,6 +281,19 @@ LOADER_SCRIPT = textwrap.dedent(
 )
 
 
+# Attacks only torch.load runs: without torch installed their ground truth is unknown, and the
+# exact comparison leaves them out (CI's "real" venv has torch and judges them too).
+TORCH_ONLY = (
+    "upper_case_data_pkl.pt",
+    "duplicate_data_pkl.pt",
+    "truncated_extra_field.pt",
+    "legacy_object.pt",
+    "legacy_sys_info.pt",
+    "legacy_tar.pt",
+    "legacy_storage_keys.pt",
+)
+
+
 def run_loaders(files: list[Path], workdir: Path) -> dict[str, set[str]]:
     """{loader: names of files whose payload ran}; each loader in its own subprocess."""
     loaders = ["pickle", "numpy"] + (["torch"] if HAS_TORCH else [])
@@ -343,15 +356,7 @@ def test_the_ground_truth_is_real(corpus: Corpus) -> None:
         assert name in ran["numpy"], name
     assert {"object_array.npy", "npz_member_without_npy.npz"} <= ran["numpy"]
     if HAS_TORCH:
-        for name in [
-            "upper_case_data_pkl.pt",
-            "duplicate_data_pkl.pt",
-            "truncated_extra_field.pt",
-            "legacy_object.pt",
-            "legacy_sys_info.pt",
-            "legacy_tar.pt",
-            "legacy_storage_keys.pt",
-        ]:
+        for name in TORCH_ONLY:
             assert name in ran["torch"], name
         assert "extra_pkl_member.pt" not in ran["torch"]
         # torch 2.13's torch.load recognises safetensors and reads the polyglot as one:
@@ -365,11 +370,13 @@ def test_cs105_fails_exactly_the_files_whose_code_ran(
     root, cases, ran = corpus
     executed = set().union(*ran.values())
     wrong: list[str] = []
-    for case in cases:
+    judged = [c for c in cases if HAS_TORCH or c.name not in TORCH_ONLY]
+    for case in judged:
         result = check(root, "CS105", f"weights/{case.name}")
         should_fail = case.name in executed or case.refused_by_design is not None
         if (result.outcome == "failed") != should_fail:
             wrong.append(f"{case.name}: {result.outcome} ({result.message})")
     assert wrong == []
-    assert len(executed) >= 30  # the corpus really holds that many working attacks
-    assert len(cases) - len(executed) >= 20  # and that many files that run nothing
+    # the corpus really holds that many working attacks, and that many files that run nothing
+    assert len(executed) >= (30 if HAS_TORCH else 30 - len(TORCH_ONLY))
+    assert len(judged) - len(executed) >= 20

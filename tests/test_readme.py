@@ -20,7 +20,10 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = "python -m pytest -n 2"
     assert f'pip install -e ".[test]" && {command}' in README
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    assert ci[-1] == command
+    assert command in ci  # a line of its own, exactly as the README gives it
+    # ... run in the venv .ci/run installs from the project's own files, before the floor run
+    assert ci.index('.venv/bin/python -m pip install --quiet -e ".[test]"') < ci.index(command)
+    assert ci.index(command) < next(i for i, line in enumerate(ci) if "floor" in line)
 
 
 def test_manifest_reference_is_generated_from_the_spec() -> None:
