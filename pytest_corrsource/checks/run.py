@@ -12,7 +12,14 @@ import re
 import shlex
 from pathlib import Path
 
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, CheckSkipped, Finding
+from pytest_corrsource.checks import (
+    CheckContext,
+    CheckFailed,
+    CheckFunction,
+    CheckSkipped,
+    CheckUnverifiable,
+    Finding,
+)
 from pytest_corrsource.execution import StepRun, new_dir, run_pipeline, scratch_base
 from pytest_corrsource.manifest import Run
 from pytest_corrsource.runner import redact
@@ -132,6 +139,7 @@ def _check_expect(ctx: CheckContext, label: str, run_step: StepRun, *, full: boo
             f"{label} did not create {', '.join(missing)} (`run.expect.files`)",
             details=run_step.describe(),
         )
+    run_step.require_produced(f"{label} (`run.expect.files`)")
 
 
 def _missing_files(run_step: StepRun) -> list[str]:
@@ -228,6 +236,7 @@ def _released_ok(ctx: CheckContext, consequence: str) -> StepRun:
         result.timed_out
         or result.returncode != _run(ctx).expect.exit_code
         or _missing_files(released)
+        or released.not_produced
     ):
         raise CheckFailed(f"the run fails on the released weights (see CS402), so {consequence}")
     return released
@@ -249,7 +258,7 @@ def check_offline(ctx: CheckContext) -> Finding:
 
     available, reason = network_isolation()
     if not available:
-        raise CheckSkipped(f"the network cannot be cut on this platform: {reason}")
+        raise CheckUnverifiable(f"the network cannot be cut on this platform: {reason}")
     _released_ok(ctx, "running it offline proves nothing")
     offline = _run_of(ctx, "offline", network=False)
     try:
