@@ -34,6 +34,11 @@ class CheckSpec:
     level: str | None  # the lowest level that requires it; None: informational at every level
     clause: str  # the requirement it enforces, quoted briefly
     fix: str  # how to fix a failure, one or two sentences
+    # Checks that must pass for this one to mean anything: when one of them did not pass, this
+    # check is reported "skipped: blocked by CSxxx" instead of failing a second time. The
+    # first same-subject match is used (CS102 on a file after CS101 on that file), else every
+    # planned check with that id in its own component (CS402 after CS101 on every weights file).
+    after: tuple[str, ...] = ()
 
 
 _GPL1 = "GPLv3 §1: Corresponding Source is all the source needed to generate, install and run"
@@ -58,6 +63,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-weights",
         "a pointer file names the weights without shipping them",
         "fetch the real file before running the checks (the message says how)",
+        after=("CS101",),
     ),
     CheckSpec(
         "CS103",
@@ -67,6 +73,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-weights",
         "weights a reader refuses cannot be run or modified",
         "re-export the weights with the format's reference writer (e.g. safetensors.save_file)",
+        after=("CS101", "CS102"),
     ),
     CheckSpec(
         "CS104",
@@ -76,6 +83,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-weights",
         "users must be able to verify they run the released weights",
         "declare `sha256:` (`corrsource init` fills it in) or update it after re-exporting",
+        after=("CS101", "CS102"),
     ),
     CheckSpec(
         "CS105",
@@ -85,6 +93,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-weights",
         "loading a pickle runs code: weights must not carry programs",
         "convert the weights to safetensors; or, after review, set `allow-unsafe: true`",
+        after=("CS101", "CS102"),
     ),
     CheckSpec(
         "CS201",
@@ -103,6 +112,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "corresponding-source",
         "GPLv3 §6: Installation Information sufficient to install and run",
         "fix the install commands or dependency files until they work from nothing",
+        after=("CS201",),
     ),
     CheckSpec(
         "CS301",
@@ -112,6 +122,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "corresponding-source",
         _GPL1 + " the object code (conversion, export, compilation)",
         "make the step's command succeed and write every path it declares under `produces`",
+        after=("CS101", "CS202"),
     ),
     CheckSpec(
         "CS401",
@@ -130,6 +141,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "corresponding-source",
         _GPL1 + " the object code",
         "make `run.command` succeed on the declared weights, or correct `run.expect`",
+        after=("CS101", "CS202", "CS301"),
     ),
     CheckSpec(
         "CS403",
@@ -140,6 +152,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "FSF freedom 1 / GPLv3 §6: the product must not refuse to run a modified version "
         "(no tivoization)",
         "load the weights from the path given to the run, and do not refuse modified weights",
+        after=("CS402",),
     ),
     CheckSpec(
         "CS404",
@@ -149,6 +162,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "corresponding-source",
         _GPL1 + ": nothing needed to run may be fetched at run time",
         "ship what the run downloads (tokenizers, configs) in the repository",
+        after=("CS402",),
     ),
     CheckSpec(
         "CS405",
@@ -158,6 +172,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         None,
         "GPLv3 §1 'and to modify the work'; MOF Training code (fine-tuning scripts)",
         "make `modify.command` succeed and write released-schema weights to `modify.produces`",
+        after=("CS101", "CS202"),
     ),
     CheckSpec(
         "CS501",
@@ -196,6 +211,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-source-ai",
         _OSAID_CODE + ", including arguments and settings used",
         "make `training.command` (a smoke-sized run) succeed and write `training.produces`",
+        after=("CS202",),
     ),
     CheckSpec(
         "CS603",
@@ -206,6 +222,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "OSAID 1.0: a skilled person can build a substantially equivalent system",
         "make the training code build the released architecture (same tensor names, dtypes, "
         "shapes)",
+        after=("CS101", "CS103", "CS602"),
     ),
     CheckSpec(
         "CS701",
@@ -233,6 +250,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-source-ai",
         "OSAID 1.0 Code: the code used for processing and filtering data",
         "declare `data.preprocessing` and make its command write its `produces`",
+        after=("CS202",),
     ),
     CheckSpec(
         "CS801",
@@ -242,6 +260,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-source-ai",
         "OSAID 1.0 Code (validation and testing); MOF Evaluation code and data",
         "declare `evaluation` with its code, data and command, and make the command succeed",
+        after=("CS101", "CS202"),
     ),
     CheckSpec(
         "CS901",

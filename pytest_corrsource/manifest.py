@@ -172,6 +172,8 @@ class Manifest:
     checkpoints: tuple[WeightsEntry, ...] = ()
     docs: Docs | None = None
     source_form_allow: tuple[PathRef, ...] = ()
+    # Checks waived because they cannot run where the manifest is verified: id -> reason.
+    waive: dict[str, str] = field(default_factory=dict)
     # The line of each top-level key, for reports about a whole component.
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -517,6 +519,20 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
         allow = b.refs(sf.get("allow"), "source-form.allow")
 
     env = tree.get("env")
+    waive: dict[str, str] = {}
+    if (wv := tree.get("waive")) is not None:
+        from pytest_corrsource.catalogue import BY_ID
+
+        for check_id, reason in wv.value.items():
+            if check_id not in BY_ID:
+                raise ManifestError(
+                    display,
+                    reason.line,
+                    reason.column,
+                    f"`{check_id}` is not a check id (see `corrsource explain`)",
+                    f"waive.{check_id}",
+                )
+            waive[check_id] = str(reason.value or "").strip()
     return Manifest(
         path=path,
         root=root,
@@ -536,6 +552,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
         checkpoints=b.weights(tree.get("checkpoints"), "checkpoints"),
         docs=docs,
         source_form_allow=allow,
+        waive=waive,
         lines=lines,
     )
 

@@ -54,6 +54,25 @@ def resolve_level(config: pytest.Config) -> str:
     return DEFAULT_LEVEL
 
 
+def resolve_waivers(config: pytest.Config) -> tuple[tuple[str, str], ...]:
+    """``--corrsource-waive`` values over ini ``corrsource_waive`` lines; a bad one is a usage
+    error naming it."""
+    from pytest_corrsource.results import parse_waiver
+
+    waivers: dict[str, str] = {}
+    for source, values in (
+        ("ini option corrsource_waive", config.getini("corrsource_waive") or []),
+        ("--corrsource-waive", config.getoption("corrsource_waive") or []),
+    ):
+        for value in values:
+            try:
+                check_id, reason = parse_waiver(str(value))
+            except ValueError as exc:
+                raise pytest.UsageError(f"{source}: {exc}") from None
+            waivers[check_id] = reason
+    return tuple(sorted(waivers.items()))
+
+
 def arg_paths(config: pytest.Config) -> list[Path]:
     base = config.invocation_params.dir
     paths = []
@@ -117,6 +136,7 @@ class CorrSourceSession:
             twice=bool(config.getoption("corrsource_twice")),
             cache_dir=Path(cache_dir).resolve() if cache_dir else None,
             prehash=not is_worker(config),
+            waivers=resolve_waivers(config),
         )
         cache = getattr(config, "cache", None)
         digests = DigestCache.from_json(cache.get(CACHE_KEY, {}) if cache is not None else {})

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_corrsource.catalogue import LEVELS
-
 if TYPE_CHECKING:
     from pytest_corrsource.report import ManifestReport
 
@@ -24,8 +22,7 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
         for component, status in report.components:
             markup = {"verified": {"green": True}, "failed": {"red": True}}.get(status, {})
             tr.write_line(f"  {component:<{width}}  {status}", **markup)
-        met = set(report.levels_met)
-        marks = "  ".join(f"{level}: {'met' if level in met else 'not met'}" for level in LEVELS)
+        marks = "  ".join(f"{v.level}: {v.describe()}" for v in report.levels)
         tr.write_line(f"levels: {marks}")
         if report.mof:
             progress = ", ".join(f"{c} {p}%" for c, p in report.mof.progress.items())
@@ -45,7 +42,8 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
             )
             continue
         if report.passed:
-            tr.write_line(f"verdict: level {report.level} met", green=True, bold=True)
+            waived = f", with waivers: {', '.join(report.waivers)}" if report.waivers else ""
+            tr.write_line(f"verdict: level {report.level} met{waived}", green=True, bold=True)
         else:
             tr.write_line(f"verdict: level {report.level} NOT met", red=True, bold=True)
             for blocker in report.blockers():
