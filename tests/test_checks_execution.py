@@ -241,7 +241,9 @@ def test_cs402_fails_when_the_run_fails(make_repo: RepoFactory) -> None:
     # The comparisons built on the released run say why they cannot conclude.
     cs403 = checks("CS403")
     assert cs403.outcome == "skipped"
-    assert cs403.message == "blocked by CS402 (the run on the released weights exited with 1, expected 0)"
+    assert cs403.message == (
+        "blocked by CS402 (the run on the released weights exited with 1, expected 0)"
+    )
 
 
 def gone(pid: int) -> bool:
