@@ -54,11 +54,11 @@ def test_the_catalogue_prerequisites_exist_and_have_no_cycle() -> None:
     done: set[str] = set()
 
     def visit(check_id: str, path: tuple[str, ...]) -> None:
-        assert check_id not in path, path + (check_id,)
+        assert check_id not in path, (*path, check_id)
         if check_id in done:
             return
         for pre in BY_ID[check_id].after:
-            visit(pre, path + (check_id,))
+            visit(pre, (*path, check_id))
         done.add(check_id)
 
     for spec in CHECKS:
@@ -90,9 +90,9 @@ def test_one_missing_weights_file_is_one_failure_and_the_rest_blocked(
     for key, result in results.items():
         if result.id in blocked:
             assert result.outcome == "skipped"
-            assert result.message == (
-                "blocked by CS101 (weights/model.safetensors: not found)"
-            ), key
+            assert result.message == ("blocked by CS101 (weights/model.safetensors: not found)"), (
+                key
+            )
     # What does not need the released weights still runs and passes on its own.
     passed = sorted(i for i, o in outcomes.items() if o == "passed")
     assert passed == [
@@ -137,7 +137,8 @@ def test_the_cascade_holds_under_pytest_xdist(
     result = pytester.runpytest_subprocess(*args, timeout=300)
     outcomes = result.parseoutcomes()
     assert outcomes.get("failed") == 1, result.stdout.str()
-    assert "error" not in outcomes and "errors" not in outcomes
+    assert "error" not in outcomes
+    assert "errors" not in outcomes
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     checks = json.loads(report.read_text())["checks"]
     blocked = sorted(c["id"] for c in checks if c["message"].startswith("blocked by CS101"))

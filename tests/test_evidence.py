@@ -55,7 +55,8 @@ def test_a_directory_output_must_change_inside(tmp_path: Path) -> None:
     (folder / "sub" / "a.bin").write_bytes(b"a")
     out = {"ckpt": folder}
     before = evidence.record(out)
-    assert before["ckpt"] is not None and before["ckpt"].kind == "directory"
+    assert before["ckpt"] is not None
+    assert before["ckpt"].kind == "directory"
     assert "ckpt" in evidence.not_produced(out, before)
     (folder / "sub" / "b.bin").write_bytes(b"b")
     assert evidence.not_produced(out, before) == {}
@@ -67,7 +68,8 @@ def test_a_directory_with_a_link_loop_is_digested(tmp_path: Path) -> None:
     (folder / "self").symlink_to(folder)  # followed, this would never end
     (folder / "dangling").symlink_to(tmp_path / "nowhere")
     digest = evidence.digest_output(folder)
-    assert digest is not None and digest.kind == "directory"
+    assert digest is not None
+    assert digest.kind == "directory"
 
 
 def test_links_are_not_produced_outputs(tmp_path: Path) -> None:
@@ -137,7 +139,7 @@ def test_an_output_through_a_symlink_out_of_the_repository_is_refused(
 def test_every_kind_of_output_is_confined(make_repo: RepoFactory, where: str) -> None:
     text = "version: 1\nname: t\nweights: [{path: weights/model.safetensors}]\n" + where
     root = make_repo(text)
-    with pytest.raises(ManifestError, match="produces|files"):
+    with pytest.raises(ManifestError, match=r"produces|files"):
         load_manifest(root / "corresponding-source.yaml")
 
 
