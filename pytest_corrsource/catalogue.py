@@ -118,7 +118,9 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS301",
         "generate",
         "step",
-        "each generate step succeeds and produces its declared outputs",
+        "each generate step succeeds and itself creates or changes every output it declares "
+        "(under `{outdir}` or its scratch copy; a file already there unchanged, or a link, "
+        "does not count)",
         "corresponding-source",
         _GPL1 + " the object code (conversion, export, compilation)",
         "make the step's command succeed and write every path it declares under `produces`",
@@ -137,7 +139,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS402",
         "run",
         "released-weights",
-        "the run succeeds on the released weights and meets `expect`",
+        "the run succeeds on the released weights and meets `expect` (each `expect.files` entry "
+        "created or changed by the run)",
         "corresponding-source",
         _GPL1 + " the object code",
         "make `run.command` succeed on the declared weights, or correct `run.expect`",
@@ -168,7 +171,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS405",
         "modify",
         "finetune",
-        "the modify command runs from the released weights and writes weights of their schema",
+        "the modify command runs from the released weights and itself writes weights of their "
+        "schema",
         None,
         "GPLv3 §1 'and to modify the work'; MOF Training code (fine-tuning scripts)",
         "make `modify.command` succeed and write released-schema weights to `modify.produces`",
@@ -207,7 +211,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS602",
         "training",
         "run",
-        "the training command succeeds and writes weights",
+        "the training command succeeds and itself writes valid weights under `{outdir}` (new or "
+        "changed content, not a link)",
         "open-source-ai",
         _OSAID_CODE + ", including arguments and settings used",
         "make `training.command` (a smoke-sized run) succeed and write `training.produces`",
@@ -217,7 +222,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS603",
         "training",
         "reproduce",
-        "the regenerated weights have the released weights' schema (and values when asked)",
+        "the weights training wrote have the released weights' schema (and values when asked); "
+        "the released file, or a copy there before the step, never counts",
         "open-source-ai",
         "OSAID 1.0: a skilled person can build a substantially equivalent system",
         "make the training code build the released architecture (same tensor names, dtypes, "
@@ -246,7 +252,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS703",
         "data",
         "preprocessing",
-        "the preprocessing command succeeds and produces its outputs",
+        "the preprocessing command succeeds and itself creates or changes every output it declares",
         "open-source-ai",
         "OSAID 1.0 Code: the code used for processing and filtering data",
         "declare `data.preprocessing` and make its command write its `produces`",
@@ -256,7 +262,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS801",
         "evaluation",
         "run",
-        "evaluation code and data exist and the command succeeds",
+        "evaluation code and data exist and the command succeeds (each `expect.files` entry "
+        "created or changed by it)",
         "open-source-ai",
         "OSAID 1.0 Code (validation and testing); MOF Evaluation code and data",
         "declare `evaluation` with its code, data and command, and make the command succeed",
@@ -266,7 +273,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS901",
         "licenses",
         "declared",
-        "every present component resolves to a licence; licence files exist",
+        "every present component resolves to a licence (manifest, else the model card's "
+        "front matter); its text ships (a warning for weights alone)",
         "corresponding-source",
         "MOF: every component must carry a licence; unlicensed is never open",
         "declare `licenses.distribution` (or per kind) and commit a LICENSE file",
@@ -275,7 +283,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS902",
         "licenses",
         "open",
-        "the licences are open (OSI-approved, FSF-free or an open-data licence)",
+        "the licences are open (OSI-approved, FSF-free or an open-data licence); weights may use "
+        "an OSI or open-data licence",
         "open-source-ai",
         "OSAID 1.0: OSI-approved terms for code, parameters and data information",
         "release under an open licence (code: e.g. MIT/Apache-2.0; weights and data: e.g. "
@@ -285,7 +294,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS903",
         "docs",
         "model-card",
-        "the model card exists and its front-matter licence agrees with the manifest",
+        "the model card exists and its front-matter licence equals the distribution or the "
+        "weights licence",
         None,
         "MOF Model card (class III)",
         "add a model card (README.md) and make its `license:` match the manifest",
@@ -317,10 +327,17 @@ def explain_link(check_id: str) -> str:
 
 def markdown_table() -> str:
     """The README's check table, generated from this catalogue (a test keeps them equal)."""
-    rows = ["| id | node | verifies | required from |", "|---|---|---|---|"]
+    rows = [
+        "| id | node | verifies | required from | blocked by |",
+        "|---|---|---|---|---|",
+    ]
     for spec in CHECKS:
         level = f"`{spec.level}`" if spec.level else "informational"
-        rows.append(f"| {spec.id} | `{spec.component}::{spec.check}` | {spec.title} | {level} |")
+        after = ", ".join(spec.after) or "-"
+        title = spec.title.replace("|", "\\|")
+        rows.append(
+            f"| {spec.id} | `{spec.component}::{spec.check}` | {title} | {level} | {after} |"
+        )
     return "\n".join(rows) + "\n"
 
 
@@ -343,16 +360,24 @@ WHY: dict[str, str] = {
     "CS202": "GPLv3 §6 asks for Installation Information sufficient to install and run the work. "
     "Declared steps that fail in a fresh environment do not provide it.",
     "CS301": "GPLv3 §1 covers the source needed to generate the object code: conversion, export "
-    "and compilation steps are part of the Corresponding Source.",
+    "and compilation steps are part of the Corresponding Source. What counts as produced: every "
+    "`produces` path lies under the step's `{outdir}` or its scratch copy of the repository "
+    "(`{repo}/…` or relative; anything else is refused when the manifest loads), and its size "
+    "and sha256 differ after the step from before it (or it did not exist). A file that was "
+    "already there with the same content, or a symbolic or hard link, was not produced.",
     "CS401": "Scripts the run needs must ship with the model; downloading them at run time makes "
     "the release incomplete and unverifiable.",
     "CS402": "The released weights must actually run with the released code, meeting what the "
-    "manifest promises (exit code, output).",
+    "manifest promises (exit code, output, and `expect.files` the run itself created or "
+    "changed). CS403 and CS404 are blocked by a failed CS402: they compare with it.",
     "CS403": "The FSF's freedom 1 and GPLv3 §6 forbid tivoization: a user who modifies the model "
     "must be able to run the modification. The run must accept changed weights and its output "
     "must depend on them.",
     "CS404": "What the run downloads is not in the Corresponding Source. A run that needs the "
-    "network depends on files nobody shipped.",
+    "network depends on files nobody shipped. Where the network cannot be cut (no user "
+    "namespaces), CS404 fails 'could not be verified on this machine' unless waived "
+    "(`--corrsource-waive CS404=reason` or `waive:` in the manifest): the level then reads "
+    "'met, with waivers'.",
     "CS405": "To modify the work the way its makers do, fine-tuning scripts must run from the "
     "released weights and produce weights the run can use.",
     "CS501": "The Open Source Definition §2: the source must be the preferred form for making "
@@ -362,22 +387,33 @@ WHY: dict[str, str] = {
     "must be released; without it the weights cannot be interpreted.",
     "CS601": "OSAID 1.0: the complete source code used to train the system.",
     "CS602": "Training code that does not run is not the code that trained the model. A "
-    "smoke-sized run proves the scripts and their settings work.",
+    "smoke-sized run proves the scripts and their settings work: `training.produces` must lie "
+    "under `{outdir}` and hold new content written by the command (not the released file, not "
+    "a file already there, not a link).",
     "CS603": "OSAID 1.0 asks for enough to build a substantially equivalent system: the training "
-    "code must produce the released architecture (and, when declared, the released values).",
+    "code must produce the released architecture (and, when declared, the released values). "
+    "Only weights the training command wrote (CS602) are compared: the released file, or a "
+    "copy placed before the step, never counts.",
     "CS701": "OSAID 1.0 Data Information: a listing of the training data and where to obtain it, "
     "with digests so the exact data can be verified.",
     "CS702": "OSAID 1.0 Data Information: provenance, scope and characteristics, how the data was "
     "obtained and selected, labelling procedures, and processing and filtering methods.",
-    "CS703": "OSAID 1.0 Code includes the code used for processing and filtering data.",
+    "CS703": "OSAID 1.0 Code includes the code used for processing and filtering data; its "
+    "`produces` outputs must be created or changed by the command (as for CS301).",
     "CS801": "OSAID 1.0 Code includes validation and testing; MOF class II asks for evaluation "
     "code and data.",
     "CS901": "Every component needs a licence: unlicensed is never open, and the MOF resolves "
-    "licences per component, then per kind, then for the whole distribution.",
+    "licences per component, then per kind, then for the whole distribution; a manifest that "
+    "declares none falls back to the model card's front-matter `license:` (Hugging Face "
+    "repositories declare it there). The licence text must ship from `corresponding-source` "
+    "up (GPLv3 §4, Apache-2.0 §4(a)); for the weights at `open-weights` a known SPDX id "
+    "without its text passes with a warning.",
     "CS902": "OSAID 1.0 requires OSI-approved terms; the MOF requires open licences and prefers "
-    "type-appropriate ones (code licences for code, open-data licences for weights and data).",
+    "type-appropriate ones (code licences for code, open-data licences for data; for weights "
+    "an open-data or an OSI-approved licence, which the MOF accepts for parameters).",
     "CS903": "The model card documents what the model is for and its limits; its licence must "
-    "agree with the manifest or users get two answers.",
+    "agree with the manifest (the distribution licence or the weights licence) or users get "
+    "two answers.",
 }
 
 # A manifest fragment per component, for `corrsource explain`.
