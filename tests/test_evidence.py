@@ -298,3 +298,37 @@ def test_training_that_links_the_released_weights_did_not_produce_them(
         message
     )
     assert checks("CS603").message.startswith("blocked by CS602")
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        "cp {weights} {outdir}/model.safetensors",
+        "cp weights/model.safetensors {outdir}/model.safetensors",
+        "cp {repo}/weights/model.safetensors {outdir}/model.safetensors",
+    ],
+)
+def test_training_that_copies_the_released_weights_copies_nothing(
+    make_repo: RepoFactory, command: str
+) -> None:
+    """A copy made during the step is new content at a new path: the released weights are
+    withheld from the training's scratch copy (an empty file in their place) instead."""
+    training = textwrap.dedent(
+        f"""\
+        training:
+          code: [train.py]
+          command: {command}
+          produces: "{{outdir}}/model.safetensors"
+          reproduce: exact
+        """
+    )
+    checks = Checks(runnable(make_repo, training))
+    cs602 = checks("CS602")
+    assert cs602.outcome == "failed"
+    assert (
+        "found: the training command wrote an empty model.safetensors: the released weights are "
+        "withheld from training"
+    ) in cs602.message
+    assert checks("CS603").message.startswith("blocked by CS602 (the training command wrote an")
+    # The user's checkout still has its weights: only the scratch copy was changed.
+    assert (checks.root / "weights" / "model.safetensors").stat().st_size > 0
