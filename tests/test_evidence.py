@@ -62,6 +62,21 @@ def test_a_directory_output_must_change_inside(tmp_path: Path) -> None:
     assert evidence.not_produced(out, before) == {}
 
 
+def test_files_beyond_the_hashed_ones_still_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(evidence, "MAX_HASHED_FILES", 1)
+    folder = tmp_path / "many"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"a")
+    (folder / "b.bin").write_bytes(b"b")
+    out = {"many": folder}
+    before = evidence.record(out)
+    assert "many" in evidence.not_produced(out, before)
+    (folder / "b.bin").write_bytes(b"bb")  # not hashed: seen by its size and mtime
+    assert evidence.not_produced(out, before) == {}
+
+
 def test_a_directory_with_a_link_loop_is_digested(tmp_path: Path) -> None:
     folder = tmp_path / "loop"
     folder.mkdir()
