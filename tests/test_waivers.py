@@ -217,6 +217,15 @@ def test_with_a_waiver_every_report_says_met_with_waivers(pytester: pytest.Pytes
 
 
 @pytest.mark.usefixtures("no_namespaces", "plugin_repo")
+def test_a_waiver_is_a_github_warning_annotation(pytester: pytest.Pytester) -> None:
+    result = inner(pytester, f"--corrsource-waive=CS404={REASON}", "--corrsource-annotations=on")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.fnmatch_lines(
+        [f"::warning file=*,line=12,title=corrsource%3A CS404 run::offline::waived ({REASON})*"]
+    )
+
+
+@pytest.mark.usefixtures("no_namespaces", "plugin_repo")
 def test_waivers_from_the_ini_file(pytester: pytest.Pytester) -> None:
     pytester.makeini(f"[pytest]\ncorrsource_waive =\n    CS404={REASON}\n")
     result = inner(pytester)
