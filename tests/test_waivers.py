@@ -221,7 +221,7 @@ def test_a_waiver_is_a_github_warning_annotation(pytester: pytest.Pytester) -> N
     result = inner(pytester, f"--corrsource-waive=CS404={REASON}", "--corrsource-annotations=on")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.fnmatch_lines(
-        [f"::warning file=*,line=12,title=corrsource%3A CS404 run::offline::waived ({REASON})*"]
+        [f"::warning file=*,line=12,title=corrsource%3A CS404 run%3A%3Aoffline::waived ({REASON})*"]
     )
 
 
