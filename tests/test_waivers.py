@@ -136,6 +136,25 @@ def test_a_waived_check_meets_the_level_with_waivers(make_repo: RepoFactory, whe
     assert [r.id for r in results.values() if r.outcome in ("failed", "waived")] == ["CS404"]
 
 
+def test_a_required_check_skipped_for_this_repository_fails_too(make_repo: RepoFactory) -> None:
+    """CheckSkipped (the repository gives the check nothing to work on) is treated like
+    CheckUnverifiable for a required check: "could not be verified", waivable, never silent."""
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    root = make_repo(RUNNABLE_MANIFEST, RUNNABLE_FILES)
+    save_file({"ids": np.arange(4, dtype=np.int64)}, str(root / "weights" / "model.safetensors"))
+    results = run_all(root)
+    cs403 = by_id(results)["CS403"]
+    assert cs403.outcome == "failed"
+    assert (
+        "  found: could not be verified: weights/model.safetensors has no floating-point "
+        "tensors to modify (1 integer/bool tensors)"
+    ) in cs403.message
+    waived = by_id(run_all(root, waivers=(("CS403", "integer-only model"),)))["CS403"]
+    assert waived.outcome == "waived"
+
+
 def test_an_unused_waiver_is_reported(make_repo: RepoFactory) -> None:
     root = make_repo(MINIMAL_MANIFEST + "waive:\n  CS104: we never hash\n", {"LICENSE": "MIT"})
     cs104 = by_id(run_all(root, level="open-weights"))["CS104"]
