@@ -173,14 +173,14 @@ def test_outputs_inside_the_sandbox_load(make_repo: RepoFactory, output: str) ->
 FAKE = textwrap.dedent(
     """\
     generate:
-      - command: python -c pass
+      - command: "true"
         produces: ["{repo}/weights/model.safetensors"]
     modify:
-      command: python -c pass
+      command: "true"
       produces: ["weights/model.safetensors"]
     training:
       code: [train.py]
-      command: python -c pass
+      command: "true"
       produces: "{repo}/weights/model.safetensors"
       reproduce: exact
     data:
@@ -188,7 +188,7 @@ FAKE = textwrap.dedent(
         - path: data/corpus.txt
       preprocessing:
         code: [prepare.py]
-        command: python -c pass
+        command: "true"
         produces: ["data/corpus.txt"]
       card: DATA_CARD.md
     evaluation:
@@ -249,20 +249,20 @@ def test_the_honest_variant_of_the_same_repository_meets_open_source_ai(
             '    produces: ["{repo}/weights/model.safetensors"]',
             '    produces: ["{outdir}/m.safetensors"]',
         )
-        .replace("  command: python -c pass\n  produces: [\"weights/model.safetensors\"]",
+        .replace('  command: "true"\n  produces: ["weights/model.safetensors"]',
                  "  command: python train.py --out {outdir}/ft.safetensors\n"
                  '  produces: ["{outdir}/ft.safetensors"]')
-        .replace('  command: python -c pass\n  produces: "{repo}/weights/model.safetensors"',
+        .replace('  command: "true"\n  produces: "{repo}/weights/model.safetensors"',
                  "  command: python train.py --out {outdir}/model.safetensors\n"
                  '  produces: "{outdir}/model.safetensors"')
-        .replace('    command: python -c pass\n    produces: ["data/corpus.txt"]',
+        .replace('    command: "true"\n    produces: ["data/corpus.txt"]',
                  "    command: python prepare.py --out {outdir}/train.txt\n"
                  '    produces: ["{outdir}/train.txt"]')
         .replace('expect: {stdout: "loss", files: ["{repo}/eval.py"]}',
                  'expect: {stdout: "loss"}')
     )  # fmt: skip
     honest = honest.replace(
-        "  - command: python -c pass\n",
+        '  - command: "true"\n',
         "  - command: python train.py --out {outdir}/m.safetensors\n",
     )
     root = runnable(make_repo, honest, files={"DATA_CARD.md": FULL_CARD})
