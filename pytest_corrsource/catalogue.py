@@ -34,6 +34,11 @@ class CheckSpec:
     level: str | None  # the lowest level that requires it; None: informational at every level
     clause: str  # the requirement it enforces, quoted briefly
     fix: str  # how to fix a failure, one or two sentences
+    # Checks that must pass for this one to mean anything: when one of them did not pass, this
+    # check is reported "skipped: blocked by CSxxx" instead of failing a second time. The
+    # first same-subject match is used (CS102 on a file after CS101 on that file), else every
+    # planned check with that id in its own component (CS402 after CS101 on every weights file).
+    after: tuple[str, ...] = ()
 
 
 _GPL1 = "GPLv3 §1: Corresponding Source is all the source needed to generate, install and run"
@@ -67,6 +72,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-weights",
         "a pointer file names the weights without shipping them",
         "fetch the real file before running the checks (the message says how)",
+        after=("CS101",),
     ),
     CheckSpec(
         "CS103",
@@ -77,6 +83,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-weights",
         "weights a reader refuses cannot be run or modified",
         "re-export the weights with the format's reference writer (e.g. safetensors.save_file)",
+        after=("CS101", "CS102"),
     ),
     CheckSpec(
         "CS104",
@@ -86,6 +93,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-weights",
         "users must be able to verify they run the released weights",
         "declare `sha256:` (`corrsource init` fills it in) or update it after re-exporting",
+        after=("CS101", "CS102"),
     ),
     CheckSpec(
         "CS105",
@@ -96,6 +104,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "open-weights",
         "loading a pickle runs code: weights must not carry programs",
         "convert the weights to safetensors; or, after review, set `allow-unsafe: true`",
+        after=("CS101", "CS102"),
     ),
     CheckSpec(
         "CS201",
@@ -114,15 +123,19 @@ CHECKS: tuple[CheckSpec, ...] = (
         "corresponding-source",
         "GPLv3 §6: Installation Information sufficient to install and run",
         "fix the install commands or dependency files until they work from nothing",
+        after=("CS201",),
     ),
     CheckSpec(
         "CS301",
         "generate",
         "step",
-        "each generate step succeeds and produces its declared outputs",
+        "each generate step succeeds and itself creates or changes every output it declares "
+        "(under `{outdir}` or its scratch copy; a file already there unchanged, or a link, "
+        "does not count)",
         "corresponding-source",
         _GPL1 + " the object code (conversion, export, compilation)",
         "make the step's command succeed and write every path it declares under `produces`",
+        after=("CS101", "CS202"),
     ),
     CheckSpec(
         "CS401",
@@ -137,10 +150,12 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS402",
         "run",
         "released-weights",
-        "the run succeeds on the released weights and meets `expect`",
+        "the run succeeds on the released weights and meets `expect` (each `expect.files` entry "
+        "created or changed by the run)",
         "corresponding-source",
         _GPL1 + " the object code",
         "make `run.command` succeed on the declared weights, or correct `run.expect`",
+        after=("CS101", "CS202", "CS301"),
     ),
     CheckSpec(
         "CS403",
@@ -151,6 +166,7 @@ CHECKS: tuple[CheckSpec, ...] = (
         "FSF freedom 1 / GPLv3 §6: the product must not refuse to run a modified version "
         "(no tivoization)",
         "load the weights from the path given to the run, and do not refuse modified weights",
+        after=("CS402",),
     ),
     CheckSpec(
         "CS404",
@@ -160,15 +176,18 @@ CHECKS: tuple[CheckSpec, ...] = (
         "corresponding-source",
         _GPL1 + ": nothing needed to run may be fetched at run time",
         "ship what the run downloads (tokenizers, configs) in the repository",
+        after=("CS402",),
     ),
     CheckSpec(
         "CS405",
         "modify",
         "finetune",
-        "the modify command runs from the released weights and writes weights of their schema",
+        "the modify command runs from the released weights and itself writes weights of their "
+        "schema",
         None,
         "GPLv3 §1 'and to modify the work'; MOF Training code (fine-tuning scripts)",
         "make `modify.command` succeed and write released-schema weights to `modify.produces`",
+        after=("CS101", "CS202"),
     ),
     CheckSpec(
         "CS501",
@@ -203,20 +222,24 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS602",
         "training",
         "run",
-        "the training command succeeds and writes weights",
+        "the training command succeeds and itself writes valid weights under `{outdir}` (new or "
+        "changed content, not a link)",
         "open-source-ai",
         _OSAID_CODE + ", including arguments and settings used",
         "make `training.command` (a smoke-sized run) succeed and write `training.produces`",
+        after=("CS202",),
     ),
     CheckSpec(
         "CS603",
         "training",
         "reproduce",
-        "the regenerated weights have the released weights' schema (and values when asked)",
+        "the weights training wrote have the released weights' schema (and values when asked); "
+        "the released file, or a copy there before the step, never counts",
         "open-source-ai",
         "OSAID 1.0: a skilled person can build a substantially equivalent system",
         "make the training code build the released architecture (same tensor names, dtypes, "
         "shapes)",
+        after=("CS101", "CS103", "CS602"),
     ),
     CheckSpec(
         "CS701",
@@ -240,25 +263,29 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS703",
         "data",
         "preprocessing",
-        "the preprocessing command succeeds and produces its outputs",
+        "the preprocessing command succeeds and itself creates or changes every output it declares",
         "open-source-ai",
         "OSAID 1.0 Code: the code used for processing and filtering data",
         "declare `data.preprocessing` and make its command write its `produces`",
+        after=("CS202",),
     ),
     CheckSpec(
         "CS801",
         "evaluation",
         "run",
-        "evaluation code and data exist and the command succeeds",
+        "evaluation code and data exist and the command succeeds (each `expect.files` entry "
+        "created or changed by it)",
         "open-source-ai",
         "OSAID 1.0 Code (validation and testing); MOF Evaluation code and data",
         "declare `evaluation` with its code, data and command, and make the command succeed",
+        after=("CS101", "CS202"),
     ),
     CheckSpec(
         "CS901",
         "licenses",
         "declared",
-        "every present component resolves to a licence; licence files exist",
+        "every present component resolves to a licence (manifest, else the model card's "
+        "front matter); its text ships (a warning for weights alone)",
         "corresponding-source",
         "MOF: every component must carry a licence; unlicensed is never open",
         "declare `licenses.distribution` (or per kind) and commit a LICENSE file",
@@ -267,7 +294,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS902",
         "licenses",
         "open",
-        "the licences are open (OSI-approved, FSF-free or an open-data licence)",
+        "the licences are open (OSI-approved, FSF-free or an open-data licence); weights may use "
+        "an OSI or open-data licence",
         "open-source-ai",
         "OSAID 1.0: OSI-approved terms for code, parameters and data information",
         "release under an open licence (code: e.g. MIT/Apache-2.0; weights and data: e.g. "
@@ -277,7 +305,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS903",
         "docs",
         "model-card",
-        "the model card exists and its front-matter licence agrees with the manifest",
+        "the model card exists and its front-matter licence equals the distribution or the "
+        "weights licence",
         None,
         "MOF Model card (class III)",
         "add a model card (README.md) and make its `license:` match the manifest",
@@ -309,10 +338,17 @@ def explain_link(check_id: str) -> str:
 
 def markdown_table() -> str:
     """The README's check table, generated from this catalogue (a test keeps them equal)."""
-    rows = ["| id | node | verifies | required from |", "|---|---|---|---|"]
+    rows = [
+        "| id | node | verifies | required from | blocked by |",
+        "|---|---|---|---|---|",
+    ]
     for spec in CHECKS:
         level = f"`{spec.level}`" if spec.level else "informational"
-        rows.append(f"| {spec.id} | `{spec.component}::{spec.check}` | {spec.title} | {level} |")
+        after = ", ".join(spec.after) or "-"
+        title = spec.title.replace("|", "\\|")
+        rows.append(
+            f"| {spec.id} | `{spec.component}::{spec.check}` | {title} | {level} | {after} |"
+        )
     return "\n".join(rows) + "\n"
 
 
@@ -337,16 +373,24 @@ WHY: dict[str, str] = {
     "CS202": "GPLv3 §6 asks for Installation Information sufficient to install and run the work. "
     "Declared steps that fail in a fresh environment do not provide it.",
     "CS301": "GPLv3 §1 covers the source needed to generate the object code: conversion, export "
-    "and compilation steps are part of the Corresponding Source.",
+    "and compilation steps are part of the Corresponding Source. What counts as produced: every "
+    "`produces` path lies under the step's `{outdir}` or its scratch copy of the repository "
+    "(`{repo}/…` or relative; anything else is refused when the manifest loads), and its size "
+    "and sha256 differ after the step from before it (or it did not exist). A file that was "
+    "already there with the same content, or a symbolic or hard link, was not produced.",
     "CS401": "Scripts the run needs must ship with the model; downloading them at run time makes "
     "the release incomplete and unverifiable.",
     "CS402": "The released weights must actually run with the released code, meeting what the "
-    "manifest promises (exit code, output).",
+    "manifest promises (exit code, output, and `expect.files` the run itself created or "
+    "changed). CS403 and CS404 are blocked by a failed CS402: they compare with it.",
     "CS403": "The FSF's freedom 1 and GPLv3 §6 forbid tivoization: a user who modifies the model "
     "must be able to run the modification. The run must accept changed weights and its output "
     "must depend on them.",
     "CS404": "What the run downloads is not in the Corresponding Source. A run that needs the "
-    "network depends on files nobody shipped.",
+    "network depends on files nobody shipped. Where the network cannot be cut (no user "
+    "namespaces), CS404 fails 'could not be verified on this machine' unless waived "
+    "(`--corrsource-waive CS404=reason` or `waive:` in the manifest): the level then reads "
+    "'met, with waivers'.",
     "CS405": "To modify the work the way its makers do, fine-tuning scripts must run from the "
     "released weights and produce weights the run can use.",
     "CS501": "The Open Source Definition §2: the source must be the preferred form for making "
@@ -356,25 +400,36 @@ WHY: dict[str, str] = {
     "must be released; without it the weights cannot be interpreted.",
     "CS601": "OSAID 1.0: the complete source code used to train the system.",
     "CS602": "Training code that does not run is not the code that trained the model. A "
-    "smoke-sized run proves the scripts and their settings work.",
+    "smoke-sized run proves the scripts and their settings work: `training.produces` must lie "
+    "under `{outdir}` and hold new content written by the command (not the released file, not "
+    "a file already there, not a link).",
     "CS603": "OSAID 1.0 asks for enough to build a substantially equivalent system: the training "
-    "code must produce the released architecture (and, when declared, the released values).",
+    "code must produce the released architecture (and, when declared, the released values). "
+    "Only weights the training command wrote (CS602) are compared: the released file, or a "
+    "copy placed before the step, never counts.",
     "CS701": "OSAID 1.0 Data Information: a listing of the training data and where to obtain it, "
     "with digests so the exact data can be verified.",
     "CS702": "OSAID 1.0 Data Information: provenance, scope and characteristics, how the data was "
     "obtained and selected, labelling procedures, and processing and filtering methods.",
-    "CS703": "OSAID 1.0 Code includes the code used for processing and filtering data.",
+    "CS703": "OSAID 1.0 Code includes the code used for processing and filtering data; its "
+    "`produces` outputs must be created or changed by the command (as for CS301).",
     "CS801": "OSAID 1.0 Code includes validation and testing; MOF class II asks for evaluation "
     "code and data.",
     "CS901": "Every component needs a licence: unlicensed is never open, and the MOF resolves "
-    "licences per component, then per kind, then for the whole distribution.",
+    "licences per component, then per kind, then for the whole distribution; a manifest that "
+    "declares none falls back to the model card's front-matter `license:` (Hugging Face "
+    "repositories declare it there). The licence text must ship from `corresponding-source` "
+    "up (GPLv3 §4, Apache-2.0 §4(a)); for the weights at `open-weights` a known SPDX id "
+    "without its text passes with a warning.",
     "CS902": "OSAID 1.0 requires OSI-approved terms; the MOF requires open licences and prefers "
-    "type-appropriate ones (code licences for code, open-data licences for weights and data).",
+    "type-appropriate ones (code licences for code, open-data licences for data; for weights "
+    "an open-data or an OSI-approved licence, which the MOF accepts for parameters).",
     "CS001": "`corrsource init` drafts a manifest from what it can see and marks with TODO "
     "what it guessed or could not find; until they are resolved the manifest says what a tool "
     "guessed, not what the authors release, so no level can be met.",
     "CS903": "The model card documents what the model is for and its limits; its licence must "
-    "agree with the manifest or users get two answers.",
+    "agree with the manifest (the distribution licence or the weights licence) or users get "
+    "two answers.",
 }
 
 # A manifest fragment per component, for `corrsource explain`.

@@ -108,7 +108,7 @@ class CheckItem(pytest.Item):
             ]
         if result.outcome == "failed":
             raise CheckFailure(result)
-        if result.outcome == "skipped":
+        if result.outcome in ("skipped", "waived"):
             # Located at the manifest line (as a skip marker is), not at this line of ours.
             raise pytest.skip.Exception(result.message, _use_item_location=True)
         if result.outcome == "not-required":

@@ -17,7 +17,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckSkipped, Options, RunState
+from pytest_corrsource import evidence
+from pytest_corrsource.checks import (
+    CheckContext,
+    CheckFailed,
+    CheckUnverifiable,
+    Options,
+    RunState,
+)
 from pytest_corrsource.environments import (
     Environment,
     EnvironmentBuildError,
@@ -67,11 +74,16 @@ class StepRun:
     repo: Path  # the scratch copy the step ran in
     outputs: dict[str, Path] = field(default_factory=dict)  # declared output -> resolved path
     missing_outputs: list[str] = field(default_factory=list)
+    # Declared outputs that were already there, unchanged, before the step (evidence.py).
+    not_produced: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return (
-            self.result.returncode == 0 and not self.result.timed_out and not self.missing_outputs
+            self.result.returncode == 0
+            and not self.result.timed_out
+            and not self.missing_outputs
+            and not self.not_produced
         )
 
     def describe(self) -> str:
@@ -85,6 +97,17 @@ class StepRun:
         if self.missing_outputs:
             raise CheckFailed(
                 f"{label} exited 0 but did not write {', '.join(self.missing_outputs)}",
+                details=self.describe(),
+            )
+        self.require_produced(label)
+
+    def require_produced(self, label: str) -> None:
+        """Raise CheckFailed when a declared output was there, unchanged, before the step."""
+        if self.not_produced:
+            raise CheckFailed(
+                evidence.not_produced_message(label, self.not_produced),
+                fix="write every declared output in the step itself, under `{outdir}` (a file "
+                "that was already there is not evidence that the step works)",
                 details=self.describe(),
             )
 
@@ -123,7 +146,7 @@ def environment_spec(manifest: Manifest) -> EnvironmentSpec:
 def get_environment(ctx: CheckContext) -> Environment:
     """The isolated environment, built at most once per process (and cached across runs).
 
-    Raises CheckSkipped when the requested Python is not on this machine and CheckFailed when
+    Raises CheckUnverifiable when the requested Python is not on this machine and CheckFailed when
     the install commands fail.
     """
     manifest = ctx.manifest
@@ -131,7 +154,7 @@ def get_environment(ctx: CheckContext) -> Environment:
 
     def build() -> Environment:
         if find_interpreter(spec.python) is None:
-            raise CheckSkipped(
+            raise CheckUnverifiable(
                 f"install.python asks for Python {spec.python}, which is not installed here"
             )
         install = manifest.install
@@ -210,11 +233,14 @@ def run_in_scratch(
         raise CheckFailed(f"{step.label}: the command is empty")
     env = scrubbed_environment(path_prefix=[bin_dir], home=home, tmpdir=tmp, extra=manifest.env)
     env["VIRTUAL_ENV"] = str(bin_dir.parent)
+    outputs = _resolve_outputs(step, values, repo)
+    produced_before = evidence.record(outputs)  # "not produced by this step" (issue 12)
     before = TreeSnapshot.take(manifest.root, skip=_USER_TREE_SKIP)
     try:
         result = run_command(argv, cwd=repo, env=env, timeout=step.timeout, network=network)
     except IsolationUnavailable as exc:
-        raise CheckSkipped(f"the network cannot be cut on this platform: {exc.reason}") from None
+        reason = f"the network cannot be cut on this platform: {exc.reason}"
+        raise CheckUnverifiable(reason) from None
     changes = diff(before, TreeSnapshot.take(manifest.root, skip=_USER_TREE_SKIP))
     if changes:
         raise CheckFailed(
@@ -222,18 +248,23 @@ def run_in_scratch(
             + "; ".join(changes[:10]),
             fix="report this: the scratch copy should have isolated the command",
         )
-    run = StepRun(step, argv, result, outdir, repo)
+    run = StepRun(step, argv, result, outdir, repo, outputs)
+    if result.returncode == 0:
+        run.missing_outputs = [d for d, p in outputs.items() if not p.exists()]
+    run.not_produced = evidence.not_produced(outputs, produced_before)
+    return run
+
+
+def _resolve_outputs(step: Step, values: PlaceholderValues, repo: Path) -> dict[str, Path]:
+    """Each declared output -> its path (relative ones are inside the scratch copy)."""
+    outputs = {}
     for declared in step.produces:
         try:
             path = Path(expand_path(declared, values))
         except PlaceholderError as exc:
             raise CheckFailed(f"{step.label}: `produces: {declared}`: {exc}") from None
-        if not path.is_absolute():
-            path = repo / path
-        run.outputs[declared] = path
-        if result.returncode == 0 and not path.exists():
-            run.missing_outputs.append(declared)
-    return run
+        outputs[declared] = path if path.is_absolute() else repo / path
+    return outputs
 
 
 def run_step(ctx: CheckContext, step: Step) -> StepRun:

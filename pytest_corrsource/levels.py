@@ -21,6 +21,16 @@ class LevelVerdict:
     level: str
     met: bool
     blockers: list[str] = field(default_factory=list)  # why not met, one line per check
+    # Required checks that could not run here and were waived: "CS404 (reason)", one per id.
+    waivers: list[str] = field(default_factory=list)
+
+    def describe(self) -> str:
+        """ "met", "met, with waivers: CS404 (reason)" or "not met"."""
+        if not self.met:
+            return "not met"
+        if self.waivers:
+            return "met, with waivers: " + ", ".join(self.waivers)
+        return "met"
 
 
 def judge_levels(plan: list[PlannedCheck], results: dict[str, CheckResult]) -> list[LevelVerdict]:
@@ -28,6 +38,7 @@ def judge_levels(plan: list[PlannedCheck], results: dict[str, CheckResult]) -> l
     verdicts = []
     for level in LEVELS:
         blockers = []
+        waivers: list[str] = []
         for planned in plan:
             if not planned.required_at(level):
                 continue
@@ -37,11 +48,16 @@ def judge_levels(plan: list[PlannedCheck], results: dict[str, CheckResult]) -> l
                 blockers.append(f"{label}: did not run")
             elif planned.undeclared:
                 blockers.append(f"{label}: {planned.component} not declared")
+            elif result.outcome == "waived":
+                reason = str(result.data.get("waiver") or "no reason given")
+                waiver = f"{planned.spec.id} ({reason})"
+                if waiver not in waivers:
+                    waivers.append(waiver)
             elif result.outcome == "skipped":
                 blockers.append(f"{label}: skipped ({result.message.splitlines()[0]})")
             elif result.outcome != "passed":
                 blockers.append(f"{label}: failed")
-        verdicts.append(LevelVerdict(level, not blockers, blockers))
+        verdicts.append(LevelVerdict(level, not blockers, blockers, waivers))
     return verdicts
 
 

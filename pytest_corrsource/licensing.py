@@ -46,10 +46,25 @@ __all__ = [
     "unknown_ids",
 ]
 
-CONTENT_TYPES = frozenset({"code", "data", "document"})
+CONTENT_TYPES = frozenset({"code", "data", "document", "parameters"})
 
 #: Licences the MOF tool treats as open for every content type regardless of OSI/FSF status.
 _MOF_OPEN_ANY = frozenset({"OpenMDW-1.0"})
+
+
+def _fits(info: LicenseInfo, content_type: str) -> bool:
+    """Whether ``info`` is a type-appropriate licence for ``content_type``.
+
+    Model parameters are data to the MOF, but it also accepts open source licences for them
+    (MIT, Apache-2.0 weights are common and intended): for "parameters" an open-data licence or
+    an OSI-approved one fits.
+    """
+    if info.id in _MOF_OPEN_ANY:
+        return True
+    if content_type == "parameters":
+        return "data" in info.types or info.osi
+    return content_type in info.types
+
 
 #: Maximum parenthesis nesting accepted by the parser (keeps recursion bounded).
 MAX_DEPTH = 64
@@ -519,7 +534,7 @@ def _evaluate(expr: LicenseExpr, content_type: str) -> _Eval:
         if not is_open_id(ident):
             return _Eval(False, False, (), _why_not_open(ident))
         info = license_info(ident)
-        appropriate = info is not None and (content_type in info.types or info.id in _MOF_OPEN_ANY)
+        appropriate = info is not None and _fits(info, content_type)
         return _Eval(True, appropriate, (ident,), "")
     results = [_evaluate(part, content_type) for part in expr.parts]
     if isinstance(expr, And):
@@ -558,8 +573,7 @@ def judge(expr: LicenseExpr | None, content_type: str) -> Judgement:
         misfits = [
             ident
             for ident in result.choice
-            if (info := license_info(ident)) is None
-            or (content_type not in info.types and info.id not in _MOF_OPEN_ANY)
+            if (info := license_info(ident)) is None or not _fits(info, content_type)
         ]
         reason = (
             f"open via {via}, but {', '.join(misfits)} is not a type-appropriate licence "

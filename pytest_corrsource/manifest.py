@@ -203,6 +203,8 @@ class Manifest:
     checkpoints: tuple[WeightsEntry, ...] = ()
     docs: Docs | None = None
     source_form_allow: tuple[PathRef, ...] = ()
+    # Checks waived because they cannot run where the manifest is verified: id -> reason.
+    waive: dict[str, str] = field(default_factory=dict)
     # The line of each top-level key, for reports about a whole component.
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -311,6 +313,66 @@ class _Builder:
             raise ManifestError(self.display, loc.line, loc.column, problem, keypath)
         return str(posix)
 
+    def output(self, loc: Located, keypath: str) -> str:
+        """A declared output (``produces``, ``expect.files``), refused unless it stays inside the
+        step's ``{outdir}`` or its scratch copy of the repository (``{repo}/…`` or relative).
+
+        Evidence only counts when the step wrote it where nothing else can have put it: an
+        output elsewhere (the released weights' folder, the user's home, another placeholder)
+        could be any file that already existed.
+        """
+        value: str = loc.value
+        rest, base, glued = value, "repo", False
+        for placeholder, name in (("{outdir}", "outdir"), ("{repo}", "repo")):
+            if value.startswith(placeholder):
+                rest, base = value[len(placeholder) :], name
+                glued = bool(rest) and not rest.startswith("/")  # `{outdir}x`
+                rest = rest.lstrip("/")
+                break
+        posix = PurePosixPath(rest.replace("\\", "/"))
+        unescaped = rest.replace("{{", "").replace("}}", "")
+        problem = None
+        if not value.strip():
+            problem = "an empty path"
+        elif glued:
+            problem = f"`{value}`: a placeholder must be a whole path component (`{{outdir}}/…`)"
+        elif "{" in unescaped or "}" in unescaped:
+            problem = (
+                f"`{value}`: an output must be under `{{outdir}}` or the repository copy "
+                "(`{repo}/…` or a relative path); no other placeholder may name it"
+            )
+        elif posix.is_absolute() or (len(rest) > 1 and rest[1] == ":"):
+            problem = (
+                f"`{value}` is an absolute path: a step's outputs must be written under "
+                "`{outdir}` (or its scratch copy of the repository)"
+            )
+        elif ".." in posix.parts:
+            problem = f"`{value}` leaves the step's output folder or scratch copy (`..`)"
+        elif base == "repo" and not rest.strip("/."):
+            problem = f"`{value}` names the whole repository copy, not an output"
+        elif base == "repo":
+            resolved = Path(os.path.realpath(self.root / posix))
+            if resolved != self.root and self.root not in resolved.parents:
+                problem = f"`{value}` resolves to {resolved}, outside the repository (a symlink?)"
+        if problem:
+            raise ManifestError(self.display, loc.line, loc.column, problem, keypath)
+        return value
+
+    def outputs(self, loc: Located | None, keypath: str) -> tuple[str, ...]:
+        if loc is None:
+            return ()
+        return tuple(self.output(item, f"{keypath}[{i}]") for i, item in enumerate(loc.value))
+
+    def expect(self, loc: Located | None, keypath: str) -> Expect:
+        if loc is None:
+            return Expect()
+        return Expect(
+            exit_code=int(_opt(loc, "exit-code", 0)),
+            stdout=_opt(loc, "stdout"),
+            stderr=_opt(loc, "stderr"),
+            files=self.outputs(loc.get("files"), f"{keypath}.files"),
+        )
+
     def ref(self, loc: Located, keypath: str) -> PathRef:
         return PathRef(self.repo_path(loc, keypath), loc.line)
 
@@ -354,7 +416,7 @@ class _Builder:
         return Step(
             command=_req(loc, "command"),
             line=loc.line,
-            produces=tuple(_strings(loc.get("produces"))),
+            produces=self.outputs(loc.get("produces"), f"{keypath}.produces"),
             timeout=float(_opt(loc, "timeout", default_timeout)),
             code=self.refs(loc.get("code"), f"{keypath}.code"),
         )
@@ -373,17 +435,6 @@ def _req(loc: Located, key: str) -> Any:
 
 def _strings(loc: Located | None) -> list[str]:
     return [] if loc is None else [item.value for item in loc.value]
-
-
-def _expect(loc: Located | None) -> Expect:
-    if loc is None:
-        return Expect()
-    return Expect(
-        exit_code=int(_opt(loc, "exit-code", 0)),
-        stdout=_opt(loc, "stdout"),
-        stderr=_opt(loc, "stderr"),
-        files=tuple(_strings(loc.get("files"))),
-    )
 
 
 def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
@@ -423,7 +474,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             line=r.line,
             timeout=float(_opt(r, "timeout", 600.0)),
             deterministic=bool(_opt(r, "deterministic", True)),
-            expect=_expect(r.get("expect")),
+            expect=b.expect(r.get("expect"), "run.expect"),
         )
 
     modify = None
@@ -436,7 +487,9 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             line=t.line,
             code=b.refs(t.get("code"), "training.code"),
             command=_opt(t, "command"),
-            produces=_opt(t, "produces"),
+            produces=None
+            if (produces := t.get("produces")) is None
+            else b.output(produces, "training.produces"),
             reproduce=_opt(t, "reproduce", "schema"),
             tolerance=float(_opt(t, "tolerance", 0.0)),
             timeout=float(_opt(t, "timeout", 900.0)),
@@ -477,7 +530,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             data=b.refs(e.get("data"), "evaluation.data"),
             command=_opt(e, "command"),
             timeout=float(_opt(e, "timeout", 600.0)),
-            expect=_expect(e.get("expect")),
+            expect=b.expect(e.get("expect"), "evaluation.expect"),
         )
 
     docs = None
@@ -500,6 +553,20 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
         allow = b.refs(sf.get("allow"), "source-form.allow")
 
     env = tree.get("env")
+    waive: dict[str, str] = {}
+    if (wv := tree.get("waive")) is not None:
+        from pytest_corrsource.catalogue import BY_ID
+
+        for check_id, reason in wv.value.items():
+            if check_id not in BY_ID:
+                raise ManifestError(
+                    display,
+                    reason.line,
+                    reason.column,
+                    f"`{check_id}` is not a check id (see `corrsource explain`)",
+                    f"waive.{check_id}",
+                )
+            waive[check_id] = str(reason.value or "").strip()
     return Manifest(
         path=path,
         root=root,
@@ -519,6 +586,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
         checkpoints=b.weights(tree.get("checkpoints"), "checkpoints"),
         docs=docs,
         source_form_allow=allow,
+        waive=waive,
         lines=lines,
     )
 

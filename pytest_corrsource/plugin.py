@@ -118,9 +118,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="GitHub Actions annotations and step summary: auto (when GITHUB_ACTIONS=true), "
         "on or off",
     )
+    group.addoption(
+        "--corrsource-waive",
+        metavar="CSxxx[=REASON]",
+        dest="corrsource_waive",
+        action="append",
+        default=[],
+        help="accept that a required check cannot run on this machine (repeatable); the level "
+        "then reads 'met, with waivers: CSxxx (REASON)'. A check that ran and failed stays "
+        "failed. ini: corrsource_waive (one per line)",
+    )
     parser.addini("corrsource_manifest", "path of the manifest (relative to the ini file)")
     parser.addini("corrsource_level", "the openness level that must be met")
     parser.addini("corrsource_report", "path of the JSON report")
+    parser.addini(
+        "corrsource_waive",
+        "checks waived because they cannot run here, one CSxxx[=reason] per line",
+        type="linelist",
+        default=[],
+    )
     parser.addini(
         "corrsource_junit_properties",
         "add check id, component and level as JUnit XML properties",

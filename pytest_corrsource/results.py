@@ -7,14 +7,29 @@ pytest-xdist workers to the controller inside the test report.
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckSkipped, implemented, run_check
-from pytest_corrsource.plan import PlannedCheck, component_label
+from pytest_corrsource.catalogue import BY_ID
+from pytest_corrsource.checks import (
+    CheckContext,
+    CheckFailed,
+    CheckSkipped,
+    CheckUnverifiable,
+    implemented,
+    run_check,
+)
+from pytest_corrsource.plan import PlannedCheck, build_plan, component_label
 
-OUTCOMES = ("passed", "failed", "skipped", "not-required")
+# "waived": a required check that could not run here and that the user waived explicitly; the
+# level then reads "met, with waivers". "skipped" with ``data["blocked_by"]``: a prerequisite
+# did not pass, so the check did not run (the prerequisite's own result carries the failure).
+OUTCOMES = ("passed", "failed", "skipped", "not-required", "waived")
+_BLOCKING = ("failed", "not-required", "skipped")
+_WAIVER = re.compile(r"(CS[0-9]{3})(?:=(.*))?", re.DOTALL)
 
 
 @dataclass
@@ -56,13 +71,91 @@ def failure_text(planned: PlannedCheck, found: str, fix: str | None, details: st
     return "\n".join(lines)
 
 
+def parse_waiver(text: str) -> tuple[str, str]:
+    """``CS404`` or ``CS404=reason`` -> (id, reason). Raises ValueError for anything else."""
+    match = _WAIVER.fullmatch(text.strip())
+    if match is None or match.group(1) not in BY_ID:
+        raise ValueError(
+            f"`{text}` is not a waiver: write a known check id, optionally with a reason "
+            "(CS404 or CS404=no network namespaces on this runner)"
+        )
+    return match.group(1), (match.group(2) or "").strip()
+
+
+def waivers_for(ctx: CheckContext) -> dict[str, str]:
+    """The waivers in force: the manifest's ``waive:``, then the command line's (which win)."""
+    return {**ctx.manifest.waive, **dict(ctx.options.waivers)}
+
+
+def _short(result: CheckResult) -> str:
+    """One line saying why ``result`` did not pass, for "blocked by" messages."""
+    if "blocked_by" in result.data:
+        return str(result.data.get("blocked_reason", ""))
+    lines = result.message.splitlines()
+    found = next((line for line in lines if line.startswith("  found: ")), None)
+    text = found.removeprefix("  found: ") if found else (lines[0] if lines else result.outcome)
+    text = text.removeprefix("not required at level ")
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def _plan(ctx: CheckContext) -> list[PlannedCheck]:
+    plan: list[PlannedCheck] = ctx.state.once(
+        f"plan:{ctx.manifest.path}", lambda: build_plan(ctx.manifest)
+    )
+    return plan
+
+
+def prerequisites(planned: PlannedCheck, plan: list[PlannedCheck]) -> list[PlannedCheck]:
+    """The planned checks ``planned`` waits for (``CheckSpec.after``), in order."""
+    found: list[PlannedCheck] = []
+    for check_id in planned.spec.after:
+        candidates = [p for p in plan if p.spec.id == check_id and not p.undeclared]
+        same = [
+            p
+            for p in candidates
+            if p.component == planned.component and p.subject == planned.subject
+        ]
+        found += same or [p for p in candidates if p.component == p.spec.component]
+    return found
+
+
 def execute(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult:
-    """Run ``planned`` at ``level``; never raises for a check's own failures."""
+    """Run ``planned`` at ``level``; never raises for a check's own failures.
+
+    Memoised per process in ``ctx.state``: a check run as another's prerequisite is not run a
+    second time for its own item (under pytest-xdist each worker runs what it needs).
+    """
+    key = f"result:{ctx.manifest.path}:{planned.key}:{level}"
+    result: CheckResult = ctx.state.once(key, lambda: _execute(planned, ctx, level))
+    return result
+
+
+def _blocker(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult | None:
+    """The first prerequisite that did not pass (its result), or None."""
+    for pre in prerequisites(planned, _plan(ctx)):
+        pre_ctx = dataclasses.replace(
+            ctx, check_id=pre.spec.id, subject=pre.subject, component=pre.component
+        )
+        result = execute(pre, pre_ctx, level)
+        if result.outcome != "passed":
+            return result
+    return None
+
+
+def _execute(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult:
     required = planned.required_at(level)
     start = time.perf_counter()
     warnings: list[str] = []
     data: dict[str, Any] = {}
-    if planned.undeclared:
+    waivers = waivers_for(ctx)
+    waiver = waivers.get(planned.spec.id)
+    blocker = None if planned.undeclared else _blocker(planned, ctx, level)
+    if blocker is not None and blocker.outcome in _BLOCKING:
+        root = blocker.data.get("blocked_by", blocker.id)
+        reason = _short(blocker)
+        outcome, message = "skipped", f"blocked by {root} ({reason})"
+        data = {"blocked_by": root, "blocked_reason": reason}
+    elif planned.undeclared:
         section = component_label(planned.component)
         if required:
             found = f"the manifest declares no {section}, which level `{level}` requires"
@@ -76,6 +169,8 @@ def execute(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult
         message = f"{planned.spec.id} is not implemented in this version of pytest-corrsource"
     else:
         try:
+            if blocker is not None:  # waived: this check cannot run here either
+                raise CheckUnverifiable(f"it needs {blocker.id}, which was waived")
             finding = run_check(ctx)
         except CheckFailed as exc:
             text = failure_text(planned, exc.message, exc.fix, exc.details)
@@ -89,11 +184,20 @@ def execute(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult
                 )
                 outcome = "not-required"
                 message = f"not required at level `{level}` ({when}):\n{text}"
+            if waiver is not None:
+                warnings.append(
+                    f"the waiver for {planned.spec.id} does not apply: the check ran and failed "
+                    "(a waiver only covers a check that cannot run on this machine)"
+                )
         except CheckSkipped as exc:
-            outcome, message = "skipped", str(exc)
+            outcome, message = _unverified(planned, exc, required, waiver)
+            if outcome == "waived":
+                data = {"waiver": waiver}
         else:
             outcome, message = "passed", finding.message
             warnings, data = list(finding.warnings), dict(finding.data)
+            if waiver is not None:
+                warnings.append(f"unused waiver for {planned.spec.id}: the check passed")
     from pytest_corrsource.report.sanitize import sanitize
 
     # The message travels to the terminal and JUnit (repr_failure, skip and xfail reasons)
@@ -113,3 +217,26 @@ def execute(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult
         warnings=[sanitize(w) for w in warnings],
         data=data,
     )
+
+
+def _unverified(
+    planned: PlannedCheck, exc: CheckSkipped, required: bool, waiver: str | None
+) -> tuple[str, str]:
+    """(outcome, message) for a check that could not run.
+
+    Not required: skipped. Required: failed "could not be verified", unless waived; a skipped
+    required check must never leave "exit 1 with nothing failed", nor pass silently.
+    """
+    if not required:
+        return "skipped", str(exc)
+    where = " on this machine" if isinstance(exc, CheckUnverifiable) else ""
+    found = f"could not be verified{where}: {exc}"
+    if waiver is not None:
+        because = f" ({waiver})" if waiver else ""
+        return "waived", f"waived{because}: {found}"
+    fix = (
+        f"run the checks where this is possible, or waive it explicitly: "
+        f"--corrsource-waive {planned.spec.id}=<reason> (or `waive: {{{planned.spec.id}: "
+        '<reason>}` in the manifest); the level then reads "met, with waivers"'
+    )
+    return "failed", failure_text(planned, found, fix)

@@ -57,6 +57,7 @@ class CorrSourceSession:
             twice=settings.twice,
             cache_dir=settings.cache_dir,
             prehash=not is_worker(config),
+            waivers=settings.waivers,
         )
         cache = getattr(config, "cache", None)
         digests = DigestCache.from_json(cache.get(CACHE_KEY, {}) if cache is not None else {})

@@ -48,6 +48,7 @@ class Settings:
     fetch: bool
     twice: bool
     cache_dir: Path | None
+    waivers: tuple[tuple[str, str], ...] = ()  # (check id, reason), command line over ini
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -68,6 +69,7 @@ class Settings:
             fetch=bool(config.getoption("corrsource_fetch")),
             twice=bool(config.getoption("corrsource_twice")),
             cache_dir=Path(cache_dir).resolve() if cache_dir else None,
+            waivers=resolve_waivers(config),
         )
 
     def github_output(self, environ: os._Environ[str] | dict[str, str] | None = None) -> bool:
@@ -97,6 +99,25 @@ def resolve_level(config: pytest.Config) -> str:
                 )
             return value
     return DEFAULT_LEVEL
+
+
+def resolve_waivers(config: pytest.Config) -> tuple[tuple[str, str], ...]:
+    """``--corrsource-waive`` values over ini ``corrsource_waive`` lines; a bad one is a usage
+    error naming it."""
+    from pytest_corrsource.results import parse_waiver
+
+    waivers: dict[str, str] = {}
+    for source, values in (
+        ("ini option corrsource_waive", config.getini("corrsource_waive") or []),
+        ("--corrsource-waive", config.getoption("corrsource_waive") or []),
+    ):
+        for value in values:
+            try:
+                check_id, reason = parse_waiver(str(value))
+            except ValueError as exc:
+                raise pytest.UsageError(f"{source}: {exc}") from None
+            waivers[check_id] = reason
+    return tuple(sorted(waivers.items()))
 
 
 def arg_paths(config: pytest.Config) -> list[Path]:

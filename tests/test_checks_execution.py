@@ -137,15 +137,20 @@ def test_cs202_fails_when_an_install_command_fails(make_repo: RepoFactory) -> No
     message = failure(checks("CS202"))
     assert "found: the install commands failed in a fresh environment" in message
     assert "boom" in message
-    # Everything that needs the environment fails the same way, not with a traceback.
-    assert "the install commands failed" in failure(checks("CS402"))
+    # Everything that needs the environment is blocked by CS202, not failed a second time.
+    cs402 = checks("CS402")
+    assert cs402.outcome == "skipped"
+    assert cs402.message.startswith("blocked by CS202 (the install commands failed")
 
 
 def test_cs202_skips_when_the_requested_python_is_not_installed(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace={"install:\n": 'install:\n  python: "2.1"\n'})
-    result = Checks(root)("CS202")
-    assert result.outcome == "skipped"
-    assert "install.python asks for Python 2.1, which is not installed here" in result.message
+    # A required check that cannot run on this machine fails, saying so (never a silent skip).
+    message = failure(Checks(root)("CS202"))
+    assert (
+        "found: could not be verified on this machine: install.python asks for Python 2.1, "
+        "which is not installed here"
+    ) in message
 
 
 # ------------------------------------------------------------------------------------ CS301
@@ -173,8 +178,9 @@ def test_cs301_fails_when_the_step_writes_nothing(make_repo: RepoFactory) -> Non
     checks = Checks(root)
     message = failure(checks("CS301", "0"))
     assert "found: generate[0] exited 0 but did not write {outdir}/x.bin" in message
-    # The run depends on it: it reports the broken step instead of running.
-    assert "generate[0] (before the run, released weights)" in failure(checks("CS402"))
+    # The run depends on it: blocked by the broken step instead of failing again.
+    cs402 = checks("CS402")
+    assert (cs402.outcome, cs402.message.split(" (")[0]) == ("skipped", "blocked by CS301")
 
 
 def test_cs301_fails_when_the_step_fails(make_repo: RepoFactory) -> None:
@@ -233,8 +239,11 @@ def test_cs402_fails_when_the_run_fails(make_repo: RepoFactory) -> None:
     assert "exited with 1, expected 0" in message
     assert "cannot load the model" in message
     # The comparisons built on the released run say why they cannot conclude.
-    cs403 = failure(checks("CS403"))
-    assert "the run fails on the released weights (see CS402)" in cs403
+    cs403 = checks("CS403")
+    assert cs403.outcome == "skipped"
+    assert cs403.message == (
+        "blocked by CS402 (the run on the released weights exited with 1, expected 0)"
+    )
 
 
 def gone(pid: int) -> bool:
@@ -477,7 +486,7 @@ def test_an_expected_non_zero_exit_code_is_a_successful_run(
     else:
         message = failure(checks("CS402"))
         assert "found: the run on the released weights did not create done.txt" in message
-        assert "the run fails on the released weights (see CS402)" in failure(checks("CS403"))
+        assert checks("CS403").message.startswith("blocked by CS402 (the run on the released")
 
 
 def test_cs401_checks_files_named_through_the_repo_placeholder(make_repo: RepoFactory) -> None:

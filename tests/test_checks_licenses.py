@@ -67,11 +67,73 @@ def test_cs901_fails_naming_an_invalid_expression(make_repo: RepoFactory) -> Non
     )
 
 
-def test_cs901_fails_without_a_licence_file(make_repo: RepoFactory) -> None:
-    root = make_repo(manifest("{distribution: MIT}"))
-    result = check(root, "CS901", "weights")
+def test_cs901_without_a_licence_file_warns_for_weights_and_fails_for_code(
+    make_repo: RepoFactory,
+) -> None:
+    root = make_repo(
+        manifest("{distribution: MIT}", "architecture: [model.py]\n"), {"model.py": ""}
+    )
+    weights = check(root, "CS901", "weights")
+    assert weights.outcome == "passed"
+    assert weights.message == "weights: MIT (no licence text)"
+    assert weights.warnings == [
+        "licence text missing: no licence file (LICENSE, LICENCE, COPYING or LICENSES/) in the "
+        "repository; required from `corresponding-source` (GPLv3 §4 and Apache-2.0 §4(a) "
+        "oblige giving recipients a copy of the licence with the work)"
+    ]
+    code = check(root, "CS901", "code")
+    assert code.outcome == "failed"
+    assert (
+        "found: no licence file (LICENSE, LICENCE, COPYING or LICENSES/) in the repository "
+        "(GPLv3 §4 and Apache-2.0 §4(a) oblige giving recipients a copy"
+    ) in code.message
+
+
+def test_cs901_without_a_licence_file_needs_a_known_id(make_repo: RepoFactory) -> None:
+    root = make_repo(manifest("{distribution: Not-A-Real-Licence-1.0}"))
+    result = check(root, "CS901", "weights", level="open-weights")
     assert result.outcome == "failed"
     assert "found: no licence file (LICENSE, LICENCE, COPYING or LICENSES/)" in result.message
+
+
+HF_CARD = "---\nlicense: apache-2.0\nlibrary_name: sentence-transformers\n---\n# all-MiniLM\n"
+
+
+def test_cs901_a_hugging_face_card_licence_satisfies_open_weights(make_repo: RepoFactory) -> None:
+    """all-MiniLM-L6-v2 style: the licence is only in the card's front matter, no LICENSE."""
+    root = make_repo(manifest(), {"README.md": HF_CARD})
+    result = check(root, "CS901", "weights", level="open-weights")
+    assert result.outcome == "passed", result.message
+    assert result.message == "weights: Apache-2.0 (no licence text)"
+    assert len(result.warnings) == 1
+    assert result.warnings[0].startswith("licence text missing: no licence file")
+    # The card's licence is the one the model card check compares: it agrees with itself.
+    card = check(root, "CS903", "", level="open-weights")
+    assert card.outcome == "passed"
+    assert card.message == (
+        "README.md: license apache-2.0 agrees with the weights licence Apache-2.0 (taken from "
+        "the model card)"
+    )
+
+
+def test_cs901_a_card_licence_needs_its_text_from_corresponding_source(
+    make_repo: RepoFactory,
+) -> None:
+    root = make_repo(
+        manifest("", "architecture: [model.py]\n"), {"README.md": HF_CARD, "model.py": ""}
+    )
+    result = check(root, "CS901", "code")
+    assert result.outcome == "failed"
+    assert "Apache-2.0 §4(a)" in result.message
+    (root / "LICENSE").write_text("Apache License 2.0\n")
+    assert check(root, "CS901", "code").message == "code: Apache-2.0 (LICENSE)"
+
+
+def test_cs901_a_card_without_a_usable_licence_is_no_licence(make_repo: RepoFactory) -> None:
+    root = make_repo(manifest(), {"README.md": "---\nlicense: other\n---\n", **LICENSE_TEXT})
+    result = check(root, "CS901", "weights", level="open-weights")
+    assert result.outcome == "failed"
+    assert "weights/model.safetensors has no licence" in result.message
 
 
 def test_cs901_accepts_a_reuse_licenses_folder(make_repo: RepoFactory) -> None:
@@ -145,11 +207,29 @@ def test_cs902_fails_a_non_commercial_licence(
         )
 
 
-def test_cs902_warns_when_a_code_licence_covers_weights(make_repo: RepoFactory) -> None:
-    root = make_repo(manifest("{weights: MIT}"), LICENSE_TEXT)
+@pytest.mark.parametrize("spdx", ["MIT", "Apache-2.0", "CC-BY-4.0", "CDLA-Permissive-2.0"])
+def test_cs902_an_osi_or_open_data_licence_fits_weights(make_repo: RepoFactory, spdx: str) -> None:
+    # The MOF accepts open source licences for parameters: no "not typical" warning.
+    root = make_repo(manifest(f"{{weights: {spdx}}}"), LICENSE_TEXT)
+    result = check(root, "CS902", "weights", level="open-source-ai")
+    assert (result.outcome, result.warnings) == ("passed", [])
+
+
+def test_cs902_warns_when_a_non_osi_code_licence_covers_weights(make_repo: RepoFactory) -> None:
+    root = make_repo(manifest("{weights: WTFPL}"), LICENSE_TEXT)
     result = check(root, "CS902", "weights", level="open-source-ai")
     assert result.outcome == "passed"
     assert len(result.warnings) == 1
+    assert "WTFPL is open but not a typical licence for parameters" in result.warnings[0]
+
+
+def test_cs902_still_warns_when_a_code_licence_covers_data(make_repo: RepoFactory) -> None:
+    root = make_repo(
+        manifest("{distribution: CC-BY-4.0, data: MIT}", "data: {sources: [{path: d.txt}]}\n"),
+        {**LICENSE_TEXT, "d.txt": "x"},
+    )
+    result = check(root, "CS902", "data", level="open-source-ai")
+    assert result.outcome == "passed"
     assert "MIT is open but not a typical licence for data" in result.warnings[0]
 
 
@@ -194,7 +274,38 @@ def test_cs903_passes_when_the_front_matter_agrees(make_repo: RepoFactory) -> No
     )
     result = check(root, "CS903", "")
     assert result.outcome == "passed"
-    assert result.message == "README.md: license apache-2.0 agrees with Apache-2.0"
+    assert (
+        result.message == "README.md: license apache-2.0 agrees with the weights licence Apache-2.0"
+    )
+
+
+@pytest.mark.parametrize(
+    ("card_id", "agrees_with"),
+    [("mit", "the distribution licence MIT"), ("cc-by-4.0", "the weights licence CC-BY-4.0")],
+)
+def test_cs903_agrees_with_the_distribution_or_the_weights_licence(
+    make_repo: RepoFactory, card_id: str, agrees_with: str
+) -> None:
+    root = make_repo(
+        manifest("{distribution: MIT, weights: CC-BY-4.0}"),
+        {**LICENSE_TEXT, "README.md": card(f"license: {card_id}")},
+    )
+    result = check(root, "CS903", "")
+    assert result.outcome == "passed", result.message
+    assert result.message == f"README.md: license {card_id} agrees with {agrees_with}"
+
+
+def test_cs903_fails_a_card_naming_neither(make_repo: RepoFactory) -> None:
+    root = make_repo(
+        manifest("{distribution: MIT, weights: CC-BY-4.0}"),
+        {**LICENSE_TEXT, "README.md": card("license: apache-2.0")},
+    )
+    result = check(root, "CS903", "")
+    assert result.outcome == "not-required"
+    assert (
+        "found: README.md front matter says `license: apache-2.0` (Apache-2.0), which is neither "
+        "the distribution licence MIT nor the weights licence CC-BY-4.0"
+    ) in result.message
 
 
 def test_cs903_fails_when_the_front_matter_disagrees(make_repo: RepoFactory) -> None:

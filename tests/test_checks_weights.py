@@ -159,16 +159,15 @@ def test_cs102_fails_for_a_git_annex_symlink(make_repo: RepoFactory) -> None:
     key = "SHA256E-s1024--" + "ab" * 32 + ".safetensors"
     target = f"../.git/annex/objects/Xk/9m/{key}/{key}"
     (root / "weights" / "annexed.safetensors").symlink_to(target)
-    result = check(root, "CS102", "weights/annexed.safetensors")
-    assert result.outcome == "failed"
-    assert (
-        "weights/annexed.safetensors is a git-annex pointer of a 1024-byte file" in result.message
-    )
-    assert 'git annex get "weights/annexed.safetensors"' in result.message
-    # CS101 also fails, and says why the file is not there.
+    # CS101 fails, and says why the file is not there and how to fetch it.
     present = check(root, "CS101", "weights/annexed.safetensors")
     assert present.outcome == "failed"
     assert "a dangling symlink; it is tracked by git-annex" in present.message
+    assert 'git annex get "weights/annexed.safetensors"' in present.message
+    # CS102 is blocked by it (one root failure, not two), repeating the reason.
+    result = check(root, "CS102", "weights/annexed.safetensors")
+    assert result.outcome == "skipped"
+    assert result.message.startswith("blocked by CS101 (weights/annexed.safetensors: a dangling")
 
 
 def test_cs102_fails_for_a_dvc_tracked_file_that_was_not_pulled(make_repo: RepoFactory) -> None:
@@ -181,9 +180,12 @@ def test_cs102_fails_for_a_dvc_tracked_file_that_was_not_pulled(make_repo: RepoF
             )
         },
     )
+    present = check(root, "CS101", "weights/dvc.safetensors")
+    assert present.outcome == "failed"
+    assert 'dvc pull "weights/dvc.safetensors.dvc"' in present.message
     result = check(root, "CS102", "weights/dvc.safetensors")
-    assert result.outcome == "failed"
-    assert "weights/dvc.safetensors is a dvc pointer of a 2048-byte file" in result.message
+    assert result.outcome == "skipped"
+    assert result.message.startswith("blocked by CS101 (weights/dvc.safetensors: not found;")
     assert 'dvc pull "weights/dvc.safetensors.dvc"' in result.message
 
 

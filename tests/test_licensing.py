@@ -378,7 +378,25 @@ def test_mit_for_data_is_open_but_not_type_appropriate() -> None:
     assert (verdict.open, verdict.type_appropriate, verdict.choice) == (True, False, ("MIT",))
 
 
-@pytest.mark.parametrize("content_type", ["code", "data", "document"])
+@pytest.mark.parametrize(
+    ("text", "appropriate"),
+    [
+        ("MIT", True),  # OSI-approved: the MOF accepts open source licences for parameters
+        ("Apache-2.0", True),
+        ("CC-BY-4.0", True),  # an open-data licence
+        ("CDLA-Permissive-2.0", True),
+        ("WTFPL", False),  # free, but neither OSI-approved nor an open-data licence
+        ("GFDL-1.3-only", False),
+    ],
+)
+def test_parameters_accept_osi_and_open_data_licences(text: str, appropriate: bool) -> None:
+    verdict = j(text, "parameters")
+    assert (verdict.open, verdict.type_appropriate) == (True, appropriate)
+    if not appropriate:
+        assert verdict.reason.endswith(f"{text} is not a type-appropriate licence for parameters")
+
+
+@pytest.mark.parametrize("content_type", ["code", "data", "document", "parameters"])
 def test_openmdw_is_open_and_appropriate_for_everything(content_type: str) -> None:
     verdict = j("OpenMDW-1.0", content_type)
     assert (verdict.open, verdict.type_appropriate) == (True, True)

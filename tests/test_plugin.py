@@ -847,21 +847,26 @@ def test_corrupt_weights_fail_precisely(
 # --- exit status ---------------------------------------------------------------------------------
 
 
-def test_skipped_required_check_fails_a_complete_run(
+def test_required_check_that_cannot_run_here_fails_and_blocks_its_dependants(
     pytester: pytest.Pytester, repo: RepoBuilder, run: Runner
 ) -> None:
+    # Issue 12: never "exit 1 with nothing failed". CS202 cannot run on this machine: it fails
+    # saying so; what needs the environment is blocked by it, not failed a second time.
     manifest = RUNNABLE_MANIFEST.replace("install:\n", 'install:\n  python: "2.1"\n')
     repo(manifest, RUNNABLE_FILES)
     result = run("-rs")
     outcomes = result.parseoutcomes()
-    assert "failed" not in outcomes
+    assert outcomes["failed"] == 1
     assert "error" not in outcomes
     result.stdout.fnmatch_lines(
         [
+            "*CS202 install::environment: the install commands succeed in a fresh isolated*",
+            "  found: could not be verified on this machine: install.python asks for Python 2.1*",
+            "  fix: *--corrsource-waive CS202=<reason>*",
             "verdict: level corresponding-source NOT met",
-            "  - CS202 install::environment: skipped (install.python asks for Python 2.1*",
-            "SKIPPED [[]1] corresponding-source.yaml:8: install.python asks for Python 2.1, which "
-            "is not installed here",
+            "  - CS202 install::environment: failed",
+            "  - CS402 run::released-weights: skipped (blocked by CS202 (could not be verified*",
+            "SKIPPED [[]3] corresponding-source.yaml:13: blocked by CS202 (could not be verified*",
         ],
         consecutive=False,
     )

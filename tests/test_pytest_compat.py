@@ -18,20 +18,23 @@ from conftest import MINIMAL_MANIFEST, RepoFactory
 MANIFEST = "corresponding-source.yaml"
 WEIGHTS = "weights/model.safetensors"
 PRESENT = f"{MANIFEST}::weights::present[{WEIGHTS}]"
+HEADER = f"{MANIFEST}::weights::header[{WEIGHTS}]"
+HASH = f"{MANIFEST}::weights::hash[{WEIGHTS}]"
 # Inner runs: no xdist, no random order, no hypothesis plugin start-up cost.
 BASE = ("-p", "no:randomly", "-p", "no:hypothesispytest", "--corresponding-source")
 
 
 @pytest.fixture
 def broken_repo(pytester: pytest.Pytester, make_repo: RepoFactory) -> Path:
-    """A weights-only repository whose weights file is gone: every weights check fails."""
+    """A weights-only repository whose weights file is garbage: its header (CS103) and its
+    digest (CS104) checks fail."""
     source = make_repo(MINIMAL_MANIFEST, {"LICENSE": "MIT License\n"})
     for path in source.rglob("*"):
         if path.is_file():
             target = pytester.path / path.relative_to(source)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(path.read_bytes())
-    (pytester.path / WEIGHTS).unlink()
+    (pytester.path / WEIGHTS).write_bytes(b"not a safetensors file at all")
     return pytester.path
 
 
@@ -69,13 +72,12 @@ def test_last_failed_reruns_every_failed_check(
 ) -> None:
     first = pytester.runpytest(*BASE, "--corrsource-level=open-weights", "-rf")
     failed = failed_ids(first)
-    assert PRESENT in failed
-    assert f"{MANIFEST}::weights::hash[{WEIGHTS}]" in failed
-    assert len(failed) >= 5
+    assert HEADER in failed
+    assert HASH in failed
 
     again = pytester.runpytest(*BASE, "--corrsource-level=open-weights", "-rf", "--lf")
     assert sorted(failed_ids(again)) == sorted(failed)
-    again.stdout.fnmatch_lines([f"run-last-failure: rerun previous {len(failed)} failures*"])
+    again.stdout.fnmatch_lines([f"run-last-failure: rerun previous {len(failed)} failure*"])
     outcomes = again.parseoutcomes()
     assert outcomes["failed"] == len(failed)
     assert "passed" not in outcomes
@@ -96,8 +98,10 @@ def test_stepwise_resumes_at_the_failed_check(
     pytester: pytest.Pytester, broken_repo: Path, make_repo: RepoFactory
 ) -> None:
     first = pytester.runpytest(*BASE, "--corrsource-level=open-weights", "-v", "--sw")
-    # CS001 (manifest::complete) passes first; stepwise stops at the first failure
-    assert ran_ids(first) == [f"{MANIFEST}::manifest::complete", PRESENT]
+    # CS001 and the weights checks before the header pass; stepwise stops at the header check
+    order = ran_ids(first)
+    assert order[-1] == HEADER
+    assert PRESENT in order
 
     # Restore the weights: the next stepwise run starts at that check, not at the beginning.
     fixed = make_repo(MINIMAL_MANIFEST, name="fixed")
@@ -106,13 +110,13 @@ def test_stepwise_resumes_at_the_failed_check(
     (pytester.path / MANIFEST).write_text(manifest)
     again = pytester.runpytest(*BASE, "--corrsource-level=open-weights", "-v", "--sw")
     order = ran_ids(again)
-    assert order[0] == PRESENT
-    assert f"{PRESENT} PASSED" in again.stdout.str()
+    assert order[0] == HEADER
+    assert f"{HEADER} PASSED" in again.stdout.str()
 
 
 def test_node_id_selects_one_check(pytester: pytest.Pytester, broken_repo: Path) -> None:
-    result = pytester.runpytest(*BASE, "--corrsource-level=open-weights", "-v", PRESENT)
-    assert ran_ids(result) == [PRESENT]
+    result = pytester.runpytest(*BASE, "--corrsource-level=open-weights", "-v", HASH)
+    assert ran_ids(result) == [HASH]
     result.assert_outcomes(failed=1)
 
 

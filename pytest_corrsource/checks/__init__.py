@@ -30,7 +30,21 @@ class CheckFailed(Exception):
 
 
 class CheckSkipped(Exception):
-    """The check cannot run here (e.g. the platform cannot cut the network); says why."""
+    """The check cannot run on this repository (e.g. no floating-point tensors to perturb); says
+    why. Skipped is a verdict only for a check the selected level does not require: a required
+    check that is skipped is failed "could not be verified" unless waived (``results.py``)."""
+
+
+class CheckUnverifiable(CheckSkipped):
+    """The check cannot run on this machine (no sandbox, no network namespaces, no such Python).
+
+    A required check that raises it is failed "could not be verified on this machine: <reason>"
+    unless the user waives it (``--corrsource-waive CS404=reason`` or manifest ``waive:``).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -55,6 +69,9 @@ class Options:
     # Hash all declared weights in parallel threads at the first digest check. Off on
     # pytest-xdist workers, where the processes already share the work out.
     prehash: bool = True
+    # Waivers given on the command line / ini / environment: check id -> reason (may be "").
+    # The manifest's `waive:` adds to them; the command line wins on the reason.
+    waivers: tuple[tuple[str, str], ...] = ()
 
 
 class RunState:

@@ -224,6 +224,7 @@ def check_evaluation(ctx: CheckContext) -> Finding:
         )
     if run.missing_outputs:
         raise CheckFailed(f"the evaluation did not write {', '.join(run.missing_outputs)}")
+    run.require_produced("the evaluation (`evaluation.expect.files`)")
     message = f"evaluation: {metric['metric']}" if metric else "evaluation succeeded"
     return Finding(message=message, data=metric)
 

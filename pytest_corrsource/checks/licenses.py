@@ -11,13 +11,24 @@ from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
 from pytest_corrsource.manifest import Manifest
-from pytest_corrsource.safe_io import MAX_DOCUMENT_BYTES, read_text_bounded, regular_file_problem
+from pytest_corrsource.safe_io import read_head, regular_file_problem
 
 # Files that carry licence texts, as REUSE and common practice name them.
 LICENSE_FILE_PREFIXES = ("license", "licence", "copying", "notice")
 
-# The MOF content type of each kind of component (weights are data in the MOF).
-CONTENT_TYPE = {"code": "code", "weights": "data", "data": "data", "docs": "document"}
+# The MOF content type of each kind of component. Weights are data in the MOF, which also
+# accepts open source licences for them: "parameters" (see licensing.judge).
+CONTENT_TYPE = {"code": "code", "weights": "parameters", "data": "data", "docs": "document"}
+
+
+# Only the start of a model card is read for its front matter: a card is text, and a hostile
+# multi-gigabyte README.md must not be loaded to find three lines of YAML.
+MAX_FRONT_MATTER_BYTES = 256 * 1024
+
+# Why the licence text itself is required from `corresponding-source` up.
+TEXT_CLAUSE = (
+    "GPLv3 §4 and Apache-2.0 §4(a) oblige giving recipients a copy of the licence with the work"
+)
 
 
 @dataclass(frozen=True)
@@ -26,18 +37,57 @@ class Resolved:
 
     part: str  # "weights/model.safetensors", "code", "data/corpus.txt"
     expression: str | None
-    source: str  # "component", "licenses.weights", "licenses.distribution", or "none"
+    source: str  # "component", "licenses.weights", "licenses.distribution", "model card
+    # README.md" (a Hugging Face card's front matter, when the manifest declares none), "none"
+
+
+def card_path(manifest: Manifest) -> tuple[Path, str | None]:
+    """The model card (declared, else README.md) and the declared path, if any."""
+    docs = manifest.docs
+    declared = docs.model_card.path if docs and docs.model_card else None
+    return manifest.root / (declared or "README.md"), declared
+
+
+def card_front_matter(manifest: Manifest) -> dict[str, object] | None:
+    """The model card's front matter; None when it has none. Raises CheckFailed when the
+    front matter is not valid YAML, OSError when the card cannot be read."""
+    path, _declared = card_path(manifest)
+    head = read_head(path, MAX_FRONT_MATTER_BYTES)  # a FIFO or a device is refused, not read
+    # utf-8-sig: a byte-order mark must not hide the front matter's opening `---`.
+    return _front_matter(head.decode("utf-8-sig", errors="replace"))
+
+
+def card_license(manifest: Manifest) -> str | None:
+    """The SPDX expression of the model card's `license:` (a Hub id or an expression), or None
+    when the card has no usable one (absent, "other", unreadable, not a licence)."""
+    from pytest_corrsource.licensing import LicenseError, normalize
+
+    try:
+        front = card_front_matter(manifest)
+    except (OSError, CheckFailed):
+        return None
+    value = front.get("license") if front else None
+    if isinstance(value, list):
+        value = " OR ".join(str(x) for x in value)
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        return normalize(value)
+    except LicenseError:
+        return None
 
 
 def resolve_licenses(manifest: Manifest, kind: str) -> list[Resolved]:
-    """Each part of ``kind`` with its licence (component > kind > distribution)."""
+    """Each part of ``kind`` with its licence (component > kind > distribution > the model
+    card's front matter: a Hugging Face repository declares its licence there)."""
     lic = manifest.licenses
     by_kind = {"code": lic.code, "weights": lic.weights, "data": lic.data, "docs": lic.docs}[kind]
     fallback, source = (
         (by_kind, f"licenses.{kind}") if by_kind else (lic.distribution, "licenses.distribution")
     )
     if fallback is None:
-        source = "none"
+        fallback = card_license(manifest)
+        source = f"model card {card_path(manifest)[0].name}" if fallback else "none"
     if kind == "weights":
         return [
             Resolved(e.path, e.license, "component")
@@ -68,7 +118,12 @@ def license_files(root: Path) -> list[str]:
 
 def check_declared(ctx: CheckContext) -> Finding:
     """CS901: every part of this kind resolves to a valid licence expression; a licence file
-    exists."""
+    exists.
+
+    For the weights (required from `open-weights`) a missing licence text is a warning when
+    every licence is a known SPDX id: the id names the terms. For code and data (required from
+    `corresponding-source`) the text is required (GPLv3 §4, Apache-2.0 §4(a)).
+    """
     from pytest_corrsource.licensing import LicenseError, parse_expression, unknown_ids
 
     kind = ctx.subject
@@ -94,10 +149,13 @@ def check_declared(ctx: CheckContext) -> Finding:
         if unknown:
             warnings.append(f"{part.part}: {', '.join(unknown)} not on the SPDX licence list")
     files = license_files(ctx.root)
-    if not files:
-        problems.append(
-            "no licence file (LICENSE, LICENCE, COPYING or LICENSES/) in the repository"
+    no_file = "no licence file (LICENSE, LICENCE, COPYING or LICENSES/) in the repository"
+    if not files and kind == "weights" and not problems and not warnings:
+        warnings.append(
+            f"licence text missing: {no_file}; required from `corresponding-source` ({TEXT_CLAUSE})"
         )
+    elif not files:
+        problems.append(no_file + (f" ({TEXT_CLAUSE})" if kind != "weights" else ""))
     if problems:
         raise CheckFailed(
             "; ".join(problems),
@@ -106,7 +164,7 @@ def check_declared(ctx: CheckContext) -> Finding:
         )
     expressions = sorted({p.expression for p in resolved if p.expression})
     return Finding(
-        message=f"{kind}: {', '.join(expressions)} ({', '.join(files)})",
+        message=f"{kind}: {', '.join(expressions)} ({', '.join(files) or 'no licence text'})",
         warnings=warnings,
         data={"licenses": expressions, "files": files},
     )
@@ -155,56 +213,75 @@ def _front_matter(text: str) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+def _spdx(text: str) -> str | None:
+    from pytest_corrsource.licensing import LicenseError, normalize
+
+    try:
+        return normalize(text)
+    except LicenseError:
+        return None
+
+
 def check_model_card(ctx: CheckContext) -> Finding:
     """CS903: the model card exists; its front-matter licence agrees with the manifest."""
-    from pytest_corrsource.licensing import normalize, same_license
+    from pytest_corrsource.licensing import same_license
 
-    docs = ctx.manifest.docs
-    declared = docs.model_card.path if docs and docs.model_card else None
-    card_path = ctx.root / (declared or "README.md")
-    special = regular_file_problem(card_path)
+    path, declared = card_path(ctx.manifest)
+    special = regular_file_problem(path)
     if special is not None:
-        raise CheckFailed(f"the model card {card_path.name} is {special}, not a regular file")
-    if not card_path.is_file():
+        raise CheckFailed(f"the model card {path.name} is {special}, not a regular file")
+    if not path.is_file():
         where = f"`docs.model-card: {declared}`" if declared else "README.md (not declared)"
         raise CheckFailed(f"no model card: {where} does not exist")
     try:
-        # utf-8-sig: a byte-order mark must not hide the front matter's opening `---`.
-        text = read_text_bounded(card_path, MAX_DOCUMENT_BYTES, encoding="utf-8-sig")
+        front = card_front_matter(ctx.manifest)
     except OSError as exc:
         raise CheckFailed(f"the model card cannot be read: {exc.strerror}") from None
-    front = _front_matter(text)
-    name = card_path.name
+    name = path.name
     if front is None or front.get("license") in (None, "", []):  # `license:` left empty
         return Finding(
             message=f"{name} exists",
             warnings=[f"{name} has no front-matter `license:` to compare with the manifest"],
         )
-    card_license = front["license"]
-    if isinstance(card_license, list):
-        card_license = " OR ".join(str(x) for x in card_license)
-    card_license = str(card_license)
-    weights = resolve_licenses(ctx.manifest, "weights")
-    manifest_license = weights[0].expression if weights else None
-    if card_license.lower() in ("other", "unknown"):
-        label = front.get("license_name") or card_license
-        return Finding(
-            warnings=[f"{name} says `license: {card_license}` ({label}); compare by hand"]
-        )
-    if manifest_license is None:
+    card_value = front["license"]
+    if isinstance(card_value, list):
+        card_value = " OR ".join(str(x) for x in card_value)
+    card_text = str(card_value)
+    if card_text.lower() in ("other", "unknown"):
+        label = front.get("license_name") or card_text
+        return Finding(warnings=[f"{name} says `license: {card_text}` ({label}); compare by hand"])
+    # The card speaks for the repository: it agrees when it names the distribution licence or
+    # the weights licence (a card often states the weights' terms, the manifest both).
+    weights = [p for p in resolve_licenses(ctx.manifest, "weights") if p.expression]
+    candidates: dict[str, str] = {}
+    if ctx.manifest.licenses.distribution:
+        candidates[ctx.manifest.licenses.distribution] = "distribution"
+    for part in weights:
+        candidates.setdefault(str(part.expression), "weights")
+    if not candidates:
         raise CheckFailed(
-            f"{name} declares `license: {card_license}` but the manifest declares no licence "
+            f"{name} declares `license: {card_text}` but the manifest declares no licence "
             "for the weights",
-            fix=f"declare `licenses.weights: {normalize(card_license) or card_license}`",
+            fix=f"declare `licenses.weights: {_spdx(card_text) or card_text}`",
         )
-    if not same_license(card_license, manifest_license):
-        raise CheckFailed(
-            f"{name} front matter says `license: {card_license}` "
-            f"({normalize(card_license) or 'not an SPDX licence'}) but the manifest's weights "
-            f"licence is {manifest_license}",
-            fix="make the model card's `license:` and the manifest agree",
-        )
-    return Finding(message=f"{name}: license {card_license} agrees with {manifest_license}")
+    for expression, what in candidates.items():
+        if same_license(card_text, expression):
+            source = next((p.source for p in weights if p.expression == expression), "")
+            origin = " (taken from the model card)" if source.startswith("model card") else ""
+            return Finding(
+                message=f"{name}: license {card_text} agrees with the {what} licence "
+                f"{expression}{origin}"
+            )
+    listed = " nor ".join(f"the {what} licence {e}" for e, what in candidates.items())
+    raise CheckFailed(
+        f"{name} front matter says `license: {card_text}` "
+        f"({_spdx(card_text) or 'not an SPDX licence'}), which is neither {listed}"
+        if len(candidates) > 1
+        else f"{name} front matter says `license: {card_text}` "
+        f"({_spdx(card_text) or 'not an SPDX licence'}) but the manifest's "
+        f"{next(iter(candidates.values()))} licence is {next(iter(candidates))}",
+        fix="make the model card's `license:` and the manifest agree",
+    )
 
 
 CHECKS: dict[str, CheckFunction] = {

@@ -11,7 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_corrsource import patterns
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, CheckSkipped, Finding
+from pytest_corrsource.checks import (
+    CheckContext,
+    CheckFailed,
+    CheckFunction,
+    CheckSkipped,
+    CheckUnverifiable,
+    Finding,
+)
 from pytest_corrsource.checks.command_files import analyse_command
 from pytest_corrsource.execution import StepRun, new_dir, run_pipeline, scratch_base
 from pytest_corrsource.manifest import Run
@@ -135,6 +142,7 @@ def _check_expect(ctx: CheckContext, label: str, run_step: StepRun, *, full: boo
             f"{label}: `run.expect.files` must be regular files: {'; '.join(special)}",
             details=run_step.describe(),
         )
+    run_step.require_produced(f"{label} (`run.expect.files`)")
 
 
 def _matches(label: str, stream: str, pattern: str, text: str) -> bool:
@@ -243,6 +251,7 @@ def _released_ok(ctx: CheckContext, consequence: str) -> StepRun:
         result.timed_out
         or result.returncode != _run(ctx).expect.exit_code
         or _missing_files(released)
+        or released.not_produced
     ):
         raise CheckFailed(f"the run fails on the released weights (see CS402), so {consequence}")
     return released
@@ -264,7 +273,7 @@ def check_offline(ctx: CheckContext) -> Finding:
 
     available, reason = network_isolation()
     if not available:
-        raise CheckSkipped(f"the network cannot be cut on this platform: {reason}")
+        raise CheckUnverifiable(f"the network cannot be cut on this platform: {reason}")
     _released_ok(ctx, "running it offline proves nothing")
     offline = _run_of(ctx, "offline", network=False)
     try:

@@ -2,9 +2,10 @@
 their makers change them.
 
 The OSI Open Source AI Definition asks for "the complete source code used to train and run
-the system"; CS602 runs the declared (smoke-sized) training command and CS603 compares what it
-writes with the released weights, reporting differences the way transformers does when it
-loads a checkpoint: missing, unexpected, dtype mismatch, shape mismatch.
+the system"; CS602 runs the declared (smoke-sized) training command, in a scratch copy where
+the released weights are withheld, and CS603 compares what it writes with the released
+weights, reporting differences the way transformers does when it loads a checkpoint: missing,
+unexpected, dtype mismatch, shape mismatch.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ import dataclasses
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
-from pytest_corrsource.execution import Step, StepRun, run_step
+from pytest_corrsource.execution import (
+    Step,
+    StepRun,
+    get_environment,
+    new_dir,
+    run_in_scratch,
+    run_step,
+    scratch_base,
+)
 from pytest_corrsource.formats import TensorInfo, WeightsHeader
 from pytest_corrsource.safe_io import read_head, same_content
 
@@ -89,8 +98,37 @@ def schema_differences(released: WeightsHeader, other: WeightsHeader) -> list[st
 
 
 def _run_step(ctx: CheckContext, key: str, step: Step) -> StepRun:
-    """``run_step`` memoised per process: CS602 and CS603 share one training run."""
+    """``run_step`` memoised per process (the modify step)."""
     run: StepRun = ctx.state.once(f"{key}:{ctx.manifest.path}", lambda: run_step(ctx, step))
+    return run
+
+
+def withheld_weights(ctx: CheckContext) -> dict[str, Path]:
+    """Each declared weights file -> an empty file put in its place in the training's scratch
+    copy. Training builds weights; a training command that copies the released ones
+    (``cp {weights} {outdir}/model.safetensors``) then copies nothing, and CS603 can only
+    compare weights the command really wrote."""
+
+    def make() -> dict[str, Path]:
+        empty = new_dir(scratch_base(ctx.state, ctx.options), "withheld-weights") / "empty"
+        empty.write_bytes(b"")
+        return {entry.path: empty for entry in ctx.manifest.weights}
+
+    withheld: dict[str, Path] = ctx.state.once(f"withheld-weights:{ctx.manifest.path}", make)
+    return withheld
+
+
+def _run_training(ctx: CheckContext, key: str, step: Step) -> StepRun:
+    """The training step, memoised per process, in a scratch copy without the released
+    weights (:func:`withheld_weights`)."""
+
+    def compute() -> StepRun:
+        env = get_environment(ctx)
+        return run_in_scratch(
+            ctx, step, python=env.python, bin_dir=env.bin_dir, replace=withheld_weights(ctx)
+        )
+
+    run: StepRun = ctx.state.once(f"{key}:{ctx.manifest.path}", compute)
     return run
 
 
@@ -117,7 +155,7 @@ def training_run(ctx: CheckContext) -> StepRun:
     if not training.produces:
         raise CheckFailed("`training.produces` is not declared: where do the weights go?")
     step = Step("training", training.command, training.timeout, (training.produces,))
-    return _run_step(ctx, "training", step)
+    return _run_training(ctx, "training", step)
 
 
 def check_training_run(ctx: CheckContext) -> Finding:
@@ -125,6 +163,14 @@ def check_training_run(ctx: CheckContext) -> Finding:
     run = training_run(ctx)
     run.require_success("the training command")
     (path,) = run.outputs.values()
+    if path.is_file() and path.stat().st_size == 0:
+        raise CheckFailed(
+            f"the training command wrote an empty {path.name}: the released weights are "
+            "withheld from training (an empty file in their place), so copying them is not "
+            "training",
+            fix="make the training command build the weights (a smoke-sized run is enough)",
+            details=run.describe(),
+        )
     header = _header_of(ctx, path, "the training command")
     finding = Finding(
         message=f"trained in {run.result.seconds:.1f} s; wrote {len(header.tensors)} tensors",
@@ -132,7 +178,7 @@ def check_training_run(ctx: CheckContext) -> Finding:
     )
     if ctx.options.twice:
         # reprotest-style: the same command once more, in an independent scratch copy.
-        again = _run_step(
+        again = _run_training(
             ctx, "training-again", dataclasses.replace(run.step, label="training (again)")
         )
         again.require_success("the second training run")
@@ -161,7 +207,7 @@ def check_reproduce(ctx: CheckContext) -> Finding:
     training = ctx.manifest.training
     assert training is not None
     run = training_run(ctx)
-    if run.result.returncode != 0 or run.missing_outputs or run.result.timed_out:
+    if not run.ok:
         raise CheckFailed("the training command failed (see CS602): nothing to compare")
     (path,) = run.outputs.values()
     released_name, released = _released_header(ctx)

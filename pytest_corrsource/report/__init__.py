@@ -67,6 +67,16 @@ class ManifestReport:
                 return verdict.blockers
         return []
 
+    def verdict(self) -> LevelVerdict | None:
+        """The verdict at the selected level."""
+        return next((v for v in self.levels if v.level == self.level), None)
+
+    @property
+    def waivers(self) -> list[str]:
+        """Waived checks behind the selected level's verdict: "CS404 (reason)"."""
+        verdict = self.verdict()
+        return verdict.waivers if verdict else []
+
     def to_json(self) -> dict[str, Any]:
         checks = []
         for planned in self.plan:
@@ -93,6 +103,11 @@ class ManifestReport:
             "level": self.level,
             "passed": self.passed,
             "levels_met": self.levels_met,
+            "waivers": [
+                {"id": r.id, "subject": r.subject, "reason": r.data.get("waiver", "")}
+                for r in self.results.values()
+                if r.outcome == "waived"
+            ],
             "mof_class": self.mof.mof_class if self.mof else "unclassified",
             "checks": checks,
         }

@@ -81,7 +81,7 @@ def workflow_commands(reports: list[ManifestReport], workspace: str | None) -> l
             order = (level_rank(planned.required_by), planned.spec.id)
             if result.outcome == "failed":
                 errors.append((order, f"::error {where}::{message_data(_short(result.message))}"))
-            elif result.outcome == "not-required":
+            elif result.outcome in ("not-required", "waived"):  # a waiver is never silent
                 text = _short(result.message)
                 warnings.append((order, f"::warning {where}::{message_data(text)}"))
             for warning in result.warnings:

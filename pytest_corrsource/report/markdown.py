@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pytest_corrsource.catalogue import LEVELS
 from pytest_corrsource.report.sanitize import code, fenced, inline
 
 if TYPE_CHECKING:
@@ -18,6 +17,7 @@ _ICON = {
     "failed": "❌ failed",
     "skipped": "⏭️ skipped",
     "not-required": "➖ not required",
+    "waived": "⚠️ waived",
 }
 
 
@@ -35,6 +35,8 @@ def render_markdown(reports: list[ManifestReport]) -> str:
 
 def render_one(report: ManifestReport) -> str:
     verdict = "✅ PASSED" if report.passed else "❌ NOT MET"
+    if report.passed and report.waivers:
+        verdict += f" with waivers: {inline(', '.join(report.waivers))}"
     lines = [
         f"## Corresponding Source: {inline(report.name or report.display)}",
         "",
@@ -44,11 +46,11 @@ def render_one(report: ManifestReport) -> str:
     if report.error:
         lines += [fenced(report.error), ""]
         return "\n".join(lines)
-    met = set(report.levels_met)
     lines.append("| level | met |")
     lines.append("|---|---|")
-    for level in LEVELS:
-        lines.append(f"| `{level}` | {'yes' if level in met else 'no'} |")
+    for verdict_of in report.levels:
+        met = verdict_of.describe().replace("met", "yes", 1) if verdict_of.met else "no"
+        lines.append(f"| `{verdict_of.level}` | {cell(met)} |")
     lines.append("")
     if report.mof:
         progress = ", ".join(f"class {c}: {p}%" for c, p in report.mof.progress.items())

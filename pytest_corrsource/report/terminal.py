@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pytest_corrsource.catalogue import LEVELS
 from pytest_corrsource.report.sanitize import sanitize
 
 if TYPE_CHECKING:
@@ -26,9 +25,8 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
             for component, status in report.components:
                 markup = {"verified": {"green": True}, "failed": {"red": True}}.get(status, {})
                 tr.write_line(sanitize(f"  {component:<{width}}  {status}"), **markup)
-        met = set(report.levels_met)
-        marks = "  ".join(f"{level}: {'met' if level in met else 'not met'}" for level in LEVELS)
-        tr.write_line(f"levels: {marks}")
+        marks = "  ".join(f"{v.level}: {v.describe()}" for v in report.levels)
+        tr.write_line(sanitize(f"levels: {marks}"))
         if report.mof:
             progress = ", ".join(f"{c} {p}%" for c, p in report.mof.progress.items())
             tr.write_line(f"Model Openness Framework class: {report.mof.mof_class} ({progress})")
@@ -54,7 +52,9 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
                 )
             continue
         if report.passed:
-            tr.write_line(f"verdict: level {report.level} met", green=True, bold=True)
+            waived = f", with waivers: {', '.join(report.waivers)}" if report.waivers else ""
+            text = sanitize(f"verdict: level {report.level} met{waived}")
+            tr.write_line(text, green=True, bold=True)
         else:
             tr.write_line(f"verdict: level {report.level} NOT met", red=True, bold=True)
             for blocker in report.blockers():

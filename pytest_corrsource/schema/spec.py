@@ -524,6 +524,12 @@ MANIFEST_SPEC = Struct(
             {"allow": PATH_LIST},
             doc="reviewed exceptions to the preferred-form scan (reported, not hidden)",
         ),
+        "waive": MapOf(
+            Scalar("string", description="the reason"),
+            key_pattern="CS[0-9]{3}",
+            doc="checks that cannot run where the manifest is verified, by id, with the reason; "
+            "a waived required check is reported, and the level reads 'met, with waivers'",
+        ),
     },
     required=("version", "name", "weights"),
     description="a mapping (the manifest)",
