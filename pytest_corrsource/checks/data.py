@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
-from pytest_corrsource.execution import Step, run_step
+from pytest_corrsource.sandbox.steps import Step, run_step
 from pytest_corrsource.manifest import DataSource
 
 # Each required topic of a data card, and the words a heading or label may use for it.
@@ -41,7 +41,7 @@ def _source(ctx: CheckContext) -> DataSource:
 
 def _download(ctx: CheckContext, source: DataSource) -> str:
     """Fetch a remote source into the user cache (never the checkout); return its sha256."""
-    from pytest_corrsource.environments import default_cache_dir
+    from pytest_corrsource.sandbox.environments import default_cache_dir
 
     assert source.url
     assert source.sha256

@@ -13,9 +13,9 @@ import shlex
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, CheckSkipped, Finding
-from pytest_corrsource.execution import StepRun, new_dir, run_pipeline, scratch_base
+from pytest_corrsource.sandbox.steps import StepRun, new_dir, run_pipeline, scratch_base
 from pytest_corrsource.manifest import Run
-from pytest_corrsource.runner import redact
+from pytest_corrsource.sandbox.process import redact
 
 # Tokens that name a file in the repository by their form: a path or a script-like suffix.
 _FILE_SUFFIXES = (
@@ -245,7 +245,7 @@ def _outputs_equal(a: StepRun, b: StepRun) -> bool:
 
 def check_offline(ctx: CheckContext) -> Finding:
     """CS404: the run succeeds with the network cut."""
-    from pytest_corrsource.runner import network_isolation
+    from pytest_corrsource.sandbox.process import network_isolation
 
     available, reason = network_isolation()
     if not available:

@@ -13,7 +13,7 @@ import dataclasses
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
-from pytest_corrsource.execution import Step, StepRun, run_step
+from pytest_corrsource.sandbox.steps import Step, StepRun, run_step
 from pytest_corrsource.formats import TensorInfo, WeightsHeader
 
 MAX_LISTED = 8

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckSkipped, Options, RunState
-from pytest_corrsource.environments import (
+from pytest_corrsource.sandbox.environments import (
     Environment,
     EnvironmentBuildError,
     EnvironmentSpec,
@@ -28,20 +28,20 @@ from pytest_corrsource.environments import (
     find_interpreter,
 )
 from pytest_corrsource.manifest import Manifest
-from pytest_corrsource.placeholders import (
+from pytest_corrsource.sandbox.placeholders import (
     PlaceholderError,
     PlaceholderValues,
     expand_command,
     expand_path,
 )
-from pytest_corrsource.runner import (
+from pytest_corrsource.sandbox.process import (
     CommandResult,
     IsolationUnavailable,
     redact,
     run_command,
     scrubbed_environment,
 )
-from pytest_corrsource.workspace import TreeSnapshot, create_scratch_copy, diff
+from pytest_corrsource.sandbox.scratch import TreeSnapshot, create_scratch_copy, diff
 
 # What the user's checkout may gain while we run without it counting as "modified by a step":
 # caches written by pytest and by Python itself in the process running the checks.
