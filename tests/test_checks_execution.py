@@ -22,12 +22,12 @@ import pytest
 from conftest import RUN_SCRIPT, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, sha256
 
 from pytest_corrsource.checks import CheckContext, Options, RunState
-from pytest_corrsource.sandbox.steps import run_pipeline
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
 from pytest_corrsource.results import CheckResult, execute
 from pytest_corrsource.sandbox.process import network_isolation
+from pytest_corrsource.sandbox.steps import run_pipeline
 
 LEVEL = "corresponding-source"
 RUN_LINE = "  command: python run.py --weights {weights}\n"

@@ -15,8 +15,8 @@ import urllib.error
 import urllib.request
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
-from pytest_corrsource.sandbox.steps import Step, run_step
 from pytest_corrsource.manifest import DataSource
+from pytest_corrsource.sandbox.steps import Step, run_step
 
 # Each required topic of a data card, and the words a heading or label may use for it.
 CARD_TOPICS: dict[str, tuple[str, ...]] = {

@@ -13,9 +13,9 @@ import shlex
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, CheckSkipped, Finding
-from pytest_corrsource.sandbox.steps import StepRun, new_dir, run_pipeline, scratch_base
 from pytest_corrsource.manifest import Run
 from pytest_corrsource.sandbox.process import redact
+from pytest_corrsource.sandbox.steps import StepRun, new_dir, run_pipeline, scratch_base
 
 # Tokens that name a file in the repository by their form: a path or a script-like suffix.
 _FILE_SUFFIXES = (

@@ -13,8 +13,8 @@ import dataclasses
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
-from pytest_corrsource.sandbox.steps import Step, StepRun, run_step
 from pytest_corrsource.formats import TensorInfo, WeightsHeader
+from pytest_corrsource.sandbox.steps import Step, StepRun, run_step
 
 MAX_LISTED = 8
 

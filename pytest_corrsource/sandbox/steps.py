@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckSkipped, Options, RunState
+from pytest_corrsource.manifest import Manifest
 from pytest_corrsource.sandbox.environments import (
     Environment,
     EnvironmentBuildError,
@@ -27,7 +28,6 @@ from pytest_corrsource.sandbox.environments import (
     ensure_environment,
     find_interpreter,
 )
-from pytest_corrsource.manifest import Manifest
 from pytest_corrsource.sandbox.placeholders import (
     PlaceholderError,
     PlaceholderValues,
