@@ -238,7 +238,7 @@ def run_model_for(
         if weights is not None:
             replace[cs.manifest.weights[0].path] = Path(weights).resolve()
         command = run.command + "".join(" " + shlex.quote(a) for a in extra_args)
-        step = Step("run", command, timeout or run.timeout, run.expect.files)
+        step = Step("run", command, timeout or run.timeout, run.expect.files, run.network)
         return RunOutput.of(
             _unwrap(
                 cs,

@@ -81,6 +81,7 @@ class Step:
     produces: tuple[str, ...] = ()
     timeout: float = 600.0
     code: tuple[PathRef, ...] = ()
+    network: bool = True  # `network: false`: run with the network cut
 
 
 @dataclass(frozen=True)
@@ -99,6 +100,7 @@ class Run:
     timeout: float = 600.0
     deterministic: bool = True
     expect: Expect = Expect()
+    network: bool = True
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class Training:
     reproduce: str = "schema"
     tolerance: float = 0.0
     timeout: float = 600.0
+    network: bool = True
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,7 @@ class Evaluation:
     command: str | None = None
     timeout: float = 600.0
     expect: Expect = Expect()
+    network: bool = True
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,8 @@ class Manifest:
     checkpoints: tuple[WeightsEntry, ...] = ()
     docs: Docs | None = None
     source_form_allow: tuple[PathRef, ...] = ()
+    # `limits:` as written (keys processes, memory, file-size, wall-time); defaults elsewhere.
+    limits: dict[str, Any] = field(default_factory=dict)
     # The line of each top-level key, for reports about a whole component.
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -323,6 +329,7 @@ class _Builder:
             produces=tuple(_strings(loc.get("produces"))),
             timeout=float(_opt(loc, "timeout", default_timeout)),
             code=self.refs(loc.get("code"), f"{keypath}.code"),
+            network=bool(_opt(loc, "network", True)),
         )
 
 
@@ -390,6 +397,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             timeout=float(_opt(r, "timeout", 600.0)),
             deterministic=bool(_opt(r, "deterministic", True)),
             expect=_expect(r.get("expect")),
+            network=bool(_opt(r, "network", True)),
         )
 
     modify = None
@@ -406,6 +414,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             reproduce=_opt(t, "reproduce", "schema"),
             tolerance=float(_opt(t, "tolerance", 0.0)),
             timeout=float(_opt(t, "timeout", 900.0)),
+            network=bool(_opt(t, "network", True)),
         )
 
     data = None
@@ -444,6 +453,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             command=_opt(e, "command"),
             timeout=float(_opt(e, "timeout", 600.0)),
             expect=_expect(e.get("expect")),
+            network=bool(_opt(e, "network", True)),
         )
 
     docs = None
@@ -466,6 +476,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
         allow = b.refs(sf.get("allow"), "source-form.allow")
 
     env = tree.get("env")
+    limits = tree.get("limits")
     return Manifest(
         path=path,
         root=root,
@@ -475,6 +486,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
         licenses=licenses,
         architecture=b.refs(tree.get("architecture"), "architecture"),
         env={} if env is None else {k: v.value for k, v in env.value.items()},
+        limits={} if limits is None else {k: v.value for k, v in limits.value.items()},
         install=install,
         generate=generate,
         run=run,

@@ -55,6 +55,8 @@ class Options:
     # Hash all declared weights in parallel threads at the first digest check. Off on
     # pytest-xdist workers, where the processes already share the work out.
     prehash: bool = True
+    # --corrsource-sandbox: "auto" (best that works), "bwrap" (required) or "none".
+    sandbox: str = "auto"
 
 
 class RunState:

@@ -167,7 +167,7 @@ def check_preprocessing(ctx: CheckContext) -> Finding:
     missing_code = [r.path for r in pre.code if not (ctx.root / r.path).is_file()]
     if missing_code:
         raise CheckFailed(f"preprocessing code not in the repository: {', '.join(missing_code)}")
-    run = run_step(ctx, Step("preprocessing", pre.command, pre.timeout, pre.produces))
+    run = run_step(ctx, Step("preprocessing", pre.command, pre.timeout, pre.produces, pre.network))
     run.require_success("preprocessing")
     return Finding(message=f"wrote {', '.join(pre.produces) or 'nothing declared'}")
 
@@ -184,7 +184,14 @@ def check_evaluation(ctx: CheckContext) -> Finding:
     if not evaluation.command:
         raise CheckFailed("`evaluation.command` is not declared: nothing says how to evaluate")
     run = run_step(
-        ctx, Step("evaluation", evaluation.command, evaluation.timeout, evaluation.expect.files)
+        ctx,
+        Step(
+            "evaluation",
+            evaluation.command,
+            evaluation.timeout,
+            evaluation.expect.files,
+            evaluation.network,
+        ),
     )
     expect = evaluation.expect
     if run.result.timed_out or run.result.returncode != expect.exit_code:

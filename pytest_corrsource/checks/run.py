@@ -244,12 +244,18 @@ def _outputs_equal(a: StepRun, b: StepRun) -> bool:
 
 
 def check_offline(ctx: CheckContext) -> Finding:
-    """CS404: the run succeeds with the network cut."""
+    """CS404: the run succeeds with the network cut (in the sandbox's own network namespace)."""
     from pytest_corrsource.sandbox.process import network_isolation
+    from pytest_corrsource.sandbox.steps import sandbox_backend
 
-    available, reason = network_isolation()
-    if not available:
-        raise CheckSkipped(f"the network cannot be cut on this platform: {reason}")
+    backend = sandbox_backend(ctx)
+    if not backend.cuts_network:
+        why = "; ".join(backend.notes) or "no sandbox"
+        raise CheckSkipped(f"the network cannot be cut: no sandbox is in use here ({why})")
+    if backend.name == "unshare":
+        available, reason = network_isolation()
+        if not available:
+            raise CheckSkipped(f"the network cannot be cut on this platform: {reason}")
     _released_ok(ctx, "running it offline proves nothing")
     offline = _run_of(ctx, "offline", network=False)
     try:
@@ -259,7 +265,12 @@ def check_offline(ctx: CheckContext) -> Finding:
             exc.message + " — it works with the network (CS402) but not without it",
             details=exc.details,
         ) from None
-    return Finding(message="ran in a network namespace with no network")
+    where = (
+        "in a bubblewrap sandbox with its own network namespace (loopback only)"
+        if backend.name == "bwrap"
+        else "in a network namespace with no network (unshare: partial isolation)"
+    )
+    return Finding(message=f"ran {where}")
 
 
 CHECKS: dict[str, CheckFunction] = {

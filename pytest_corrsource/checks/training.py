@@ -115,7 +115,13 @@ def training_run(ctx: CheckContext) -> StepRun:
         raise CheckFailed("`training.command` is not declared: nothing says how to train")
     if not training.produces:
         raise CheckFailed("`training.produces` is not declared: where do the weights go?")
-    step = Step("training", training.command, training.timeout, (training.produces,))
+    step = Step(
+        "training",
+        training.command,
+        training.timeout,
+        (training.produces,),
+        training.network,
+    )
     return _run_step(ctx, "training", step)
 
 
@@ -207,7 +213,11 @@ def check_modify(ctx: CheckContext) -> Finding:
     weights."""
     modify = ctx.manifest.modify
     assert modify is not None
-    run = _run_step(ctx, "modify", Step("modify", modify.command, modify.timeout, modify.produces))
+    run = _run_step(
+        ctx,
+        "modify",
+        Step("modify", modify.command, modify.timeout, modify.produces, modify.network),
+    )
     run.require_success("the modify command")
     released_name, released = _released_header(ctx)
     for declared, path in sorted(run.outputs.items()):

@@ -38,6 +38,8 @@ class ManifestReport:
     levels: list[LevelVerdict] = field(default_factory=list)
     components: list[tuple[str, str]] = field(default_factory=list)
     mof: MofVerdict | None = None
+    # {backend, pid, net, mount, limits} of the sandbox the steps ran in.
+    isolation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -106,6 +108,8 @@ class ManifestReport:
                 },
             }
         out["components"] = dict(self.components)
+        if self.isolation:
+            out["isolation"] = self.isolation
         return out
 
 
@@ -131,8 +135,21 @@ def build_reports(session: CorrSourceSession) -> list[ManifestReport]:
         report.levels = judge_levels(report.plan, report.results)
         report.components = component_status(report.manifest, report.plan, report.results)
         report.mof = classify_mof(report.manifest, report.results)
+        report.isolation = _isolation(session.options.sandbox, report.manifest)
         reports.append(report)
     return reports
+
+
+def _isolation(mode: str, manifest: Manifest) -> dict[str, Any]:
+    from pytest_corrsource.sandbox.backends import SandboxUnavailable, select_backend
+    from pytest_corrsource.sandbox.limits import Limits
+
+    try:
+        backend = select_backend(mode)
+        limits = Limits.from_manifest(manifest.limits)
+    except (SandboxUnavailable, ValueError) as exc:
+        return {"backend": "unavailable", "summary": str(exc)}
+    return {**backend.isolation(limits), "summary": backend.summary()}
 
 
 def report_json(reports: list[ManifestReport]) -> dict[str, Any]:

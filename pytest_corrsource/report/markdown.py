@@ -43,6 +43,8 @@ def render_one(report: ManifestReport) -> str:
     if report.error:
         lines += ["```", report.error, "```", ""]
         return "\n".join(lines)
+    if report.isolation:
+        lines += [f"Isolation: {cell(str(report.isolation['summary']))}", ""]
     met = set(report.levels_met)
     lines.append("| level | met |")
     lines.append("|---|---|")

@@ -24,6 +24,9 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
         for component, status in report.components:
             markup = {"verified": {"green": True}, "failed": {"red": True}}.get(status, {})
             tr.write_line(f"  {component:<{width}}  {status}", **markup)
+        if report.isolation:
+            full = report.isolation.get("backend") == "bwrap"
+            tr.write_line(f"isolation: {report.isolation['summary']}", yellow=not full)
         met = set(report.levels_met)
         marks = "  ".join(f"{level}: {'met' if level in met else 'not met'}" for level in LEVELS)
         tr.write_line(f"levels: {marks}")

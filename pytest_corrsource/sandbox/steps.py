@@ -1,10 +1,12 @@
 """Running a manifest's commands: the isolated environment, scratch copies, pipelines.
 
 Stage: shared machinery for the execution checks (install, generate, run, modify, training,
-data, evaluation) and the fixtures. Every command runs in a scratch copy of the repository,
-inside the isolated environment, with a scrubbed environment and a timeout that kills its
-whole process tree; the user's checkout is snapshotted around each step and any change to it
-fails loudly.
+data, evaluation) and the fixtures. Every command runs through :func:`run_in_scratch`: in a
+scratch copy of the repository, inside the isolated environment, with a scrubbed environment,
+in the sandbox of :mod:`.backends` (bubblewrap where it works: the checkout, the real home and
+temp dir and the cache are invisible; the environment is writable only while the install
+commands build it) and within the manifest's :mod:`.limits`. The user's checkout is
+snapshotted around each step, ``.git/`` and caches included, as defence in depth.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckSkipped, Options, RunState
 from pytest_corrsource.manifest import Manifest
+from pytest_corrsource.sandbox.backends import (
+    Backend,
+    Mounts,
+    SandboxUnavailable,
+    python_installations,
+    select_backend,
+)
 from pytest_corrsource.sandbox.environments import (
     Environment,
     EnvironmentBuildError,
@@ -28,6 +37,7 @@ from pytest_corrsource.sandbox.environments import (
     ensure_environment,
     find_interpreter,
 )
+from pytest_corrsource.sandbox.limits import Limits
 from pytest_corrsource.sandbox.placeholders import (
     PlaceholderError,
     PlaceholderValues,
@@ -36,6 +46,7 @@ from pytest_corrsource.sandbox.placeholders import (
 )
 from pytest_corrsource.sandbox.process import (
     CommandResult,
+    Confinement,
     IsolationUnavailable,
     redact,
     run_command,
@@ -43,9 +54,10 @@ from pytest_corrsource.sandbox.process import (
 )
 from pytest_corrsource.sandbox.scratch import TreeSnapshot, create_scratch_copy, diff
 
-# What the user's checkout may gain while we run without it counting as "modified by a step":
-# caches written by pytest and by Python itself in the process running the checks.
-_USER_TREE_SKIP = (".git", ".pytest_cache", "__pycache__", ".mypy_cache", ".ruff_cache")
+# Nothing of the user's checkout is skipped: `.git/hooks` and `__pycache__/*.pyc` are where
+# code left behind would run later. (pytest writes its own caches at collection and at the
+# end of the session, never while a step runs.)
+_USER_TREE_SKIP: tuple[str, ...] = ()
 
 
 @dataclass
@@ -56,6 +68,7 @@ class Step:
     command: str
     timeout: float
     produces: tuple[str, ...] = ()
+    network: bool = True  # False: the manifest marks the step `network: false`
 
 
 @dataclass
@@ -87,6 +100,27 @@ class StepRun:
                 f"{label} exited 0 but did not write {', '.join(self.missing_outputs)}",
                 details=self.describe(),
             )
+
+
+def sandbox_backend(ctx: CheckContext) -> Backend:
+    """The backend of ``--corrsource-sandbox`` (probed once per process)."""
+
+    def choose() -> Backend:
+        try:
+            return select_backend(ctx.options.sandbox)
+        except SandboxUnavailable as exc:
+            raise CheckFailed(str(exc)) from None
+
+    backend: Backend = ctx.state.once("sandbox-backend", choose)
+    return backend
+
+
+def step_limits(manifest: Manifest) -> Limits:
+    """The manifest's ``limits:`` over the defaults; CheckFailed if a value is unusable."""
+    try:
+        return Limits.from_manifest(manifest.limits)
+    except ValueError as exc:
+        raise CheckFailed(f"`limits:` {exc}") from None
 
 
 def scratch_base(state: RunState, options: Options) -> Path:
@@ -145,6 +179,7 @@ def get_environment(ctx: CheckContext) -> Environment:
                     Step("install", command, timeout),
                     python=python,
                     bin_dir=python.parent,
+                    building_environment=True,
                 )
                 logs.append(f"$ {command}\n{run.result.describe(max_lines=40)}")
                 if not run.ok:
@@ -186,9 +221,13 @@ def run_in_scratch(
     repo: Path | None = None,
     replace: Mapping[str, Path] | None = None,
     network: bool = True,
+    building_environment: bool = False,
 ) -> StepRun:
-    """Run one step in a scratch copy (a new one unless ``repo`` is given).
+    """Run one step in a scratch copy (a new one unless ``repo`` is given), sandboxed.
 
+    The environment at ``bin_dir.parent`` is writable only with ``building_environment``
+    (the install commands); every other step sees it read-only. ``network=False`` or a step
+    marked ``network: false`` runs with the network cut.
     Raises CheckFailed for a bad command or when the user's checkout changed.
     """
     manifest = ctx.manifest
@@ -209,10 +248,25 @@ def run_in_scratch(
     if not argv:
         raise CheckFailed(f"{step.label}: the command is empty")
     env = scrubbed_environment(path_prefix=[bin_dir], home=home, tmpdir=tmp, extra=manifest.env)
-    env["VIRTUAL_ENV"] = str(bin_dir.parent)
+    env_root = bin_dir.parent
+    env["VIRTUAL_ENV"] = str(env_root)
+    limits = step_limits(manifest)
+    environment = (env_root,)
+    mounts = Mounts(
+        read_only=python_installations(python) + (() if building_environment else environment),
+        writable=(work, repo) + (environment if building_environment else ()),
+    )
+    confinement = Confinement(sandbox_backend(ctx), mounts, limits)
     before = TreeSnapshot.take(manifest.root, skip=_USER_TREE_SKIP)
     try:
-        result = run_command(argv, cwd=repo, env=env, timeout=step.timeout, network=network)
+        result = run_command(
+            argv,
+            cwd=repo,
+            env=env,
+            timeout=limits.timeout(step.timeout),
+            network=network and step.network,
+            confinement=confinement,
+        )
     except IsolationUnavailable as exc:
         raise CheckSkipped(f"the network cannot be cut on this platform: {exc.reason}") from None
     changes = diff(before, TreeSnapshot.take(manifest.root, skip=_USER_TREE_SKIP))
@@ -274,13 +328,12 @@ def run_pipeline(
         ).root
         steps: list[StepRun] = []
         todo = [
-            Step(f"generate[{i}]", g.command, g.timeout, g.produces)
+            Step(f"generate[{i}]", g.command, g.timeout, g.produces, g.network)
             for i, g in enumerate(manifest.generate)
         ]
         if manifest.run is not None:
-            todo.append(
-                Step("run", manifest.run.command, manifest.run.timeout, manifest.run.expect.files)
-            )
+            cmd = manifest.run
+            todo.append(Step("run", cmd.command, cmd.timeout, cmd.expect.files, cmd.network))
         for step in todo:
             run = run_in_scratch(
                 ctx, step, python=env.python, bin_dir=env.bin_dir, repo=repo, network=network
