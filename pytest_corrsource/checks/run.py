@@ -109,7 +109,7 @@ def _check_expect(ctx: CheckContext, label: str, run_step: StepRun, *, full: boo
     """Raise CheckFailed unless the run met ``expect`` (``full``: also the output regexes)."""
     expect = _run(ctx).expect
     result = run_step.result
-    if result.timed_out:
+    if result.timed_out or result.limit_exceeded is not None:
         raise CheckFailed(f"{label} {result.status()}", details=run_step.describe())
     if result.returncode != expect.exit_code:
         raise CheckFailed(
@@ -226,6 +226,7 @@ def _released_ok(ctx: CheckContext, consequence: str) -> StepRun:
     # Judged by `run.expect`, not StepRun.ok: a run may be expected to exit non-zero.
     if (
         result.timed_out
+        or result.limit_exceeded is not None
         or result.returncode != _run(ctx).expect.exit_code
         or _missing_files(released)
     ):

@@ -227,18 +227,22 @@ class PidsCgroup:
 def exceeded_limit(
     limits: Limits, *, returncode: int | None, stderr: str, pids_max_hit: bool
 ) -> str | None:
-    """Which limit a step ran into, named for the failure message, or None."""
+    """Which limit a step ran into, named for the failure message (`` `memory` (1 GiB per
+    process)``), or None."""
+    processes = f"`processes` ({limits.processes} processes and threads)"
+    file_size = f"`file-size` ({format_bytes(limits.file_size)} per file)"
     if pids_max_hit:
-        return f"processes (at most {limits.processes} processes and threads)"
+        return processes
     if returncode in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
-        return f"file-size (no file larger than {format_bytes(limits.file_size)})"
+        return file_size
     if returncode == 0:
         return None
+    # Without a cgroup the kernel only refuses: the step's own error output says which limit.
     tail = stderr[-4000:]
     if re.search(r"MemoryError|Cannot allocate memory|std::bad_alloc|out of memory", tail):
-        return f"memory (at most {format_bytes(limits.memory)} per process)"
+        return f"`memory` ({format_bytes(limits.memory)} per process)"
     if re.search(r"Resource temporarily unavailable|Cannot fork|BlockingIOError", tail):
-        return f"processes (at most {limits.processes} processes and threads)"
+        return processes
     if re.search(r"File too large", tail):
-        return f"file-size (no file larger than {format_bytes(limits.file_size)})"
+        return file_size
     return None

@@ -104,7 +104,7 @@ class CommandResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     timeout: float | None = None
-    limit_exceeded: str | None = None  # e.g. "processes (at most 1024 processes and threads)"
+    limit_exceeded: str | None = None  # e.g. "`processes` (1024 processes and threads)"
 
     @property
     def ok(self) -> bool:
@@ -114,8 +114,8 @@ class CommandResult:
         """One line: how the command ended and how long it took."""
         if self.limit_exceeded is not None and not self.timed_out:
             return (
-                f"exceeded the {self.limit_exceeded} limit of the sandbox "
-                f"({self._ending()}); raise it with the manifest's `limits:` if it is legitimate"
+                f"exceeded the sandbox limit {self.limit_exceeded}: {self._ending()} "
+                "(raise it under the manifest's `limits:` if the step needs more)"
             )
         return self._ending()
 

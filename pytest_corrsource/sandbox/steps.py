@@ -83,9 +83,7 @@ class StepRun:
 
     @property
     def ok(self) -> bool:
-        return (
-            self.result.returncode == 0 and not self.result.timed_out and not self.missing_outputs
-        )
+        return self.result.ok and not self.missing_outputs
 
     def describe(self) -> str:
         """What happened, trimmed and redacted, for a failure message."""
@@ -93,7 +91,7 @@ class StepRun:
 
     def require_success(self, label: str) -> None:
         """Raise CheckFailed unless the step exited 0 in time and wrote what it declares."""
-        if self.result.timed_out or self.result.returncode != 0:
+        if not self.result.ok:
             raise CheckFailed(f"{label} failed: {self.result.status()}", details=self.describe())
         if self.missing_outputs:
             raise CheckFailed(
