@@ -587,6 +587,7 @@ def _run_in_bwrap(
         result = _run(
             wrapped, cwd=Path(cwd), env=env, timeout=timeout,
             max_output_bytes=max_output_bytes, network=True, stdin_data=stdin_data,
+            pid_namespace=True,
         )  # fmt: skip
         hit = cgroup is not None and cgroup.hit_max()
     finally:
@@ -612,7 +613,12 @@ def _run(
     max_output_bytes: int,
     network: bool,
     stdin_data: bytes | None,
+    pid_namespace: bool = False,
 ) -> CommandResult:
+    """The command with its supervision. ``pid_namespace``: *argv* is bwrap with its own pid
+    namespace, whose end the kernel makes the end of every process in it: no /proc scan for
+    leftovers is needed (bwrap is killed with its process group on a timeout, and its pid 1
+    dies with it, ``--die-with-parent``)."""
     args = tuple(str(a) for a in argv)
     if not args:
         raise ValueError("run_command needs a non-empty argv")
@@ -653,7 +659,9 @@ def _run(
     out, err = _Tail(max_output_bytes), _Tail(max_output_bytes)
     marker = f"{STEP_MARKER_VARIABLE}={marker_value}".encode()
     if posix:
-        timed_out = _supervise_posix(proc, out, err, stdin_data, started + timeout, marker)
+        timed_out = _supervise_posix(
+            proc, out, err, stdin_data, started + timeout, marker, scan=not pid_namespace
+        )
     else:  # pragma: no cover - exercised on Windows only
         timed_out = _supervise_threads(proc, out, err, stdin_data, started + timeout)
     seconds = time.monotonic() - started
@@ -677,9 +685,14 @@ def _supervise_posix(
     stdin_data: bytes | None,
     deadline: float,
     marker: bytes,
+    *,
+    scan: bool = True,
 ) -> bool:
-    """Pump pipes and watch the child until it exits or *deadline* passes. True on timeout."""
+    """Pump pipes and watch the child until it exits or *deadline* passes. True on timeout.
+
+    ``scan``: find the command's descendants in /proc (not needed in a pid namespace)."""
     tree = _Tree(proc.pid, marker)
+    tree.enabled = tree.enabled and scan
     selector = selectors.DefaultSelector()
     assert proc.stdout is not None
     assert proc.stderr is not None
