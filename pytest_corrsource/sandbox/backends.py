@@ -45,6 +45,9 @@ MODES = ("auto", "bwrap", "none")
 
 # Read-only from the host: the system. Symlinks (``/bin -> usr/bin``) are recreated as such.
 _SYSTEM_PATHS = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# Files of the system a step has no business reading (as root it could): masked.
+_MASKED_FILES = ("/etc/shadow", "/etc/gshadow", "/etc/shadow-", "/etc/gshadow-", "/etc/sudoers")
+_MASKED_DIRS = ("/etc/ssh", "/etc/sudoers.d")
 _PROBE_TIMEOUT = 20.0
 
 
@@ -150,11 +153,22 @@ def _system_args() -> list[str]:
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    # /etc/resolv.conf may point into /run (systemd-resolved): the online steps need DNS.
+    for path in _MASKED_FILES:
+        if os.path.isfile(path) and not os.path.islink(path):
+            args += ["--ro-bind", "/dev/null", path]
+    for path in _MASKED_DIRS:
+        if os.path.isdir(path) and not os.path.islink(path):
+            args += ["--tmpfs", path]
+    return args
+
+
+def _resolver_args() -> list[str]:
+    """/etc/resolv.conf may point into /run (systemd-resolved): the online steps need DNS.
+    (Bound after the fresh ``/run``, which would hide it.)"""
     resolv = os.path.realpath("/etc/resolv.conf")
     if not resolv.startswith("/etc/") and os.path.exists(resolv):
-        args += ["--ro-bind", resolv, resolv]
-    return args
+        return ["--ro-bind", resolv, resolv]
+    return []
 
 
 def _inside_system(path: str) -> bool:
@@ -223,6 +237,7 @@ def bwrap_command(
         "/var/tmp",
         "--tmpfs",
         "/run",
+        *_resolver_args(),
     ]
     for path in mounts.read_only:
         args += ["--ro-bind", str(path), str(path)]
