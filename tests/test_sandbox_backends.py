@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import RepoFactory
 
 from pytest_corrsource.sandbox import backends
 from pytest_corrsource.sandbox.backends import (
@@ -303,3 +304,40 @@ def test_run_command_with_no_sandbox_cannot_cut_the_network(tmp_path: Path) -> N
             ["true"], cwd=tmp_path, env={"PATH": "/usr/bin:/bin"}, timeout=10, network=False,
             confinement=confinement,
         )  # fmt: skip
+
+
+# ------------------------------------------------------------------ manifest keys
+
+
+def test_the_manifest_declares_network_false_and_limits(make_repo: RepoFactory) -> None:
+    from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST
+
+    from pytest_corrsource.manifest import load_manifest
+
+    text = (
+        RUNNABLE_MANIFEST.replace("  timeout: 60\n", "  timeout: 60\n  network: false\n")
+        + "generate:\n  - command: python gen.py\n    network: false\n"
+        + "limits:\n  processes: 64\n  memory: 2GiB\n  wall-time: 30\n"
+    )
+    manifest = load_manifest(make_repo(text, RUNNABLE_FILES) / "corresponding-source.yaml")
+    assert manifest.run is not None
+    assert manifest.run.network is False
+    assert manifest.generate[0].network is False
+    assert manifest.limits == {"processes": 64, "memory": "2GiB", "wall-time": 30}
+    assert Limits.from_manifest(manifest.limits) == Limits(64, 2 << 30, 16 << 30, 30.0)
+
+
+def test_the_schema_refuses_bad_limits(make_repo: RepoFactory) -> None:
+    from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST
+
+    from pytest_corrsource.manifest import ManifestError, load_manifest
+
+    cases = [
+        ("limits:\n  processes: 0\n", "limits.processes"),
+        ("limits:\n  memory: lots\n", "a size such as 512MiB or 8GiB"),
+        ("limits:\n  cpus: 2\n", "unknown key `cpus`"),
+    ]
+    for i, (bad, message) in enumerate(cases):
+        root = make_repo(RUNNABLE_MANIFEST + bad, RUNNABLE_FILES, name=f"repo{i}")
+        with pytest.raises(ManifestError, match=message):
+            load_manifest(root / "corresponding-source.yaml")
