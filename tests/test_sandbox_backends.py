@@ -341,3 +341,55 @@ def test_the_schema_refuses_bad_limits(make_repo: RepoFactory) -> None:
         root = make_repo(RUNNABLE_MANIFEST + bad, RUNNABLE_FILES, name=f"repo{i}")
         with pytest.raises(ManifestError, match=message):
             load_manifest(root / "corresponding-source.yaml")
+
+
+NO_USERNS_PROBE = """
+import ctypes, os, sys
+# A user namespace of our own in which no further user namespace may be created: what a
+# non-root user sees where user namespaces are unavailable (or AppArmor-restricted).
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000) != 0:  # CLONE_NEWUSER
+    raise SystemExit("unshare: " + os.strerror(ctypes.get_errno()))
+uid, gid = os.getuid(), os.getgid()
+open("/proc/self/setgroups", "w").write("deny")
+open("/proc/self/uid_map", "w").write(f"{{uid}} {{uid}} 1")
+open("/proc/self/gid_map", "w").write(f"{{gid}} {{gid}} 1")
+open("/proc/sys/user/max_user_namespaces", "w").write("0")
+sys.path.insert(0, {package!r})
+from pytest_corrsource.sandbox.backends import probe_backends
+best = probe_backends({path!r}, False)[0]
+print(best.name)
+print(best.summary())
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching to an unprivileged user needs root")
+def test_an_unprivileged_user_without_user_namespaces_gets_no_sandbox_reported(
+    shared_tmp: Path,
+) -> None:
+    """bubblewrap (unprivileged) and ``unshare --map-root-user`` both need a user namespace:
+    without one, nothing can cut the network, and the report says why for each."""
+    bwrap = working_bwrap().executable
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    setpriv = shutil.which("setpriv")
+    if python is None or setpriv is None or bwrap is None:
+        pytest.skip("needs /usr/bin/python3 and setpriv")
+    folder = shared_tmp / "bin"
+    folder.mkdir(mode=0o755)
+    (folder / "bwrap").symlink_to(bwrap)
+    script = shared_tmp / "probe.py"
+    script.write_text(
+        NO_USERNS_PROBE.format(package=str(REPO_ROOT), path=f"{folder}:/usr/bin:/bin")
+    )
+    script.chmod(0o644)
+    done = subprocess.run(
+        [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups", python, str(script)],
+        capture_output=True, text=True, timeout=120, env={"PATH": "/usr/bin:/bin"},
+        cwd=shared_tmp, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    name, summary = done.stdout.splitlines()[:2]
+    assert name == "none"
+    assert summary.startswith("NO sandbox")
+    assert f"system bwrap {folder / 'bwrap'} cannot run here" in summary
+    assert "--map-root-user` failed here" in summary

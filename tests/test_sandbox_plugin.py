@@ -93,3 +93,60 @@ def test_the_bubblewrap_isolation_in_the_reports(pytester: pytest.Pytester, repo
     assert isolation["limits"]["applied"] is True
     markdown = (pytester.path / "r.json.md").read_text()
     assert f"Isolation: bubblewrap ({best.origin})" in markdown
+
+
+def test_nothing_a_run_starts_outlives_the_pytest_session(make_repo: RepoFactory) -> None:
+    """The whole session in a subprocess: a double-forked, setsid, empty-environment daemon
+    that would write into the checkout after the session is gone, and never writes. (With
+    ``--corrsource-sandbox=none`` the same daemon does write: checked by hand, 2026-12-01.)"""
+    import subprocess
+    import sys
+    import textwrap
+    import time
+    import uuid
+    from pathlib import Path
+
+    from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST
+
+    best = probe_backends()[0]
+    if best.name != "bwrap":
+        message = "no bubblewrap can run here: " + "; ".join(best.notes)
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    marker = f"corrsource-daemon-{uuid.uuid4().hex}"
+    root = make_repo(RUNNABLE_MANIFEST, {**RUNNABLE_FILES})
+    late = root / "late.txt"
+    daemon = f"import time; time.sleep(3); open({str(late)!r}, 'w').write('late')  # {marker}"
+    script = f"""
+        import os, sys
+        if os.fork() == 0:
+            os.setsid()
+            if os.fork() == 0:
+                os.execve(sys.executable, [sys.executable, "-c", {daemon!r}], {{}})
+            os._exit(0)
+        os.wait()
+        print("model output: 00")
+    """
+    (root / "run.py").write_text(textwrap.dedent(script))
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "--corresponding-source", str(root), "-p", "no:randomly",
+         "-p", "no:cacheprovider", "-q", "-k", "released"],
+        capture_output=True, text=True, timeout=300, cwd=root, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
+
+    def alive() -> list[str]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(entry.name)
+            except OSError:
+                pass
+        return found
+
+    assert alive() == []
+    time.sleep(4)  # past the daemon's write
+    assert alive() == []
+    assert not late.exists()
