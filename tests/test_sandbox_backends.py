@@ -169,7 +169,7 @@ def test_bad_sizes_are_refused(text: str) -> None:
 
 def test_manifest_limits_override_the_defaults() -> None:
     limits = Limits.from_manifest({"processes": 10, "memory": "1GiB", "wall-time": 5})
-    assert limits == Limits(processes=10, memory=1 << 30, file_size=16 << 30, wall_time=5.0)
+    assert limits == Limits(processes=10, memory=1 << 30, file_size=64 << 30, wall_time=5.0)
     assert limits.timeout(600) == 5.0
     assert Limits.from_manifest(None).timeout(600) == 600
     assert format_bytes(limits.memory) == "1 GiB"
@@ -324,7 +324,7 @@ def test_the_manifest_declares_network_false_and_limits(make_repo: RepoFactory) 
     assert manifest.run.network is False
     assert manifest.generate[0].network is False
     assert manifest.limits == {"processes": 64, "memory": "2GiB", "wall-time": 30}
-    assert Limits.from_manifest(manifest.limits) == Limits(64, 2 << 30, 16 << 30, 30.0)
+    assert Limits.from_manifest(manifest.limits) == Limits(64, 2 << 30, 64 << 30, 30.0)
 
 
 def test_the_schema_refuses_bad_limits(make_repo: RepoFactory) -> None:

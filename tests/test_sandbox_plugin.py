@@ -89,7 +89,7 @@ def test_the_bubblewrap_isolation_in_the_reports(pytester: pytest.Pytester, repo
     assert set(isolation) >= {"backend", "pid", "net", "mount", "limits"}
     assert isolation["backend"] == "bwrap"
     assert isolation["pid"] == "own pid namespace"
-    assert isolation["limits"]["processes"] == 1024
+    assert isolation["limits"]["processes"] == 4096
     assert isolation["limits"]["applied"] is True
     markdown = (pytester.path / "r.json.md").read_text()
     assert f"Isolation: bubblewrap ({best.origin})" in markdown

@@ -26,7 +26,7 @@ import shutil
 import signal
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
@@ -67,13 +67,26 @@ def format_bytes(size: int) -> str:
     return f"{size} bytes"
 
 
+def physical_memory() -> int:
+    """This machine's RAM in bytes (16 GiB where it cannot be read)."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 16 * _GIB
+
+
 @dataclass(frozen=True)
 class Limits:
-    """Resource limits of one step. ``wall_time`` None: the step's own ``timeout``."""
+    """Resource limits of one step. ``wall_time`` None: the step's own ``timeout``.
 
-    processes: int = 1024
-    memory: int = 16 * _GIB
-    file_size: int = 16 * _GIB
+    Defaults are generous for real models (threads of BLAS and data loaders count as
+    processes; a checkpoint can be tens of GiB) and still stop a bomb from taking the host:
+    4096 processes and threads, the machine's RAM per process, 64 GiB per file.
+    """
+
+    processes: int = 4096
+    memory: int = field(default_factory=physical_memory)
+    file_size: int = 64 * _GIB
     wall_time: float | None = None
 
     def timeout(self, step_timeout: float) -> float:
@@ -91,9 +104,9 @@ class Limits:
     @classmethod
     def from_manifest(cls, data: Mapping[str, object] | None) -> Limits:
         """``limits:`` of the manifest (already schema-checked) over the defaults."""
+        defaults = cls()
         if not data:
-            return DEFAULT_LIMITS
-        defaults = DEFAULT_LIMITS
+            return defaults
         processes = data.get("processes", defaults.processes)
         memory = data.get("memory", defaults.memory)
         file_size = data.get("file-size", defaults.file_size)
@@ -110,7 +123,7 @@ class Limits:
         )
 
 
-#: Defaults: generous for a model's scripts, small enough to stop a bomb from taking the host.
+#: The defaults (see :class:`Limits`).
 DEFAULT_LIMITS = Limits()
 
 

@@ -529,8 +529,8 @@ MANIFEST_SPEC = Struct(
                 "file-size": SIZE,
                 "wall-time": TIMEOUT,
             },
-            doc="resource limits of every step (defaults: 1024 processes, 16GiB memory per "
-            "process, 16GiB per file, wall time: each step's timeout)",
+            doc="resource limits of every step (defaults: 4096 processes and threads, the "
+            "machine's RAM per process, 64GiB per file, wall time: each step's timeout)",
         ),
         "checkpoints": ListOf(WEIGHTS_ENTRY),
         "docs": Struct(
