@@ -194,7 +194,8 @@ def check_evaluation(ctx: CheckContext) -> Finding:
         ),
     )
     expect = evaluation.expect
-    if run.result.timed_out or run.result.returncode != expect.exit_code:
+    limited = run.result.limit_exceeded is not None  # a sandbox limit: failed whatever the code
+    if run.result.timed_out or limited or run.result.returncode != expect.exit_code:
         raise CheckFailed(f"the evaluation failed: {run.result.status()}", details=run.describe())
     metric: dict[str, str] = {}
     if expect.stdout is not None:
