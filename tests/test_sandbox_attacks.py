@@ -508,3 +508,45 @@ def test_an_unusable_limit_fails_with_its_reason(make_repo: RepoFactory) -> None
     result = Checks(root)("CS402")
     assert result.outcome == "failed"
     assert "`limits:` '0MiB' is not a positive size" in result.message
+
+
+# ------------------------------------------------------------ the partial-isolation fallback
+
+
+def test_without_bubblewrap_cs404_falls_back_to_unshare_and_says_partial(
+    make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_corrsource.sandbox import backends
+    from pytest_corrsource.sandbox.process import network_isolation
+
+    available, reason = network_isolation()
+    if not available:
+        pytest.skip(f"unshare --net does not work here either: {reason}")
+    unshare = Backend("unshare", "/usr/bin/unshare", "unshare --net", ("bwrap: denied",))
+    found = (unshare, Backend("none"))
+    monkeypatch.setattr(backends, "probe_backends", lambda path=None, use_wheel=True: found)
+    checks = Checks(hostile(make_repo, LOOPBACK_MODEL.replace("127.0.0.1", "localhost")))
+    assert checks("CS402").outcome == "passed"
+    result = checks("CS404")
+    # unshare's loopback is down: even talking to itself fails there; bubblewrap's is up.
+    assert result.outcome == "failed"
+    assert "it works with the network (CS402) but not without it" in result.message
+
+
+def test_without_bubblewrap_the_plain_run_passes_cs404_with_partial_isolation(
+    make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_corrsource.sandbox import backends
+    from pytest_corrsource.sandbox.process import network_isolation
+
+    available, reason = network_isolation()
+    if not available:
+        pytest.skip(f"unshare --net does not work here either: {reason}")
+    unshare = Backend("unshare", "/usr/bin/unshare", "unshare --net", ("bwrap: denied",))
+    found = (unshare, Backend("none"))
+    monkeypatch.setattr(backends, "probe_backends", lambda path=None, use_wheel=True: found)
+    result = Checks(hostile(make_repo, OUTPUT))("CS404")
+    assert result.outcome == "passed", result.message
+    assert result.message == (
+        "ran in a network namespace with no network (unshare: partial isolation)"
+    )
