@@ -393,3 +393,22 @@ def test_an_unprivileged_user_without_user_namespaces_gets_no_sandbox_reported(
     assert summary.startswith("NO sandbox")
     assert f"system bwrap {folder / 'bwrap'} cannot run here" in summary
     assert "--map-root-user` failed here" in summary
+
+
+def test_a_pids_cgroup_bounds_forks_and_is_removed_with_its_processes() -> None:
+    from pytest_corrsource.sandbox.limits import PidsCgroup
+
+    cgroup = PidsCgroup.create(8)
+    if cgroup is None:
+        pytest.skip("no writable pids cgroup here (RLIMIT_NPROC bounds non-root users)")
+    try:
+        done = subprocess.run(
+            [*cgroup.join_prefix(), "/bin/sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12; "
+             "do sleep 30 >/dev/null 2>&1 & done"],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert "fork" in done.stderr.lower() or done.returncode != 0, done
+        assert cgroup.hit_max()
+    finally:
+        cgroup.remove()  # kills the sleepers still in it
+    assert not cgroup.path.exists()

@@ -19,11 +19,13 @@ Plain library code: it knows nothing of pytest or of the manifest.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
 import shutil
 import signal
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -215,10 +217,15 @@ class PidsCgroup:
         match = re.search(r"^max (\d+)", text, re.MULTILINE)
         return match is not None and int(match.group(1)) > 0
 
-    def remove(self) -> None:
-        """Kill whatever is left in the cgroup and remove it."""
+    def remove(self, *, patience: float = 5.0, at_exit: bool = False) -> None:
+        """Kill whatever is left in the cgroup and remove it.
+
+        Thousands of killed processes (a bounded fork bomb) can take a while to exit on a busy
+        machine; whatever is still busy after *patience* seconds is retried at exit.
+        """
+        deadline = time.monotonic() + patience
         procs = self.path / "cgroup.procs"
-        for _ in range(50):
+        while True:
             try:
                 pids = [int(p) for p in procs.read_text().split()]
             except OSError:
@@ -232,9 +239,11 @@ class PidsCgroup:
             except FileNotFoundError:
                 return
             except OSError:
-                import time
-
+                if time.monotonic() > deadline:
+                    break
                 time.sleep(0.02)
+        if not at_exit:
+            atexit.register(self.remove, patience=10.0, at_exit=True)
 
 
 def exceeded_limit(
