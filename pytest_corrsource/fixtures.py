@@ -169,7 +169,7 @@ class IsolatedEnvironment:
 
     def run(self, command: str, *, timeout: float = 600.0) -> RunOutput:
         """Run ``command`` (placeholders allowed) in a scratch copy inside this environment."""
-        from pytest_corrsource.execution import Step, run_in_scratch
+        from pytest_corrsource.sandbox.steps import Step, run_in_scratch
 
         try:
             step = run_in_scratch(
@@ -193,7 +193,7 @@ def _unwrap(cs: Corrsource, what: Callable[[], Any]) -> Any:
 
 
 def environment_for(cs: Corrsource) -> IsolatedEnvironment:
-    from pytest_corrsource.execution import get_environment
+    from pytest_corrsource.sandbox.steps import get_environment
 
     env = _unwrap(cs, lambda: get_environment(cs.context("CS202")))
     return IsolatedEnvironment(env.python, env.bin_dir, env.root, cs)
@@ -221,7 +221,7 @@ class RunOutput:
 def run_model_for(
     cs: Corrsource, env: IsolatedEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[..., RunOutput]:
-    from pytest_corrsource.execution import Step, run_in_scratch
+    from pytest_corrsource.sandbox.steps import Step, run_in_scratch
 
     run = cs.manifest.run
     if run is None:
@@ -238,7 +238,7 @@ def run_model_for(
         if weights is not None:
             replace[cs.manifest.weights[0].path] = Path(weights).resolve()
         command = run.command + "".join(" " + shlex.quote(a) for a in extra_args)
-        step = Step("run", command, timeout or run.timeout, run.expect.files)
+        step = Step("run", command, timeout or run.timeout, run.expect.files, run.network)
         return RunOutput.of(
             _unwrap(
                 cs,

@@ -112,6 +112,7 @@ class Step:
     produces: tuple[str, ...] = ()
     timeout: float = 600.0
     code: tuple[PathRef, ...] = ()
+    network: bool = True  # `network: false`: run with the network cut
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,7 @@ class Run:
     timeout: float = 600.0
     deterministic: bool = True
     expect: Expect = Expect()
+    network: bool = True
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,7 @@ class Training:
     reproduce: str = "schema"
     tolerance: float = 0.0
     timeout: float = 600.0
+    network: bool = True
 
 
 @dataclass(frozen=True)
@@ -170,6 +173,7 @@ class Evaluation:
     command: str | None = None
     timeout: float = 600.0
     expect: Expect = Expect()
+    network: bool = True
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,8 @@ class Manifest:
     source_form_allow: tuple[PathRef, ...] = ()
     # Checks waived because they cannot run where the manifest is verified: id -> reason.
     waive: dict[str, str] = field(default_factory=dict)
+    # `limits:` as written (keys processes, memory, file-size, wall-time); defaults elsewhere.
+    limits: dict[str, Any] = field(default_factory=dict)
     # The line of each top-level key, for reports about a whole component.
     lines: dict[str, int] = field(default_factory=dict)
 
@@ -419,6 +425,7 @@ class _Builder:
             produces=self.outputs(loc.get("produces"), f"{keypath}.produces"),
             timeout=float(_opt(loc, "timeout", default_timeout)),
             code=self.refs(loc.get("code"), f"{keypath}.code"),
+            network=bool(_opt(loc, "network", True)),
         )
 
 
@@ -475,6 +482,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             timeout=float(_opt(r, "timeout", 600.0)),
             deterministic=bool(_opt(r, "deterministic", True)),
             expect=b.expect(r.get("expect"), "run.expect"),
+            network=bool(_opt(r, "network", True)),
         )
 
     modify = None
@@ -493,6 +501,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             reproduce=_opt(t, "reproduce", "schema"),
             tolerance=float(_opt(t, "tolerance", 0.0)),
             timeout=float(_opt(t, "timeout", 900.0)),
+            network=bool(_opt(t, "network", True)),
         )
 
     data = None
@@ -531,6 +540,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             command=_opt(e, "command"),
             timeout=float(_opt(e, "timeout", 600.0)),
             expect=b.expect(e.get("expect"), "evaluation.expect"),
+            network=bool(_opt(e, "network", True)),
         )
 
     docs = None
@@ -567,6 +577,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
                     f"waive.{check_id}",
                 )
             waive[check_id] = str(reason.value or "").strip()
+    limits = tree.get("limits")
     return Manifest(
         path=path,
         root=root,
@@ -576,6 +587,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
         licenses=licenses,
         architecture=b.refs(tree.get("architecture"), "architecture"),
         env={} if env is None else {k: v.value for k, v in env.value.items()},
+        limits={} if limits is None else {k: v.value for k, v in limits.value.items()},
         install=install,
         generate=generate,
         run=run,

@@ -45,6 +45,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "directory or the rootdir); ini: corrsource_manifest",
     )
     group.addoption(
+        "--corrsource-sandbox",
+        dest="corrsource_sandbox",
+        default=None,
+        choices=("auto", "bwrap", "none"),
+        help="how the repository's commands are confined: auto (bubblewrap if it works, else "
+        "partial isolation), bwrap (bubblewrap or a usage error), none (no sandbox, said in "
+        "every report); env: CORRSOURCE_SANDBOX; ini: corrsource_sandbox",
+    )
+    group.addoption(
         "--corrsource-level",
         dest="corrsource_level",
         default=None,
@@ -130,6 +139,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     parser.addini("corrsource_manifest", "path of the manifest (relative to the ini file)")
     parser.addini("corrsource_level", "the openness level that must be met")
+    parser.addini("corrsource_sandbox", "auto, bwrap or none (see --corrsource-sandbox)")
     parser.addini("corrsource_report", "path of the JSON report")
     parser.addini(
         "corrsource_waive",

@@ -58,6 +58,7 @@ class CorrSourceSession:
             cache_dir=settings.cache_dir,
             prehash=not is_worker(config),
             waivers=settings.waivers,
+            sandbox=settings.sandbox,
         )
         cache = getattr(config, "cache", None)
         digests = DigestCache.from_json(cache.get(CACHE_KEY, {}) if cache is not None else {})
@@ -150,7 +151,12 @@ class CorrSourceSession:
         if self.collection_errors:
             not_run = "pytest stopped at collection errors: " + "; ".join(self.collection_errors)
         self.reports = build_reports(
-            self.manifests, self.options.level, self.results.values(), self.config.rootpath, not_run
+            self.manifests,
+            self.options.level,
+            self.results.values(),
+            self.config.rootpath,
+            not_run,
+            sandbox_mode=self.options.sandbox,
         )
         write_reports(self.reports, self.settings.reports)
         self._github_output()

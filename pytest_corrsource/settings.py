@@ -49,6 +49,7 @@ class Settings:
     twice: bool
     cache_dir: Path | None
     waivers: tuple[tuple[str, str], ...] = ()  # (check id, reason), command line over ini
+    sandbox: str = "auto"  # --corrsource-sandbox: auto | bwrap | none
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -70,6 +71,7 @@ class Settings:
             twice=bool(config.getoption("corrsource_twice")),
             cache_dir=Path(cache_dir).resolve() if cache_dir else None,
             waivers=resolve_waivers(config),
+            sandbox=resolve_sandbox(config),
         )
 
     def github_output(self, environ: os._Environ[str] | dict[str, str] | None = None) -> bool:
@@ -99,6 +101,40 @@ def resolve_level(config: pytest.Config) -> str:
                 )
             return value
     return DEFAULT_LEVEL
+
+
+def resolve_sandbox(config: pytest.Config) -> str:
+    """--corrsource-sandbox > environment (CORRSOURCE_SANDBOX) > ini > ``auto``, as for the level.
+
+    ``bwrap`` with no working bubblewrap is a usage error (exit 4): it is asked for by people
+    who need the guarantee.
+    """
+    from pytest_corrsource.sandbox.backends import MODES, SandboxUnavailable, select_backend
+
+    mode = "auto"
+    cli = config.getoption("corrsource_sandbox", None)
+    if cli:
+        mode = str(cli)
+    else:
+        for source, value in (
+            ("environment variable CORRSOURCE_SANDBOX", os.environ.get("CORRSOURCE_SANDBOX")),
+            ("ini option corrsource_sandbox", str(config.getini("corrsource_sandbox") or "")),
+        ):
+            if value:
+                value = value.strip()
+                if value not in MODES:
+                    choices = ", ".join(MODES)
+                    raise pytest.UsageError(
+                        f"{source}: unknown sandbox `{value}` (choose from {choices})"
+                    )
+                mode = value
+                break
+    if mode == "bwrap":
+        try:
+            select_backend(mode)
+        except SandboxUnavailable as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return mode
 
 
 def resolve_waivers(config: pytest.Config) -> tuple[tuple[str, str], ...]:

@@ -15,6 +15,7 @@ import os
 import socket
 import textwrap
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,12 +23,12 @@ import pytest
 from conftest import RUN_SCRIPT, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, sha256
 
 from pytest_corrsource.checks import CheckContext, Options, RunState
-from pytest_corrsource.execution import run_pipeline
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
 from pytest_corrsource.results import CheckResult, execute
-from pytest_corrsource.runner import network_isolation
+from pytest_corrsource.sandbox.process import network_isolation
+from pytest_corrsource.sandbox.steps import run_pipeline
 
 LEVEL = "corresponding-source"
 RUN_LINE = "  command: python run.py --weights {weights}\n"
@@ -260,57 +261,68 @@ def gone(pid: int) -> bool:
     return stat[stat.rfind(")") + 2 :].startswith("Z")
 
 
-def wait_gone(pid: int, seconds: float = 5.0) -> None:
+def processes_with(marker: str) -> list[int]:
+    """Pids of live (non-zombie) processes whose command line contains *marker*."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and not gone(int(entry.name)):
+            with contextlib.suppress(OSError):
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
+
+
+def wait_no_process_with(marker: str, seconds: float = 5.0) -> None:
     deadline = time.monotonic() + seconds
-    while not gone(pid):
+    while pids := processes_with(marker):
         if time.monotonic() > deadline:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 9)
-            pytest.fail(f"process {pid}, started by the run, is still alive")
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, 9)
+            pytest.fail(f"processes {pids} started by the run are still alive")
         time.sleep(0.05)
 
 
-def daemonizing_run(pidfile: Path, then: str) -> str:
-    """A run script that starts a grandchild in its own session, which writes its pid and
-    sleeps for a minute; the script then does ``then``."""
+def daemonizing_run(marker: str, then: str) -> str:
+    """A run script that starts a grandchild in its own session (with *marker* in its command
+    line), which signals it started and sleeps for a minute; the script then does ``then``.
+    (The sandbox hides the test's folders from the run: the grandchild is found in /proc.)"""
     return textwrap.dedent(
         f"""
         import os, subprocess, sys, time
-        code = "import os, time; open({str(pidfile)!r} + '.tmp', 'w').write(str(os.getpid()))"
-        code += "; os.rename({str(pidfile)!r} + '.tmp', {str(pidfile)!r}); time.sleep(60)"
+        code = "import os, time; open('started.tmp', 'w').close(); os.rename('started.tmp', "
+        code += "'started'); time.sleep(60) # {marker}"
         subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
-        while not os.path.exists({str(pidfile)!r}):
+        while not os.path.exists("started"):
             time.sleep(0.01)
         {then}
         """
     )
 
 
-def test_cs402_times_out_and_kills_the_whole_process_tree(
-    make_repo: RepoFactory, tmp_path: Path
-) -> None:
-    pidfile = tmp_path / "grandchild.pid"
+def test_cs402_times_out_and_kills_the_whole_process_tree(make_repo: RepoFactory) -> None:
+    marker = f"corrsource-test-{uuid.uuid4().hex}"
     root = runnable(
         make_repo,
         replace={"  timeout: 60\n": "  timeout: 1\n"},
-        files={"run.py": daemonizing_run(pidfile, "time.sleep(30)")},
+        files={"run.py": daemonizing_run(marker, "time.sleep(30)")},
     )
     message = failure(Checks(root)("CS402"))
     assert "found: the run on the released weights timed out after 1 s" in message
     assert "the whole process tree was killed" in message
-    wait_gone(int(pidfile.read_text()))
+    wait_no_process_with(marker)
 
 
-def test_a_run_leaves_no_daemon_behind(make_repo: RepoFactory, tmp_path: Path) -> None:
-    pidfile = tmp_path / "daemon.pid"
+def test_a_run_leaves_no_daemon_behind(make_repo: RepoFactory) -> None:
+    marker = f"corrsource-test-{uuid.uuid4().hex}"
     root = runnable(
         make_repo,
         replace={'"model output: [0-9a-f]+"': '"daemon started"'},
-        files={"run.py": daemonizing_run(pidfile, "print('daemon started')")},
+        files={"run.py": daemonizing_run(marker, "print('daemon started')")},
     )
     result = Checks(root)("CS402")
     assert result.outcome == "passed", result.message
-    wait_gone(int(pidfile.read_text()))
+    wait_no_process_with(marker)
 
 
 # ------------------------------------------------------------------------------------ CS403
@@ -396,7 +408,9 @@ def test_cs404_passes_the_plain_stdlib_run(make_repo: RepoFactory) -> None:
         pytest.skip(f"no network isolation here: {reason}")
     result = Checks(runnable(make_repo))("CS404")
     assert result.outcome == "passed", result.message
-    assert result.message == "ran in a network namespace with no network"
+    assert result.message == (
+        "ran in a bubblewrap sandbox with its own network namespace (loopback only)"
+    )
 
 
 def test_cs404_fails_a_run_that_needs_the_network(

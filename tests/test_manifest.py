@@ -320,8 +320,8 @@ def test_display_name_in_errors(tmp_path: Path) -> None:
 
 KNOWN_KEYS = (
     "(known keys: `version`, `name`, `licenses`, `weights`, `architecture`, `env`, `install`, "
-    "`generate`, `run`, `modify`, `training`, `data`, `evaluation`, `checkpoints`, `docs`, "
-    "`source-form`, `waive`)"
+    "`generate`, `run`, `modify`, `training`, `data`, `evaluation`, `limits`, `checkpoints`, "
+    "`docs`, `source-form`, `waive`)"
 )
 RUN = BASE + "run:\n  command: python run.py\n"  # run.* on line 6 onwards
 

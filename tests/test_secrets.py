@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_corrsource.runner import scrubbed_environment
+from pytest_corrsource.sandbox.process import scrubbed_environment
 from pytest_corrsource.secrets import (
     embedded_credential,
     encoded_forms,

@@ -2,8 +2,8 @@
 machine", unless waived explicitly; then the level reads "met, with waivers: CS404 (reason)" in
 every report. Never a silent pass, never "exit 1 with nothing failed".
 
-The machine's lack of network namespaces is simulated by replacing
-``runner.network_isolation`` (what CS404 asks before cutting the network).
+The machine's lack of network namespaces is simulated: the sandbox falls back to its
+``unshare`` backend, and ``network_isolation`` (what CS404 asks that backend) says no.
 """
 
 from __future__ import annotations
@@ -15,13 +15,14 @@ from pathlib import Path
 import pytest
 from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory
 
-from pytest_corrsource import runner
 from pytest_corrsource.checks import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.levels import judge_levels
 from pytest_corrsource.manifest import ManifestError, load_manifest
 from pytest_corrsource.plan import build_plan
 from pytest_corrsource.results import CheckResult, execute, parse_waiver
+from pytest_corrsource.sandbox import process, steps
+from pytest_corrsource.sandbox.backends import Backend
 
 LEVEL = "corresponding-source"
 NO_NAMESPACES = "user namespaces are disabled (simulated)"
@@ -31,7 +32,8 @@ WAIVE_CS404 = f"waive:\n  CS404: {REASON}\n"
 
 @pytest.fixture
 def no_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "network_isolation", lambda: (False, NO_NAMESPACES))
+    monkeypatch.setattr(steps, "select_backend", lambda mode: Backend("unshare"))
+    monkeypatch.setattr(process, "network_isolation", lambda: (False, NO_NAMESPACES))
 
 
 def run_all(

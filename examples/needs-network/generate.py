@@ -7,52 +7,30 @@ A deliberately network-dependent copy of tinychar's generate.py. The weights fil
 model runs. This stands in for the common pattern of a model that downloads its tokenizer or
 config from a model hub at run time: the repository alone is not enough to run it.
 
-So that the example is self-contained (tests have no internet), the "hub" is a tiny
-``http.server`` that this script starts in a background thread on 127.0.0.1, port 0 (any free
-port), serving the repository's ``assets/`` folder. The download still goes through a real
-socket. Without network access -- e.g. in a network namespace whose loopback interface is down
--- binding or connecting fails and the script exits with status 4 and a clear message, so
-pytest-corrsource reports a failure of CS404 (the run must succeed offline).
+The hub is ``http://tinychar-hub.invalid``, reached through the HTTP proxy of the
+environment (``http_proxy``): ``hub.py`` is that proxy, a server outside the sandbox that
+answers every request with ``assets/vocab.json`` (its ``conftest.py`` starts it for a pytest
+session). Without network access -- e.g. with the network cut for CS404 -- the download fails
+and the script exits with status 4 and a clear message.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
-import http.server
 import json
 import sys
-import threading
 import urllib.request
-from pathlib import Path
 
 import numpy as np
 from model import VOCAB_NAME, decode, encode, load_weights, sample
 
-ASSETS = Path(__file__).resolve().parent / "assets"
-
-
-class _QuietHandler(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, format: str, *args: object) -> None:  # keep stderr clean
-        pass
+HUB_URL = "http://tinychar-hub.invalid/vocab.json"
 
 
 def fetch_vocabulary() -> np.ndarray:
-    """Start the stand-in hub, download ``vocab.json`` from it, and shut the hub down."""
-    handler = functools.partial(_QuietHandler, directory=str(ASSETS))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        host, port = server.server_address[:2]
-        url = f"http://{host}:{port}/vocab.json"
-        # No proxy: an HTTP(S)_PROXY setting must not reroute the loopback "hub".
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(url, timeout=10) as response:
-            payload = json.load(response)
-    finally:
-        server.shutdown()
-        server.server_close()
+    """Download ``vocab.json`` from the hub (through the environment's proxy settings)."""
+    with urllib.request.urlopen(HUB_URL, timeout=10) as response:
+        payload = json.load(response)
     return np.array(payload["codepoints"], dtype=np.int32)
 
 

@@ -72,6 +72,8 @@ class Options:
     # Waivers given on the command line / ini / environment: check id -> reason (may be "").
     # The manifest's `waive:` adds to them; the command line wins on the reason.
     waivers: tuple[tuple[str, str], ...] = ()
+    # --corrsource-sandbox: "auto" (best that works), "bwrap" (required) or "none".
+    sandbox: str = "auto"
 
 
 class RunState:

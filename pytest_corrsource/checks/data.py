@@ -16,9 +16,9 @@ import urllib.request
 
 from pytest_corrsource import patterns
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
-from pytest_corrsource.execution import Step, run_step
 from pytest_corrsource.manifest import DataSource
 from pytest_corrsource.safe_io import MAX_DOCUMENT_BYTES, read_text_bounded, regular_file_problem
+from pytest_corrsource.sandbox.steps import Step, run_step
 
 # Each required topic of a data card, and the words a heading or label may use for it.
 CARD_TOPICS: dict[str, tuple[str, ...]] = {
@@ -43,7 +43,7 @@ def _source(ctx: CheckContext) -> DataSource:
 
 def _download(ctx: CheckContext, source: DataSource) -> str:
     """Fetch a remote source into the user cache (never the checkout); return its sha256."""
-    from pytest_corrsource.environments import default_cache_dir
+    from pytest_corrsource.sandbox.environments import default_cache_dir
 
     assert source.url
     assert source.sha256
@@ -175,7 +175,7 @@ def check_preprocessing(ctx: CheckContext) -> Finding:
     missing_code = [r.path for r in pre.code if not (ctx.root / r.path).is_file()]
     if missing_code:
         raise CheckFailed(f"preprocessing code not in the repository: {', '.join(missing_code)}")
-    run = run_step(ctx, Step("preprocessing", pre.command, pre.timeout, pre.produces))
+    run = run_step(ctx, Step("preprocessing", pre.command, pre.timeout, pre.produces, pre.network))
     run.require_success("preprocessing")
     return Finding(message=f"wrote {', '.join(pre.produces) or 'nothing declared'}")
 
@@ -192,10 +192,18 @@ def check_evaluation(ctx: CheckContext) -> Finding:
     if not evaluation.command:
         raise CheckFailed("`evaluation.command` is not declared: nothing says how to evaluate")
     run = run_step(
-        ctx, Step("evaluation", evaluation.command, evaluation.timeout, evaluation.expect.files)
+        ctx,
+        Step(
+            "evaluation",
+            evaluation.command,
+            evaluation.timeout,
+            evaluation.expect.files,
+            evaluation.network,
+        ),
     )
     expect = evaluation.expect
-    if run.result.timed_out or run.result.returncode != expect.exit_code:
+    limited = run.result.limit_exceeded is not None  # a sandbox limit: failed whatever the code
+    if run.result.timed_out or limited or run.result.returncode != expect.exit_code:
         raise CheckFailed(f"the evaluation failed: {run.result.status()}", details=run.describe())
     metric: dict[str, str] = {}
     try:

@@ -28,7 +28,7 @@ def check_declared(ctx: CheckContext) -> Finding:
 
 def check_environment(ctx: CheckContext) -> Finding:
     """CS202: the install commands succeed in a fresh isolated environment."""
-    from pytest_corrsource.execution import get_environment
+    from pytest_corrsource.sandbox.steps import get_environment
 
     env = get_environment(ctx)
     how = "reused from the cache" if env.reused else "built"

@@ -20,10 +20,10 @@ from pytest_corrsource.checks import (
     Finding,
 )
 from pytest_corrsource.checks.command_files import analyse_command
-from pytest_corrsource.execution import StepRun, new_dir, run_pipeline, scratch_base
 from pytest_corrsource.manifest import Run
-from pytest_corrsource.runner import redact
 from pytest_corrsource.safe_io import regular_file_problem, same_content
+from pytest_corrsource.sandbox.process import redact
+from pytest_corrsource.sandbox.steps import StepRun, new_dir, run_pipeline, scratch_base
 
 
 def _run(ctx: CheckContext) -> Run:
@@ -110,7 +110,7 @@ def _check_expect(ctx: CheckContext, label: str, run_step: StepRun, *, full: boo
     """Raise CheckFailed unless the run met ``expect`` (``full``: also the output regexes)."""
     expect = _run(ctx).expect
     result = run_step.result
-    if result.timed_out:
+    if result.timed_out or result.limit_exceeded is not None:
         raise CheckFailed(f"{label} {result.status()}", details=run_step.describe())
     if result.returncode != expect.exit_code:
         raise CheckFailed(
@@ -249,6 +249,7 @@ def _released_ok(ctx: CheckContext, consequence: str) -> StepRun:
     # Judged by `run.expect`, not StepRun.ok: a run may be expected to exit non-zero.
     if (
         result.timed_out
+        or result.limit_exceeded is not None
         or result.returncode != _run(ctx).expect.exit_code
         or _missing_files(released)
         or released.not_produced
@@ -268,12 +269,18 @@ def _outputs_equal(a: StepRun, b: StepRun) -> bool:
 
 
 def check_offline(ctx: CheckContext) -> Finding:
-    """CS404: the run succeeds with the network cut."""
-    from pytest_corrsource.runner import network_isolation
+    """CS404: the run succeeds with the network cut (in the sandbox's own network namespace)."""
+    from pytest_corrsource.sandbox.process import network_isolation
+    from pytest_corrsource.sandbox.steps import sandbox_backend
 
-    available, reason = network_isolation()
-    if not available:
-        raise CheckUnverifiable(f"the network cannot be cut on this platform: {reason}")
+    backend = sandbox_backend(ctx)
+    if not backend.cuts_network:
+        why = "; ".join(backend.notes) or "no sandbox"
+        raise CheckUnverifiable(f"the network cannot be cut: no sandbox is in use here ({why})")
+    if backend.name == "unshare":
+        available, reason = network_isolation()
+        if not available:
+            raise CheckUnverifiable(f"the network cannot be cut on this platform: {reason}")
     _released_ok(ctx, "running it offline proves nothing")
     offline = _run_of(ctx, "offline", network=False)
     try:
@@ -283,7 +290,12 @@ def check_offline(ctx: CheckContext) -> Finding:
             exc.message + " — it works with the network (CS402) but not without it",
             details=exc.details,
         ) from None
-    return Finding(message="ran in a network namespace with no network")
+    where = (
+        "in a bubblewrap sandbox with its own network namespace (loopback only)"
+        if backend.name == "bwrap"
+        else "in a network namespace with no network (unshare: partial isolation)"
+    )
+    return Finding(message=f"ran {where}")
 
 
 CHECKS: dict[str, CheckFunction] = {

@@ -14,7 +14,9 @@ import dataclasses
 from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
-from pytest_corrsource.execution import (
+from pytest_corrsource.formats import TensorInfo, WeightsHeader
+from pytest_corrsource.safe_io import read_head, same_content
+from pytest_corrsource.sandbox.steps import (
     Step,
     StepRun,
     get_environment,
@@ -23,8 +25,6 @@ from pytest_corrsource.execution import (
     run_step,
     scratch_base,
 )
-from pytest_corrsource.formats import TensorInfo, WeightsHeader
-from pytest_corrsource.safe_io import read_head, same_content
 
 MAX_LISTED = 8
 
@@ -154,7 +154,13 @@ def training_run(ctx: CheckContext) -> StepRun:
         raise CheckFailed("`training.command` is not declared: nothing says how to train")
     if not training.produces:
         raise CheckFailed("`training.produces` is not declared: where do the weights go?")
-    step = Step("training", training.command, training.timeout, (training.produces,))
+    step = Step(
+        "training",
+        training.command,
+        training.timeout,
+        (training.produces,),
+        training.network,
+    )
     return _run_training(ctx, "training", step)
 
 
@@ -257,7 +263,11 @@ def check_modify(ctx: CheckContext) -> Finding:
     weights."""
     modify = ctx.manifest.modify
     assert modify is not None
-    run = _run_step(ctx, "modify", Step("modify", modify.command, modify.timeout, modify.produces))
+    run = _run_step(
+        ctx,
+        "modify",
+        Step("modify", modify.command, modify.timeout, modify.produces, modify.network),
+    )
     run.require_success("the modify command")
     released_name, released = _released_header(ctx)
     for declared, path in sorted(run.outputs.items()):

@@ -43,6 +43,8 @@ class ManifestReport:
     # Why planned checks without a result did not run: a -k/-m selection, or pytest stopping
     # at another file's collection error before any check ran.
     not_run: str = "deselected"
+    # {backend, pid, net, mount, limits} of the sandbox the steps ran in.
+    isolation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -126,6 +128,8 @@ class ManifestReport:
                 },
             }
         out["components"] = dict(self.components)
+        if self.isolation:
+            out["isolation"] = self.isolation
         # Every string may come from the repository (messages, subjects, names, paths).
         sanitized: dict[str, Any] = sanitize_data(out)
         return sanitized
@@ -137,9 +141,10 @@ def build_reports(
     results: Iterable[CheckResult],
     rootpath: Path,
     not_run: str = "deselected",
+    sandbox_mode: str = "auto",
 ) -> list[ManifestReport]:
     """One report per manifest from the results gathered; ``not_run`` says why a planned check
-    has no result."""
+    has no result; ``sandbox_mode`` (``--corrsource-sandbox``) which isolation to describe."""
     results = list(results)
     reports = []
     for path in manifests:
@@ -161,8 +166,21 @@ def build_reports(
         report.levels = judge_levels(report.plan, report.results)
         report.components = component_status(report.manifest, report.plan, report.results)
         report.mof = classify_mof(report.manifest, report.results)
+        report.isolation = _isolation(sandbox_mode, report.manifest)
         reports.append(report)
     return reports
+
+
+def _isolation(mode: str, manifest: Manifest) -> dict[str, Any]:
+    from pytest_corrsource.sandbox.backends import SandboxUnavailable, select_backend
+    from pytest_corrsource.sandbox.limits import Limits
+
+    try:
+        backend = select_backend(mode)
+        limits = Limits.from_manifest(manifest.limits)
+    except (SandboxUnavailable, ValueError) as exc:
+        return {"backend": "unavailable", "summary": str(exc)}
+    return {**backend.isolation(limits), "summary": backend.summary()}
 
 
 def report_json(reports: list[ManifestReport]) -> dict[str, Any]:

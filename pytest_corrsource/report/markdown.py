@@ -46,6 +46,8 @@ def render_one(report: ManifestReport) -> str:
     if report.error:
         lines += [fenced(report.error), ""]
         return "\n".join(lines)
+    if report.isolation:
+        lines += [f"Isolation: {cell(str(report.isolation['summary']))}", ""]
     lines.append("| level | met |")
     lines.append("|---|---|")
     for verdict_of in report.levels:

@@ -25,6 +25,9 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
             for component, status in report.components:
                 markup = {"verified": {"green": True}, "failed": {"red": True}}.get(status, {})
                 tr.write_line(sanitize(f"  {component:<{width}}  {status}"), **markup)
+        if report.isolation:
+            full = report.isolation.get("backend") == "bwrap"
+            tr.write_line(sanitize(f"isolation: {report.isolation['summary']}"), yellow=not full)
         marks = "  ".join(f"{v.level}: {v.describe()}" for v in report.levels)
         tr.write_line(sanitize(f"levels: {marks}"))
         if report.mof:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pytest_corrsource.catalogue import CHECKS, COMPONENTS
 from pytest_corrsource.manifest import MAX_MANIFEST_BYTES
-from pytest_corrsource.placeholders import KNOWN_PLACEHOLDERS
+from pytest_corrsource.sandbox.placeholders import KNOWN_PLACEHOLDERS
 from pytest_corrsource.schema import SCHEMA_URL
 from pytest_corrsource.schema.spec import (
     MANIFEST_SPEC,

@@ -408,8 +408,21 @@ EXPECT = Struct(
     doc="what a successful run looks like",
 )
 
+NETWORK = Scalar("boolean", doc="false: the step runs with the network cut (default true)")
+SIZE = Scalar(
+    "string",
+    description="a size such as 512MiB or 8GiB",
+    pattern="[0-9]+(\\.[0-9]+)?\\s*([KMGTkmgt]i?B?|B)?",
+)
+
 STEP = Struct(
-    {"command": COMMAND, "produces": OUTPUTS, "timeout": TIMEOUT, "code": PATH_LIST},
+    {
+        "command": COMMAND,
+        "produces": OUTPUTS,
+        "timeout": TIMEOUT,
+        "code": PATH_LIST,
+        "network": NETWORK,
+    },
     required=("command",),
 )
 
@@ -464,6 +477,7 @@ MANIFEST_SPEC = Struct(
                 "timeout": TIMEOUT,
                 "deterministic": Scalar("boolean"),
                 "expect": EXPECT,
+                "network": NETWORK,
             },
             required=("command",),
         ),
@@ -476,6 +490,7 @@ MANIFEST_SPEC = Struct(
                 "reproduce": Scalar("string", enum=("schema", "exact", "tolerance")),
                 "tolerance": Scalar("number", description="a number >= 0", minimum=0),
                 "timeout": TIMEOUT,
+                "network": NETWORK,
             }
         ),
         "data": Struct(
@@ -508,7 +523,18 @@ MANIFEST_SPEC = Struct(
                 "command": COMMAND,
                 "timeout": TIMEOUT,
                 "expect": EXPECT,
+                "network": NETWORK,
             }
+        ),
+        "limits": Struct(
+            {
+                "processes": Scalar("integer", minimum=1),
+                "memory": SIZE,
+                "file-size": SIZE,
+                "wall-time": TIMEOUT,
+            },
+            doc="resource limits of every step (defaults: 4096 processes and threads, the "
+            "machine's RAM per process, 64GiB per file, wall time: each step's timeout)",
         ),
         "checkpoints": ListOf(WEIGHTS_ENTRY),
         "docs": Struct(

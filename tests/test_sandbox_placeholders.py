@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_corrsource.placeholders import (
+from pytest_corrsource.sandbox.placeholders import (
     PlaceholderError,
     PlaceholderValues,
     expand_command,

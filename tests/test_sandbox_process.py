@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_corrsource import runner
-from pytest_corrsource.runner import (
+from pytest_corrsource.sandbox import process as runner
+from pytest_corrsource.sandbox.process import (
     STEP_MARKER_VARIABLE,
     CommandResult,
     IsolationUnavailable,

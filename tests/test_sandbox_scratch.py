@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from pytest_corrsource import workspace
-from pytest_corrsource.runner import run_command, scrubbed_environment
-from pytest_corrsource.workspace import (
+from pytest_corrsource.sandbox import scratch as workspace
+from pytest_corrsource.sandbox.process import run_command, scrubbed_environment
+from pytest_corrsource.sandbox.scratch import (
     REFLINK_MIN_SIZE,
     ScratchCopy,
     TreeSnapshot,

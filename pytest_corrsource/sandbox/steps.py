@@ -1,10 +1,12 @@
 """Running a manifest's commands: the isolated environment, scratch copies, pipelines.
 
 Stage: shared machinery for the execution checks (install, generate, run, modify, training,
-data, evaluation) and the fixtures. Every command runs in a scratch copy of the repository,
-inside the isolated environment, with a scrubbed environment and a timeout that kills its
-whole process tree; the user's checkout is snapshotted around each step and any change to it
-fails loudly.
+data, evaluation) and the fixtures. Every command runs through :func:`run_in_scratch`: in a
+scratch copy of the repository, inside the isolated environment, with a scrubbed environment,
+in the sandbox of :mod:`.backends` (bubblewrap where it works: the checkout, the real home and
+temp dir and the cache are invisible; the environment is writable only while the install
+commands build it) and within the manifest's :mod:`.limits`. The user's checkout is
+snapshotted around each step, ``.git/`` and caches included, as defence in depth.
 """
 
 from __future__ import annotations
@@ -25,7 +27,15 @@ from pytest_corrsource.checks import (
     Options,
     RunState,
 )
-from pytest_corrsource.environments import (
+from pytest_corrsource.manifest import Manifest
+from pytest_corrsource.sandbox.backends import (
+    Backend,
+    Mounts,
+    SandboxUnavailable,
+    python_installations,
+    select_backend,
+)
+from pytest_corrsource.sandbox.environments import (
     Environment,
     EnvironmentBuildError,
     EnvironmentSpec,
@@ -34,25 +44,27 @@ from pytest_corrsource.environments import (
     ensure_environment,
     find_interpreter,
 )
-from pytest_corrsource.manifest import Manifest
-from pytest_corrsource.placeholders import (
+from pytest_corrsource.sandbox.limits import Limits
+from pytest_corrsource.sandbox.placeholders import (
     PlaceholderError,
     PlaceholderValues,
     expand_command,
     expand_path,
 )
-from pytest_corrsource.runner import (
+from pytest_corrsource.sandbox.process import (
     CommandResult,
+    Confinement,
     IsolationUnavailable,
     redact,
     run_command,
     scrubbed_environment,
 )
-from pytest_corrsource.workspace import TreeSnapshot, create_scratch_copy, diff
+from pytest_corrsource.sandbox.scratch import TreeSnapshot, create_scratch_copy, diff
 
-# What the user's checkout may gain while we run without it counting as "modified by a step":
-# caches written by pytest and by Python itself in the process running the checks.
-_USER_TREE_SKIP = (".git", ".pytest_cache", "__pycache__", ".mypy_cache", ".ruff_cache")
+# Nothing of the user's checkout is skipped: `.git/hooks` and `__pycache__/*.pyc` are where
+# code left behind would run later. (pytest writes its own caches at collection and at the
+# end of the session, never while a step runs.)
+_USER_TREE_SKIP: tuple[str, ...] = ()
 
 
 @dataclass
@@ -63,6 +75,7 @@ class Step:
     command: str
     timeout: float
     produces: tuple[str, ...] = ()
+    network: bool = True  # False: the manifest marks the step `network: false`
 
 
 @dataclass
@@ -79,12 +92,7 @@ class StepRun:
 
     @property
     def ok(self) -> bool:
-        return (
-            self.result.returncode == 0
-            and not self.result.timed_out
-            and not self.missing_outputs
-            and not self.not_produced
-        )
+        return self.result.ok and not self.missing_outputs and not self.not_produced
 
     def describe(self) -> str:
         """What happened, trimmed and redacted, for a failure message."""
@@ -92,7 +100,7 @@ class StepRun:
 
     def require_success(self, label: str) -> None:
         """Raise CheckFailed unless the step exited 0 in time and wrote what it declares."""
-        if self.result.timed_out or self.result.returncode != 0:
+        if not self.result.ok:
             raise CheckFailed(f"{label} failed: {self.result.status()}", details=self.describe())
         if self.missing_outputs:
             raise CheckFailed(
@@ -110,6 +118,27 @@ class StepRun:
                 "that was already there is not evidence that the step works)",
                 details=self.describe(),
             )
+
+
+def sandbox_backend(ctx: CheckContext) -> Backend:
+    """The backend of ``--corrsource-sandbox`` (probed once per process)."""
+
+    def choose() -> Backend:
+        try:
+            return select_backend(ctx.options.sandbox)
+        except SandboxUnavailable as exc:
+            raise CheckFailed(str(exc)) from None
+
+    backend: Backend = ctx.state.once("sandbox-backend", choose)
+    return backend
+
+
+def step_limits(manifest: Manifest) -> Limits:
+    """The manifest's ``limits:`` over the defaults; CheckFailed if a value is unusable."""
+    try:
+        return Limits.from_manifest(manifest.limits)
+    except ValueError as exc:
+        raise CheckFailed(f"`limits:` {exc}") from None
 
 
 def scratch_base(state: RunState, options: Options) -> Path:
@@ -168,6 +197,7 @@ def get_environment(ctx: CheckContext) -> Environment:
                     Step("install", command, timeout),
                     python=python,
                     bin_dir=python.parent,
+                    building_environment=True,
                 )
                 logs.append(f"$ {command}\n{run.result.describe(max_lines=40)}")
                 if not run.ok:
@@ -209,9 +239,13 @@ def run_in_scratch(
     repo: Path | None = None,
     replace: Mapping[str, Path] | None = None,
     network: bool = True,
+    building_environment: bool = False,
 ) -> StepRun:
-    """Run one step in a scratch copy (a new one unless ``repo`` is given).
+    """Run one step in a scratch copy (a new one unless ``repo`` is given), sandboxed.
 
+    The environment at ``bin_dir.parent`` is writable only with ``building_environment``
+    (the install commands); every other step sees it read-only. ``network=False`` or a step
+    marked ``network: false`` runs with the network cut.
     Raises CheckFailed for a bad command or when the user's checkout changed.
     """
     manifest = ctx.manifest
@@ -232,12 +266,27 @@ def run_in_scratch(
     if not argv:
         raise CheckFailed(f"{step.label}: the command is empty")
     env = scrubbed_environment(path_prefix=[bin_dir], home=home, tmpdir=tmp, extra=manifest.env)
-    env["VIRTUAL_ENV"] = str(bin_dir.parent)
+    env_root = bin_dir.parent
+    env["VIRTUAL_ENV"] = str(env_root)
+    limits = step_limits(manifest)
+    environment = (env_root,)
+    mounts = Mounts(
+        read_only=python_installations(python) + (() if building_environment else environment),
+        writable=(work, repo) + (environment if building_environment else ()),
+    )
+    confinement = Confinement(sandbox_backend(ctx), mounts, limits)
     outputs = _resolve_outputs(step, values, repo)
     produced_before = evidence.record(outputs)  # "not produced by this step" (issue 12)
     before = TreeSnapshot.take(manifest.root, skip=_USER_TREE_SKIP)
     try:
-        result = run_command(argv, cwd=repo, env=env, timeout=step.timeout, network=network)
+        result = run_command(
+            argv,
+            cwd=repo,
+            env=env,
+            timeout=limits.timeout(step.timeout),
+            network=network and step.network,
+            confinement=confinement,
+        )
     except IsolationUnavailable as exc:
         reason = f"the network cannot be cut on this platform: {exc.reason}"
         raise CheckUnverifiable(reason) from None
@@ -305,13 +354,12 @@ def run_pipeline(
         ).root
         steps: list[StepRun] = []
         todo = [
-            Step(f"generate[{i}]", g.command, g.timeout, g.produces)
+            Step(f"generate[{i}]", g.command, g.timeout, g.produces, g.network)
             for i, g in enumerate(manifest.generate)
         ]
         if manifest.run is not None:
-            todo.append(
-                Step("run", manifest.run.command, manifest.run.timeout, manifest.run.expect.files)
-            )
+            cmd = manifest.run
+            todo.append(Step("run", cmd.command, cmd.timeout, cmd.expect.files, cmd.network))
         for step in todo:
             run = run_in_scratch(
                 ctx, step, python=env.python, bin_dir=env.bin_dir, repo=repo, network=network

@@ -1,4 +1,4 @@
-"""Tests for pytest_corrsource.environments (venv caching, locking, keys)."""
+"""Tests for pytest_corrsource.sandbox.environments (venv caching, locking, keys)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_corrsource import environments
-from pytest_corrsource.environments import (
+from pytest_corrsource.sandbox import environments
+from pytest_corrsource.sandbox.environments import (
     MARKER_NAME,
     Environment,
     EnvironmentBuildError,
@@ -312,8 +312,8 @@ _WORKER = textwrap.dedent(
     """
     import json, sys, time
     from pathlib import Path
-    from pytest_corrsource.environments import EnvironmentSpec, InstallOutcome
-    from pytest_corrsource.environments import ensure_environment
+    from pytest_corrsource.sandbox.environments import EnvironmentSpec, InstallOutcome
+    from pytest_corrsource.sandbox.environments import ensure_environment
 
     repo, cache, counter = map(Path, sys.argv[1:4])
 

@@ -8,8 +8,13 @@
   leftover process of the step (a daemonized grandchild) is killed too.
 * Output is read through pipes keeping only the last ``max_output_bytes`` of each stream, and the
   call never hangs on a grandchild that keeps a pipe open: draining is bounded in time.
-* ``network=False`` runs the command in a fresh network namespace (``unshare --net``), where only
-  an unconfigured loopback exists; :func:`network_isolation` says whether that works here.
+* With a :class:`Confinement` (what every manifest step gets, see :mod:`.steps`) the command runs
+  in the chosen backend: in a bubblewrap sandbox (own pid, mount, ipc, uts namespaces; network
+  namespace when ``network=False``) with per-step :mod:`.limits`; once bwrap's pid 1 exits the
+  kernel kills everything left in the pid namespace, so nothing outlives the step. Without
+  bubblewrap, ``network=False`` falls back to ``unshare --net`` (partial isolation).
+* Without a confinement (the checker's own helper commands, and the tests of this module)
+  ``network=False`` uses ``unshare --net``; :func:`network_isolation` says whether that works.
 
 Everything here is plain library code: it knows nothing of pytest or of the manifest.
 """
@@ -28,14 +33,17 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_corrsource.sandbox.backends import Backend, Mounts, bwrap_command
+from pytest_corrsource.sandbox.limits import Limits, PidsCgroup, exceeded_limit
 from pytest_corrsource.secrets import redact, without_credentials
 
 __all__ = [
     "STEP_MARKER_VARIABLE",
     "CommandResult",
+    "Confinement",
     "IsolationUnavailable",
     "network_isolation",
     "redact",
@@ -89,13 +97,22 @@ class CommandResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     timeout: float | None = None
+    limit_exceeded: str | None = None  # e.g. "`processes` (1024 processes and threads)"
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and self.limit_exceeded is None
 
     def status(self) -> str:
         """One line: how the command ended and how long it took."""
+        if self.limit_exceeded is not None and not self.timed_out:
+            return (
+                f"exceeded the sandbox limit {self.limit_exceeded}: {self._ending()} "
+                "(raise it under the manifest's `limits:` if the step needs more)"
+            )
+        return self._ending()
+
+    def _ending(self) -> str:
         if self.timed_out:
             limit = self.timeout if self.timeout is not None else self.seconds
             return f"timed out after {limit:g} s; the whole process tree was killed"
@@ -224,7 +241,20 @@ def scrubbed_environment(
 
 
 # --------------------------------------------------------------------------------------------
-# Network isolation
+# Confinement
+
+
+@dataclass(frozen=True)
+class Confinement:
+    """How a step is confined: the backend, what it sees of the host, and its limits."""
+
+    backend: Backend
+    mounts: Mounts = field(default_factory=Mounts)
+    limits: Limits = field(default_factory=Limits)
+
+
+# --------------------------------------------------------------------------------------------
+# Network isolation (without a confinement)
 
 
 def _unshare_prefix(unshare: str) -> list[str]:
@@ -481,6 +511,7 @@ def run_command(
     max_output_bytes: int = 1 << 20,
     network: bool = True,
     stdin_data: bytes | None = None,
+    confinement: Confinement | None = None,
 ) -> CommandResult:
     """Run *argv* (no shell) in *cwd* with exactly *env*; never raises for a failing command.
 
@@ -488,6 +519,85 @@ def run_command(
     Raises :class:`IsolationUnavailable` for ``network=False`` where isolation does not work,
     and ``ValueError`` for an empty *argv*.
     """
+    if confinement is not None and confinement.backend.name == "bwrap":
+        return _run_in_bwrap(
+            argv, cwd=cwd, env=env, timeout=timeout, max_output_bytes=max_output_bytes,
+            network=network, stdin_data=stdin_data, confinement=confinement,
+        )  # fmt: skip
+    if confinement is not None and confinement.backend.name == "none" and not network:
+        raise IsolationUnavailable(
+            "no sandbox is in use (" + ("; ".join(confinement.backend.notes) or "none") + ")"
+        )
+    return _run(
+        argv, cwd=cwd, env=env, timeout=timeout, max_output_bytes=max_output_bytes,
+        network=network, stdin_data=stdin_data,
+    )  # fmt: skip
+
+
+def _run_in_bwrap(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    max_output_bytes: int,
+    network: bool,
+    stdin_data: bytes | None,
+    confinement: Confinement,
+) -> CommandResult:
+    """:func:`_run` inside bubblewrap, in a pids cgroup where one can be made (uid 0)."""
+    args = tuple(str(a) for a in argv)
+    if not args:
+        raise ValueError("run_command needs a non-empty argv")
+    if not Path(cwd).is_dir():
+        return _failed_start(args, 127, f"working directory does not exist: {cwd}", 0.0)
+    if _missing(args[0], Path(cwd), env):
+        return _failed_start(args, 127, f"command not found: {args[0]}", 0.0)
+    bwrap = confinement.backend.executable
+    assert bwrap is not None
+    limits = confinement.limits
+    cgroup = PidsCgroup.create(limits.processes) if os.geteuid() == 0 else None
+    wrapped = bwrap_command(
+        bwrap, args, cwd=Path(cwd), mounts=confinement.mounts, network=network, limits=limits
+    )
+    if cgroup is not None:
+        wrapped = [*cgroup.join_prefix(), *wrapped]
+    try:
+        result = _run(
+            wrapped, cwd=Path(cwd), env=env, timeout=timeout,
+            max_output_bytes=max_output_bytes, network=True, stdin_data=stdin_data,
+            pid_namespace=True,
+        )  # fmt: skip
+        hit = cgroup is not None and cgroup.hit_max()
+    finally:
+        if cgroup is not None:
+            cgroup.remove()
+    exceeded = exceeded_limit(
+        limits, returncode=result.returncode, stderr=result.stderr, pids_max_hit=hit
+    )
+    return CommandResult(
+        argv=args, returncode=result.returncode, stdout=result.stdout, stderr=result.stderr,
+        seconds=result.seconds, timed_out=result.timed_out,
+        stdout_truncated=result.stdout_truncated, stderr_truncated=result.stderr_truncated,
+        timeout=timeout, limit_exceeded=exceeded,
+    )  # fmt: skip
+
+
+def _run(
+    argv: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str],
+    timeout: float,
+    max_output_bytes: int,
+    network: bool,
+    stdin_data: bytes | None,
+    pid_namespace: bool = False,
+) -> CommandResult:
+    """The command with its supervision. ``pid_namespace``: *argv* is bwrap with its own pid
+    namespace, whose end the kernel makes the end of every process in it: no /proc scan for
+    leftovers is needed (bwrap is killed with its process group on a timeout, and its pid 1
+    dies with it, ``--die-with-parent``)."""
     args = tuple(str(a) for a in argv)
     if not args:
         raise ValueError("run_command needs a non-empty argv")
@@ -528,7 +638,9 @@ def run_command(
     out, err = _Tail(max_output_bytes), _Tail(max_output_bytes)
     marker = f"{STEP_MARKER_VARIABLE}={marker_value}".encode()
     if posix:
-        timed_out = _supervise_posix(proc, out, err, stdin_data, started + timeout, marker)
+        timed_out = _supervise_posix(
+            proc, out, err, stdin_data, started + timeout, marker, scan=not pid_namespace
+        )
     else:  # pragma: no cover - exercised on Windows only
         timed_out = _supervise_threads(proc, out, err, stdin_data, started + timeout)
     seconds = time.monotonic() - started
@@ -552,9 +664,14 @@ def _supervise_posix(
     stdin_data: bytes | None,
     deadline: float,
     marker: bytes,
+    *,
+    scan: bool = True,
 ) -> bool:
-    """Pump pipes and watch the child until it exits or *deadline* passes. True on timeout."""
+    """Pump pipes and watch the child until it exits or *deadline* passes. True on timeout.
+
+    ``scan``: find the command's descendants in /proc (not needed in a pid namespace)."""
     tree = _Tree(proc.pid, marker)
+    tree.enabled = tree.enabled and scan
     selector = selectors.DefaultSelector()
     assert proc.stdout is not None
     assert proc.stderr is not None
