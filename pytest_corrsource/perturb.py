@@ -61,6 +61,7 @@ import os
 import shutil
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -261,11 +262,21 @@ def _copy_bytes(fin: IO[bytes], fout: IO[bytes], n: int) -> None:
 
 
 def _stream(
-    fin: io.BufferedReader, fout: IO[bytes], n: int, kind: _Kind, seed: int, name: str
-) -> None:
-    if kind.op == "copy":
+    fin: io.BufferedReader,
+    fout: IO[bytes],
+    n: int,
+    kind: _Kind,
+    seed: int,
+    name: str,
+    *,
+    crc: bool = False,
+) -> int:
+    """Transform ``n`` bytes from ``fin`` into ``fout``; return the CRC-32 of what was written
+    when ``crc`` (zip members), else 0."""
+    if kind.op == "copy" and not crc:
         _copy_bytes(fin, fout, n)
-        return
+        return 0
+    checksum = 0
     buf = bytearray(min(CHUNK_BYTES, n))
     view = memoryview(buf)
     remaining, chunk = n, 0
@@ -275,9 +286,13 @@ def _stream(
         if got != want:
             raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
         raw = np.frombuffer(buf, dtype=np.uint8, count=want)
-        fout.write(_transform(kind, raw, seed, name, chunk).tobytes())
+        out = _transform(kind, raw, seed, name, chunk)
+        fout.write(out.data)
+        if crc:
+            checksum = zlib.crc32(out.data, checksum)
         remaining -= want
         chunk += 1
+    return checksum
 
 
 @contextlib.contextmanager
@@ -588,6 +603,92 @@ def _perturb_npz(src: Path, dst: Path, seed: int) -> PerturbResult:
     return PerturbResult("npz", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
 
 
+# --------------------------------------------------------------------------- torch zip
+
+
+def _torch_kind(dtype: str, byteorder: str, where: str) -> _Kind:
+    if dtype == "C128":
+        kind = _Kind("float", np.dtype("<f8"))
+    elif dtype in _ST_BITS:
+        kind = _st_kind(dtype)
+    else:  # quantized storages: integers plus per-tensor scales kept in the pickle
+        return _COPY
+    if byteorder == "big" and kind.op != "copy":
+        if kind.op != "float" or kind.dtype is None:
+            raise PerturbUnsupported(
+                f"{where}: big-endian {dtype} storages cannot be modified", format="torch-zip"
+            )
+        kind = _Kind("float", kind.dtype.newbyteorder(">"))
+    return kind
+
+
+def _patch_u32(fout: IO[bytes], fin: IO[bytes], offset: int, old: int, new: int) -> None:
+    """Overwrite a CRC field at ``offset`` when the source holds ``old`` there (a local header
+    written with flag bit 3 holds 0 instead and is left so)."""
+    fin.seek(offset)
+    if fin.read(4) == struct.pack("<I", old):
+        fout.seek(offset)
+        fout.write(struct.pack("<I", new))
+
+
+def _perturb_torch_zip(src: Path, dst: Path, seed: int) -> PerturbResult:
+    """Rewrite every floating-point storage of a torch zip checkpoint in place.
+
+    All float storages are changed — model parameters and buffers, and optimizer state too
+    (a run that resumes from the checkpoint must honour whatever it loads); integer, bool and
+    quantized storages are copied. Every other byte, ``data.pkl`` included, is copied; the
+    CRC-32 of each changed member is rewritten in its data descriptor, local header (when it
+    holds one) and central-directory record, so member names, order, offsets and 64-byte
+    alignment are unchanged.
+    """
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.torch_zip import central_directory_records, read_torch_zip
+
+    try:
+        archive = read_torch_zip(src)
+    except FormatError as exc:
+        raise PerturbUnsupported(f"torch-zip: {src.name}: {exc}", format="torch-zip") from None
+    storages = sorted(archive.storages.values(), key=lambda s: s.data_offset)
+    records = central_directory_records(src, archive.central_dir)
+    size = src.stat().st_size
+    changed: set[str] = set()
+    unchanged: set[str] = {t.name for t in archive.tensors}
+    crcs: list[tuple[Any, int]] = []
+    with src.open("rb") as fin, _atomic_output(dst) as fout:
+        pos = 0
+        for storage in storages:
+            kind = _torch_kind(storage.dtype, archive.byteorder, src.name)
+            _copy_bytes(fin, fout, storage.data_offset - pos)
+            pos = storage.data_offset
+            if kind.op == "copy" or storage.nbytes == 0:
+                _copy_bytes(fin, fout, storage.nbytes)
+            else:
+                crc = _stream(
+                    fin, fout, storage.nbytes, kind, seed, f"storage/{storage.key}", crc=True
+                )
+                crcs.append((storage, crc))
+                changed.update(storage.tensors)
+            pos += storage.nbytes
+        _copy_bytes(fin, fout, size - pos)
+        for storage, crc in crcs:
+            _patch_u32(fout, fin, storage.header_offset + 14, storage.crc, crc)
+            if storage.descriptor:
+                end = storage.data_offset + storage.nbytes
+                fin.seek(end)
+                at = end + 4 if fin.read(4) == b"PK\x07\x08" else end
+                _patch_u32(fout, fin, at, storage.crc, crc)
+            record = records.get(storage.member)
+            if record is None:
+                raise PerturbUnsupported(
+                    f"torch-zip: {storage.member} has no central-directory record",
+                    format="corrupt",
+                )
+            _patch_u32(fout, fin, record + 16, storage.crc, crc)
+    return PerturbResult(
+        "torch-zip", tuple(sorted(changed)), tuple(sorted(unchanged - changed)), (dst,)
+    )
+
+
 # --------------------------------------------------------------------------- entry point
 
 _HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
@@ -595,6 +696,7 @@ _HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
     "safetensors-index": _perturb_index,
     "npy": _perturb_npy,
     "npz": _perturb_npz,
+    "torch-zip": _perturb_torch_zip,
 }
 
 
@@ -611,9 +713,37 @@ def perturb_weights(src: Path, dst: Path, *, seed: int = 0) -> PerturbResult:
         raise PerturbUnsupported(f"{src}: not a file", format="unknown")
     _check_distinct(src, dst)
     fmt = detect_format(src)
-    if fmt in ("pickle", "torch-zip"):
+    if fmt == "pickle":
         raise _pickle_error(fmt)
     handler = _HANDLERS.get(fmt)
     if handler is None:
         raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
-    return handler(src, dst, seed)
+    result = handler(src, dst, seed)
+    _verify_same_schema(src, dst, fmt)
+    return result
+
+
+def _verify_same_schema(src: Path, dst: Path, fmt: str) -> None:
+    """The plugin's own reader must see the released schema in the modified copy: only values
+    may differ. A difference is a bug of this module, reported rather than run."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.tensors import UnreadableTensors, read_schema
+
+    try:
+        before = read_schema(src, fmt, root=src.parent)
+    except UnreadableTensors:
+        return  # nothing this reader can compare (e.g. raw layouts): the writer keeps sizes
+    try:
+        after = read_schema(dst, fmt, root=dst.parent)
+    except FormatError as exc:
+        after_error: str | None = str(exc)
+    else:
+        after_error = None if after == before else "tensor names, dtypes or shapes differ"
+    if after_error is not None:
+        with contextlib.suppress(OSError):
+            dst.unlink()
+        raise PerturbUnsupported(
+            f"{fmt}: the modified copy of {src.name} does not read back like the original "
+            f"({after_error}); a bug in pytest-corrsource",
+            format=fmt,
+        )
