@@ -63,7 +63,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -112,6 +112,15 @@ class PerturbResult:
     changed: tuple[str, ...]
     unchanged: tuple[str, ...]
     files: tuple[Path, ...]
+    #: elements of the changed tensors / of all tensors, as the plugin's reader counts them
+    #: (0 when the format's tensors cannot be read back, e.g. a raw layout)
+    values_changed: int = field(default=0, compare=False)
+    values_total: int = field(default=0, compare=False)
+
+    @property
+    def share(self) -> float:
+        """Share of all values that were changed (0.0 when unknown)."""
+        return self.values_changed / self.values_total if self.values_total else 0.0
 
 
 # --------------------------------------------------------------------------- transforms
@@ -719,11 +728,18 @@ def perturb_weights(src: Path, dst: Path, *, seed: int = 0) -> PerturbResult:
     if handler is None:
         raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
     result = handler(src, dst, seed)
-    _verify_same_schema(src, dst, fmt)
+    schema = _verify_same_schema(src, dst, fmt)
+    if schema:
+        counts = {name: math.prod(shape) for name, (_dtype, shape) in schema.items()}
+        result = replace(
+            result,
+            values_changed=sum(counts.get(name, 0) for name in result.changed),
+            values_total=sum(counts.values()),
+        )
     return result
 
 
-def _verify_same_schema(src: Path, dst: Path, fmt: str) -> None:
+def _verify_same_schema(src: Path, dst: Path, fmt: str) -> dict[str, tuple[str, tuple[int, ...]]]:
     """The plugin's own reader must see the released schema in the modified copy: only values
     may differ. A difference is a bug of this module, reported rather than run."""
     from pytest_corrsource.formats import FormatError
@@ -732,12 +748,14 @@ def _verify_same_schema(src: Path, dst: Path, fmt: str) -> None:
     try:
         before = read_schema(src, fmt, root=src.parent)
     except UnreadableTensors:
-        return  # nothing this reader can compare (e.g. raw layouts): the writer keeps sizes
+        return {}  # nothing this reader can compare (e.g. raw layouts): the writer keeps sizes
     try:
         after = read_schema(dst, fmt, root=dst.parent)
     except FormatError as exc:
         after_error: str | None = str(exc)
     else:
+        if fmt == "npy":  # a lone array is named after its file, which the copy may rename
+            after, before = dict(zip(before, after.values(), strict=True)), before
         after_error = None if after == before else "tensor names, dtypes or shapes differ"
     if after_error is not None:
         with contextlib.suppress(OSError):
@@ -747,3 +765,4 @@ def _verify_same_schema(src: Path, dst: Path, fmt: str) -> None:
             f"({after_error}); a bug in pytest-corrsource",
             format=fmt,
         )
+    return before
