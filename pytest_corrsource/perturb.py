@@ -698,6 +698,127 @@ def _perturb_torch_zip(src: Path, dst: Path, seed: int) -> PerturbResult:
     )
 
 
+# --------------------------------------------------------------------------- byte regions
+
+
+@dataclass(frozen=True)
+class _Region:
+    """``length`` bytes at ``offset`` to transform as ``kind`` (seeded by ``name``)."""
+
+    offset: int
+    length: int
+    kind: _Kind
+    name: str
+
+
+def _rewrite_regions(src: Path, dst: Path, regions: list[_Region], seed: int) -> None:
+    """Copy ``src`` to ``dst`` transforming the (non-overlapping) regions in place."""
+    size = src.stat().st_size
+    with src.open("rb") as fin, _atomic_output(dst) as fout:
+        pos = 0
+        for region in sorted(regions, key=lambda r: r.offset):
+            if region.offset < pos or region.offset + region.length > size:
+                raise PerturbUnsupported(
+                    f"{src.name}: region {region.name!r} overlaps another or the end of the file",
+                    format="corrupt",
+                )
+            _copy_bytes(fin, fout, region.offset - pos)
+            _stream(fin, fout, region.length, region.kind, seed, region.name)
+            pos = region.offset + region.length
+        _copy_bytes(fin, fout, size - pos)
+
+
+# --------------------------------------------------------------------------- pickled numpy
+
+
+def _perturb_pickle(src: Path, dst: Path, seed: int, fmt: str = "pickle") -> PerturbResult:
+    """Change the float payloads of the numpy arrays pickled in ``src`` (scikit-learn models,
+    ``joblib.dump`` files), byte for byte in place: every opcode, and so the pickle's meaning,
+    stays the same; nothing is unpickled."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.pickled_arrays import read_pickled_arrays
+
+    try:
+        arrays = read_pickled_arrays(src)
+    except FormatError as exc:
+        raise PerturbUnsupported(f"{fmt}: {src.name}: {exc}", format=fmt) from None
+    regions: list[_Region] = []
+    changed: list[str] = []
+    unchanged: list[str] = []
+    for array in arrays:
+        kind = _np_kind(array.dtype, fmt)
+        if kind.op == "copy" or array.nbytes == 0:
+            unchanged.append(array.name)
+            continue
+        if array.payload is None:
+            raise PerturbUnsupported(
+                f"{fmt}: array {array.name!r} is pickled as text (pickle protocol 2), which "
+                "cannot be changed in place; re-save with protocol 3 or later",
+                format=fmt,
+            )
+        regions.append(_Region(array.payload.offset, array.payload.length, kind, array.name))
+        changed.append(array.name)
+    _rewrite_regions(src, dst, regions, seed)
+    return PerturbResult(fmt, tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+
+
+def _perturb_compressed_joblib(src: Path, dst: Path, seed: int, codec: str) -> PerturbResult:
+    """joblib's compressed files: decompress -> change in place -> recompress (same codec)."""
+    import tempfile
+
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.detect import detect_format as detect
+    from pytest_corrsource.formats.tensors import decompress_joblib
+
+    fmt = f"joblib-{codec}"
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".joblib-") as tmp:
+        plain, changed = Path(tmp) / "plain.pkl", Path(tmp) / "changed.pkl"
+        try:
+            decompress_joblib(src, codec, plain)
+        except FormatError as exc:
+            raise PerturbUnsupported(
+                f"{src.name}: unknown format ({exc})", format="unknown"
+            ) from None
+        if detect(plain) != "pickle":
+            raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
+        result = _perturb_pickle(plain, changed, seed, fmt)
+        schema = _verify_same_schema(plain, changed, "pickle")
+        with changed.open("rb") as fin, _atomic_output(dst) as fout:
+            _compress(fin, fout, codec)
+    return _with_counts(replace(result, files=(dst,)), schema)
+
+
+def _with_counts(
+    result: PerturbResult, schema: dict[str, tuple[str, tuple[int, ...]]]
+) -> PerturbResult:
+    counts = {name: math.prod(shape) for name, (_dtype, shape) in schema.items()}
+    return replace(
+        result,
+        values_changed=sum(counts.get(name, 0) for name in result.changed),
+        values_total=sum(counts.values()),
+    )
+
+
+def _compress(fin: IO[bytes], fout: IO[bytes], codec: str) -> None:
+    import bz2
+    import lzma
+
+    packer: Any
+    if codec == "zlib":
+        packer = zlib.compressobj(3, zlib.DEFLATED, 15)
+    elif codec == "gzip":
+        packer = zlib.compressobj(3, zlib.DEFLATED, 31)
+    elif codec == "bz2":
+        packer = bz2.BZ2Compressor(3)
+    elif codec == "xz":
+        packer = lzma.LZMACompressor(lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=3)
+    else:
+        packer = lzma.LZMACompressor(lzma.FORMAT_ALONE, preset=3)
+    while block := fin.read(CHUNK_BYTES):
+        fout.write(packer.compress(block))
+    fout.write(packer.flush())
+
+
 # --------------------------------------------------------------------------- entry point
 
 _HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
@@ -706,6 +827,7 @@ _HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
     "npy": _perturb_npy,
     "npz": _perturb_npz,
     "torch-zip": _perturb_torch_zip,
+    "pickle": _perturb_pickle,
 }
 
 
@@ -722,21 +844,18 @@ def perturb_weights(src: Path, dst: Path, *, seed: int = 0) -> PerturbResult:
         raise PerturbUnsupported(f"{src}: not a file", format="unknown")
     _check_distinct(src, dst)
     fmt = detect_format(src)
-    if fmt == "pickle":
-        raise _pickle_error(fmt)
+    if fmt == "unknown":
+        from pytest_corrsource.formats.pickled_arrays import compression_of
+
+        with src.open("rb") as fh:
+            codec = compression_of(fh.read(8))
+        if codec is not None:
+            return _perturb_compressed_joblib(src, dst, seed, codec)
     handler = _HANDLERS.get(fmt)
     if handler is None:
         raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
     result = handler(src, dst, seed)
-    schema = _verify_same_schema(src, dst, fmt)
-    if schema:
-        counts = {name: math.prod(shape) for name, (_dtype, shape) in schema.items()}
-        result = replace(
-            result,
-            values_changed=sum(counts.get(name, 0) for name in result.changed),
-            values_total=sum(counts.values()),
-        )
-    return result
+    return _with_counts(result, _verify_same_schema(src, dst, fmt))
 
 
 def _verify_same_schema(src: Path, dst: Path, fmt: str) -> dict[str, tuple[str, tuple[int, ...]]]:

@@ -9,10 +9,10 @@ float) plus three inert records: :class:`Global` (a name the pickle would import
 (a persistent id). Nothing is ever imported, constructed or called, so evaluating a hostile
 pickle is as safe as reading its bytes; every container and the memo are bounded.
 
-Byte payloads (``BINBYTES``/``SHORT_BINBYTES``/``BINBYTES8``/``BYTEARRAY8``) longer than
-:data:`KEEP_BYTES` are not materialised: they become :class:`Payload` records (absolute file
-offset and length), which is what in-place modification needs. A caller may also hook the
-``BUILD`` of a given global (joblib writes array bytes *between* opcodes) through
+Byte payloads (``BINBYTES``/``SHORT_BINBYTES``/``BINBYTES8``/``BYTEARRAY8``) become
+:class:`Payload` records (absolute file offset and length; the bytes only when short), which is
+what in-place modification needs and keeps a multi-GiB array out of memory. A caller may
+also hook the ``BUILD`` of a given global (joblib writes array bytes *between* opcodes) through
 ``after_build``.
 """
 
@@ -27,8 +27,9 @@ from . import FormatError
 
 __all__ = ["KEEP_BYTES", "Call", "Global", "Payload", "PersId", "evaluate_pickle", "walk_named"]
 
-#: Byte strings up to this length are kept as ``bytes``; longer ones become :class:`Payload`.
-KEEP_BYTES = 4096
+#: Byte strings up to this length are kept as ``bytes`` (as well as located by a
+#: :class:`Payload`'s ``data``); longer ones are only located.
+KEEP_BYTES = 64
 _MAX_ITEMS = 5_000_000  # values created while evaluating one pickle
 _MAX_STRING = 1 << 20  # longest str kept (tensor names, keys); longer ones are an error
 _MAX_DEPTH = 200  # nesting of Calls/containers walked by the tensor finders
@@ -54,6 +55,8 @@ class Call:
     state: Any = None
     items: dict[Any, Any] = field(default_factory=dict)
     appends: list[Any] = field(default_factory=list)
+    #: bytes a writer put right after this object's BUILD (joblib's array data), if any
+    payload: Payload | None = None
 
 
 @dataclass(frozen=True)
@@ -63,10 +66,12 @@ class PersId:
 
 @dataclass(frozen=True)
 class Payload:
-    """A byte string left in the file: ``length`` bytes at absolute ``offset``."""
+    """A byte string of the pickle: ``length`` bytes at absolute ``offset`` of the file, and
+    the bytes themselves (``data``) when at most :data:`KEEP_BYTES` long."""
 
     offset: int
     length: int
+    data: bytes | None = None
 
 
 class _Mark:
@@ -135,7 +140,7 @@ def _opcodes(stream: _Stream) -> Any:
             if start + length > stream.end:
                 raise FormatError(f"{op.name} at byte {pos} runs past the end of the data.")
             if length <= KEEP_BYTES:
-                yield op, handle.read(length), pos
+                yield op, Payload(start, length, handle.read(length)), pos
             else:
                 handle.seek(start + length)
                 yield op, Payload(start, length), pos

@@ -91,6 +91,8 @@ class TensorFile:
     path: Path
     format: str
     entries: dict[str, TensorEntry]
+    #: keeps a decompressed copy (compressed joblib files) alive as long as this object
+    keep: Any = None
 
     def schema(self) -> Schema:
         return {name: (e.dtype, e.shape) for name, e in self.entries.items()}
@@ -100,6 +102,10 @@ class TensorFile:
         entry = self.entries[name]
         if entry.member is not None:
             return _npz_member(entry)
+        if entry.offset < 0:
+            raise UnreadableTensors(
+                self.format, f"{name!r} is pickled as text (protocol 2); its values are not read"
+            )
         descr = entry.raw_dtype or _RAW_DTYPES.get(entry.dtype)
         if descr is None:
             raise UnreadableTensors(self.format, f"tensor {name!r} has dtype {entry.dtype}")
@@ -239,6 +245,69 @@ def _torch_zip(path: Path) -> dict[str, TensorEntry]:
     return entries
 
 
+def _pickled(path: Path, fmt: str) -> dict[str, TensorEntry]:
+    from .pickled_arrays import read_pickled_arrays
+
+    entries: dict[str, TensorEntry] = {}
+    for array in read_pickled_arrays(path):
+        entries[array.name] = TensorEntry(
+            array.name,
+            canonical_dtype(array.dtype.str),
+            array.shape,
+            path,
+            # -1: pickled as latin-1 text (protocol 2); described, but its values are not read
+            array.payload.offset if array.payload is not None else -1,
+            fortran=array.fortran,
+            byteorder=">" if array.dtype.byteorder == ">" else "<",
+            raw_dtype=array.dtype.str,
+        )
+    return entries
+
+
+#: A decompressed joblib stream may be at most this many times its compressed size.
+MAX_DECOMPRESSION_RATIO = 1000
+
+
+def decompress_joblib(path: Path, codec: str, out: Path) -> None:
+    """Decompress a joblib-compressed file into ``out``, bounded against decompression bombs
+    (at most :data:`MAX_DECOMPRESSION_RATIO` times the input, never more than 1 MiB of output
+    in memory)."""
+    import bz2
+    import lzma
+    import zlib
+
+    limit = max(path.stat().st_size, 1 << 20) * MAX_DECOMPRESSION_RATIO
+
+    def blocks() -> Any:
+        if codec in ("bz2", "xz", "lzma"):
+            opener: Any = bz2.open if codec == "bz2" else lzma.open
+            with opener(path, "rb") as stream:
+                while block := stream.read(1 << 20):
+                    yield block
+            return
+        # joblib's zlib files are one zlib stream, its gzip files one gzip member (wbits 31)
+        inflate = zlib.decompressobj(31 if codec == "gzip" else 15)
+        with open(path, "rb") as fin:
+            while raw := fin.read(1 << 16):
+                while raw:
+                    yield inflate.decompress(raw, 1 << 20)
+                    raw = inflate.unconsumed_tail
+        yield inflate.flush()
+
+    written = 0
+    try:
+        with open(out, "wb") as fout:
+            for block in blocks():
+                written += len(block)
+                if written > limit:
+                    raise FormatError(
+                        f"the {codec} stream expands over {MAX_DECOMPRESSION_RATIO}x (a bomb?)."
+                    )
+                fout.write(block)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
+        raise FormatError(f"cannot decompress the {codec} stream: {exc}") from None
+
+
 def open_tensors(path: Path, root: Path | None = None, fmt: str | None = None) -> TensorFile:
     """Read where every tensor of ``path`` is. ``root`` bounds a shard index's shards.
 
@@ -260,11 +329,44 @@ def open_tensors(path: Path, root: Path | None = None, fmt: str | None = None) -
             entries = _npz(path)
         elif fmt == "torch-zip":
             entries = _torch_zip(path)
+        elif fmt == "pickle":
+            entries = _pickled(path, fmt)
+        elif fmt == "opaque" and (codec := _joblib_codec(path)):
+            return _compressed(path, codec)
         else:
             raise UnreadableTensors(fmt, "this format's tensors are not readable by the plugin")
     except OSError as exc:
         raise FormatError(f"cannot read the file: {exc.strerror or exc}.") from None
     return TensorFile(path, fmt, entries)
+
+
+def _joblib_codec(path: Path) -> str | None:
+    from .pickled_arrays import compression_of
+
+    with open(path, "rb") as handle:
+        return compression_of(handle.read(8))
+
+
+def _compressed(path: Path, codec: str) -> TensorFile:
+    import tempfile
+
+    fmt = f"joblib-{codec}"
+    keep = tempfile.TemporaryDirectory(prefix="corrsource-joblib-")
+    plain = Path(keep.name) / path.name
+    try:
+        try:
+            decompress_joblib(path, codec, plain)
+        except FormatError as exc:  # the magic byte was a coincidence: not joblib after all
+            raise UnreadableTensors("opaque", f"not a format the plugin reads ({exc})") from None
+        from .detect import detect_format
+
+        if detect_format(plain) != "pickle":
+            raise UnreadableTensors(fmt, f"the {codec} stream does not hold a pickle")
+        entries = _pickled(plain, fmt)
+    except BaseException:
+        keep.cleanup()
+        raise
+    return TensorFile(path, fmt, entries, keep)
 
 
 def read_schema(path: Path, fmt: str | None = None, root: Path | None = None) -> Schema:
