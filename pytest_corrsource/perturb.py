@@ -580,36 +580,71 @@ def _perturb_array(arr: npt.NDArray[Any], kind: _Kind, seed: int, name: str) -> 
 
 
 def _perturb_npz(src: Path, dst: Path, seed: int) -> PerturbResult:
+    with zipfile.ZipFile(src) as zin:
+        names = {i.filename: i.filename[: -len(".npy")] for i in zin.infolist()}
+    return _perturb_npy_members(src, dst, seed, "npz", names)
+
+
+def _perturb_skops(src: Path, dst: Path, seed: int) -> PerturbResult:
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.skops import skops_arrays
+
+    try:
+        arrays = skops_arrays(src)
+    except FormatError as exc:
+        raise PerturbUnsupported(f"skops: {src.name}: {exc}", format="skops") from None
+    return _perturb_npy_members(src, dst, seed, "skops", {m: n for n, m in arrays.items()})
+
+
+def _member_error(fmt: str, name: str, exc: BaseException) -> PerturbUnsupported:
+    return PerturbUnsupported(f"{fmt}: member {name!r}: {exc}", format="corrupt")
+
+
+def _perturb_npy_members(
+    src: Path, dst: Path, seed: int, fmt: str, names: dict[str, str]
+) -> PerturbResult:
+    """Rewrite a zip member by member: the ``.npy`` members in ``names`` (member -> tensor
+    name) are loaded one at a time with ``allow_pickle=False`` and perturbed; every other
+    member (skops' ``schema.json``) is copied. Names, order and compression are kept."""
     changed: list[str] = []
     unchanged: list[str] = []
-    with zipfile.ZipFile(src) as zin:
-        infos = zin.infolist()
     try:
-        npz = np.load(src, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise PerturbUnsupported(f"npz: cannot read {src.name}: {exc}", format="corrupt") from exc
-    with npz, _atomic_output(dst) as fout, zipfile.ZipFile(fout, "w", allowZip64=True) as zout:
-        for info in infos:
-            name = info.filename[: -len(".npy")]
+        zin = zipfile.ZipFile(src)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise PerturbUnsupported(f"{fmt}: cannot read {src.name}: {exc}", format="corrupt") from exc
+    with zin, _atomic_output(dst) as fout, zipfile.ZipFile(fout, "w", allowZip64=True) as zout:
+        for info in zin.infolist():
+            out_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+            out_info.compress_type = info.compress_type
+            out_info.external_attr = info.external_attr
+            name = names.get(info.filename)
+            if name is None:
+                with zin.open(info) as member_in, zout.open(out_info, "w") as member_out:
+                    shutil.copyfileobj(member_in, member_out, CHUNK_BYTES)
+                continue
             try:
-                arr = npz[info.filename]
+                with zin.open(info) as member_in:
+                    arr = np.lib.format.read_array(member_in, allow_pickle=False)
             except ValueError as exc:
                 if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-                    raise _pickle_error("npz") from exc
-                raise PerturbUnsupported(f"npz: member {name!r}: {exc}", format="corrupt") from exc
-            kind = _np_kind(arr.dtype, "npz")
+                    raise _pickle_error(fmt) from exc
+                raise PerturbUnsupported(
+                    f"{fmt}: member {name!r}: {exc}", format="corrupt"
+                ) from exc
+            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise PerturbUnsupported(
+                    f"{fmt}: member {name!r}: {exc}", format="corrupt"
+                ) from exc
+            kind = _np_kind(arr.dtype, fmt)
             if kind.op == "copy" or arr.size == 0:
                 unchanged.append(name)
                 new = arr
             else:
                 changed.append(name)
                 new = _perturb_array(arr, kind, seed, name)
-            out_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
-            out_info.compress_type = info.compress_type
-            out_info.external_attr = info.external_attr
             with zout.open(out_info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, new, allow_pickle=False)
-    return PerturbResult("npz", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+    return PerturbResult(fmt, tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
 
 
 # --------------------------------------------------------------------------- torch zip
@@ -828,6 +863,7 @@ _HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
     "npz": _perturb_npz,
     "torch-zip": _perturb_torch_zip,
     "pickle": _perturb_pickle,
+    "skops": _perturb_skops,
 }
 
 
@@ -846,10 +882,14 @@ def perturb_weights(src: Path, dst: Path, *, seed: int = 0) -> PerturbResult:
     fmt = detect_format(src)
     if fmt == "unknown":
         from pytest_corrsource.formats.pickled_arrays import compression_of
+        from pytest_corrsource.formats.skops import is_skops
+
+        if is_skops(src):
+            fmt = "skops"
 
         with src.open("rb") as fh:
             codec = compression_of(fh.read(8))
-        if codec is not None:
+        if codec is not None and fmt == "unknown":
             return _perturb_compressed_joblib(src, dst, seed, codec)
     handler = _HANDLERS.get(fmt)
     if handler is None:

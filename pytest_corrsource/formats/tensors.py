@@ -331,6 +331,8 @@ def open_tensors(path: Path, root: Path | None = None, fmt: str | None = None) -
             entries = _torch_zip(path)
         elif fmt == "pickle":
             entries = _pickled(path, fmt)
+        elif fmt in ("opaque", "skops") and _is_skops(path):
+            fmt, entries = "skops", _skops(path)
         elif fmt == "opaque" and (codec := _joblib_codec(path)):
             return _compressed(path, codec)
         else:
@@ -338,6 +340,33 @@ def open_tensors(path: Path, root: Path | None = None, fmt: str | None = None) -
     except OSError as exc:
         raise FormatError(f"cannot read the file: {exc.strerror or exc}.") from None
     return TensorFile(path, fmt, entries)
+
+
+def _is_skops(path: Path) -> bool:
+    from .skops import is_skops
+
+    return is_skops(path)
+
+
+def _skops(path: Path) -> dict[str, TensorEntry]:
+    import zipfile
+
+    from .npy import parse_npy_header
+    from .skops import skops_arrays
+
+    entries: dict[str, TensorEntry] = {}
+    arrays = skops_arrays(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name, member in sorted(arrays.items()):
+                with archive.open(member) as handle:
+                    header = parse_npy_header(handle)
+                entries[name] = TensorEntry(
+                    name, canonical_dtype(header.descr), header.shape, path, member=member
+                )
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise FormatError(f"not a readable skops file: {exc}.") from None
+    return entries
 
 
 def _joblib_codec(path: Path) -> str | None:
