@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
 from pytest_corrsource.execution import Step, StepRun, run_step
 from pytest_corrsource.formats import WeightsHeader
+
+if TYPE_CHECKING:
+    from pytest_corrsource.formats.tensors import TensorFile
 
 MAX_LISTED = 8
 
@@ -170,7 +174,6 @@ def _compare_values(
 ) -> list[tuple[float, str]]:
     """(max |Δ| or inf, name) of every tensor that differs; one tensor of each file in memory
     at a time."""
-    import numpy as np
 
     from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.tensors import open_tensors
@@ -180,6 +183,17 @@ def _compare_values(
         b_file = open_tensors(regenerated, regenerated.parent)
     except FormatError as exc:
         raise CheckFailed(f"the tensors cannot be read for comparison: {exc}") from None
+    with a_file, b_file:
+        return _differing(a_file, b_file, names, mode, tolerance)
+
+
+def _differing(
+    a_file: TensorFile, b_file: TensorFile, names: list[str], mode: str, tolerance: float
+) -> list[tuple[float, str]]:
+    import numpy as np
+
+    from pytest_corrsource.formats import FormatError
+
     worst: list[tuple[float, str]] = []
     for name in names:
         try:

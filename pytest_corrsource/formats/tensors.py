@@ -91,8 +91,22 @@ class TensorFile:
     path: Path
     format: str
     entries: dict[str, TensorEntry]
-    #: keeps a decompressed copy (compressed joblib files) alive as long as this object
+    #: keeps a decompressed copy (compressed joblib files) alive until :meth:`close`
     keep: Any = None
+
+    def close(self) -> None:
+        if self.keep is not None:
+            self.keep.cleanup()
+            self.keep = None
+
+    def __enter__(self) -> TensorFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
 
     def schema(self) -> Schema:
         return {name: (e.dtype, e.shape) for name, e in self.entries.items()}
@@ -277,6 +291,7 @@ def decompress_joblib(path: Path, codec: str, out: Path) -> None:
     import zlib
 
     limit = max(path.stat().st_size, 1 << 20) * MAX_DECOMPRESSION_RATIO
+    ratio = MAX_DECOMPRESSION_RATIO
 
     def blocks() -> Any:
         if codec in ("bz2", "xz", "lzma"):
@@ -300,9 +315,7 @@ def decompress_joblib(path: Path, codec: str, out: Path) -> None:
             for block in blocks():
                 written += len(block)
                 if written > limit:
-                    raise FormatError(
-                        f"the {codec} stream expands over {MAX_DECOMPRESSION_RATIO}x (a bomb?)."
-                    )
+                    raise FormatError(f"the {codec} stream expands over {ratio}x (a bomb?).")
                 fout.write(block)
     except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
         raise FormatError(f"cannot decompress the {codec} stream: {exc}") from None
@@ -400,4 +413,5 @@ def _compressed(path: Path, codec: str) -> TensorFile:
 
 def read_schema(path: Path, fmt: str | None = None, root: Path | None = None) -> Schema:
     """``{tensor name: (dtype, shape)}`` of the weights at ``path``."""
-    return open_tensors(path, root, fmt).schema()
+    with open_tensors(path, root, fmt) as tensors:
+        return tensors.schema()

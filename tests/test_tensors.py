@@ -1,0 +1,360 @@
+"""formats.tensors: schema and values of every format; pickled numpy arrays, joblib, skops.
+
+The fixtures were written by the real libraries (tests/fixtures/make_fixtures.py). Reading
+needs none of them; the round trips load the modified copies with the real loaders where they
+are installed (the ``real`` extra).
+"""
+
+from __future__ import annotations
+
+import bz2
+import pickle
+import shutil
+import textwrap
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, sha256
+
+from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.formats import FormatError
+from pytest_corrsource.formats.tensors import (
+    UnreadableTensors,
+    canonical_dtype,
+    open_tensors,
+    read_schema,
+)
+from pytest_corrsource.hashing import DigestCache
+from pytest_corrsource.manifest import load_manifest
+from pytest_corrsource.perturb import PerturbUnsupported, perturb_weights
+from pytest_corrsource.plan import build_plan
+from pytest_corrsource.results import CheckResult, execute
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LOGISTIC = FIXTURES / "sklearn_logistic.pkl"
+MLP = FIXTURES / "sklearn_mlp.joblib"
+CODECS = ("zlib", "gzip", "bz2", "xz", "lzma")
+MLP_MODEL = {
+    "coefs_.0": ("F64", (4, 5)),
+    "coefs_.1": ("F64", (5, 1)),
+    "intercepts_.0": ("F64", (5,)),
+    "intercepts_.1": ("F64", (1,)),
+    "classes_": ("I64", (2,)),
+}
+
+
+def test_canonical_dtypes() -> None:
+    assert [canonical_dtype(d) for d in ("<f4", ">f8", "|b1", "<i8", "|u1", "<U3")] == [
+        "F32",
+        "F64",
+        "BOOL",
+        "I64",
+        "U8",
+        "<U3",
+    ]
+
+
+# ------------------------------------------------------------------------ pickled numpy
+
+
+@pytest.mark.parametrize("name", ["sklearn_logistic.pkl", "sklearn_logistic_p5.pkl"])
+def test_scikit_learn_pickle_schema(name: str) -> None:
+    assert read_schema(FIXTURES / name) == {
+        "classes_": ("I64", (2,)),
+        "n_iter_": ("I32", (1,)),
+        "coef_": ("F64", (1, 4)),
+        "intercept_": ("F64", (1,)),
+    }
+
+
+def test_protocol_2_arrays_are_described_but_not_read() -> None:
+    tensors = open_tensors(FIXTURES / "sklearn_logistic_p2.pkl")
+    assert tensors.schema()["coef_"] == ("F64", (1, 4))
+    with pytest.raises(UnreadableTensors, match="pickled as text"):
+        tensors.values("coef_")
+    with pytest.raises(PerturbUnsupported, match=r"'coef_' is pickled as text .*protocol 3"):
+        perturb_weights(FIXTURES / "sklearn_logistic_p2.pkl", Path("/nonexistent/out.pkl"))
+
+
+@pytest.mark.parametrize("suffix", ["", *(f".{c}" for c in CODECS)])
+def test_joblib_schema_compressed_or_not(suffix: str) -> None:
+    schema = read_schema(FIXTURES / f"sklearn_mlp.joblib{suffix}")
+    assert {k: v for k, v in schema.items() if k in MLP_MODEL} == MLP_MODEL
+
+
+def test_pickled_values_match_the_payload() -> None:
+    tensors = open_tensors(LOGISTIC)
+    values = tensors.values("coef_")
+    assert values.shape == (1, 4)
+    assert np.all(np.isfinite(values))
+    assert tensors.raw("classes_").tolist() == [0, 1]
+
+
+@pytest.mark.parametrize("name", ["sklearn_logistic.pkl", "sklearn_logistic_p5.pkl"])
+def test_pickle_modified_in_place(tmp_path: Path, name: str) -> None:
+    src, dst = FIXTURES / name, tmp_path / name
+    result = perturb_weights(src, dst)
+    assert (result.format, result.changed) == ("pickle", ("coef_", "intercept_"))
+    assert result.unchanged == ("classes_", "n_iter_")
+    assert result.share == pytest.approx(5 / 8)
+    a, b = src.read_bytes(), dst.read_bytes()
+    assert len(a) == len(b)
+    differing = [i for i in range(len(a)) if a[i] != b[i]]
+    old = open_tensors(src).entries
+    spans = [
+        (old[n].offset, old[n].offset + 8 * (4 if n == "coef_" else 1)) for n in result.changed
+    ]
+    # only bytes of the float payloads changed; every opcode is the same
+    assert differing
+    assert all(any(lo <= i < hi for lo, hi in spans) for i in differing)
+
+
+def test_joblib_modified_in_place(tmp_path: Path) -> None:
+    dst = tmp_path / "m.joblib"
+    result = perturb_weights(MLP, dst)
+    assert "coefs_.0" in result.changed
+    assert "classes_" in result.unchanged
+    assert "_random_state.state.key" in result.unchanged  # an integer RNG state is kept
+    assert MLP.stat().st_size == dst.stat().st_size
+    old, new = open_tensors(MLP), open_tensors(dst)
+    assert not np.array_equal(old.values("coefs_.0"), new.values("coefs_.0"))
+    assert np.array_equal(old.raw("classes_"), new.raw("classes_"))
+
+
+@pytest.mark.parametrize("codec", CODECS)
+def test_compressed_joblib_is_recompressed_with_its_codec(tmp_path: Path, codec: str) -> None:
+    src, dst = FIXTURES / f"sklearn_mlp.joblib.{codec}", tmp_path / f"m.joblib.{codec}"
+    result = perturb_weights(src, dst)
+    assert result.format == f"joblib-{codec}"
+    assert 0 < result.share < 1
+    assert dst.read_bytes()[:2] == src.read_bytes()[:2]  # same compressor magic
+    old, new = open_tensors(src), open_tensors(dst)
+    assert old.schema() == new.schema()
+    assert not np.array_equal(old.values("coefs_.1"), new.values("coefs_.1"))
+
+
+def test_a_decompression_bomb_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pytest_corrsource.formats import tensors
+
+    monkeypatch.setattr(tensors, "MAX_DECOMPRESSION_RATIO", 10)  # 10 MiB instead of 1 GiB
+    bomb = tmp_path / "bomb.joblib"
+    packer = zlib.compressobj(9)
+    with bomb.open("wb") as out:
+        out.write(packer.compress(pickle.dumps(1, protocol=4)[:-1]))
+        for _ in range(12):
+            out.write(packer.compress(b"\0" * (1 << 20)))
+        out.write(packer.flush())
+    assert bomb.stat().st_size < 1 << 20
+    with pytest.raises(UnreadableTensors, match="expands over 10x"):
+        read_schema(bomb)
+    with pytest.raises(PerturbUnsupported, match="expands over 10x"):
+        perturb_weights(bomb, tmp_path / "out")
+
+
+def test_a_text_file_starting_like_zlib_is_not_joblib(tmp_path: Path) -> None:
+    text = tmp_path / "notes.bin"
+    text.write_bytes(b"x marks the spot\n")
+    with pytest.raises(UnreadableTensors, match="cannot read tensors of format opaque"):
+        read_schema(text)
+    with pytest.raises(PerturbUnsupported, match="unknown format"):
+        perturb_weights(text, tmp_path / "out")
+
+
+def test_a_compressed_stream_that_is_not_a_pickle_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "data.bz2"
+    src.write_bytes(bz2.compress(b"just some text"))
+    with pytest.raises(UnreadableTensors, match="joblib-bz2: the bz2 stream does not hold"):
+        read_schema(src)
+
+
+def test_a_joblib_array_running_past_the_end_is_a_format_error(tmp_path: Path) -> None:
+    src = tmp_path / "cut.joblib"
+    src.write_bytes(MLP.read_bytes()[:2000])
+    with pytest.raises(FormatError, match=r"runs past the end of the file|before its STOP"):
+        read_schema(src)
+    with pytest.raises(PerturbUnsupported):
+        perturb_weights(src, tmp_path / "out")
+
+
+def test_a_pickle_with_code_is_described_never_run(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self) -> tuple[object, tuple[str]]:
+            import os
+
+            return (os.system, (f"touch {marker}",))
+
+    src = tmp_path / "evil.pkl"
+    src.write_bytes(pickle.dumps({"w": np.ones(3), "x": Evil()}, protocol=4))
+    assert read_schema(src) == {"w": ("F64", (3,))}
+    perturb_weights(src, tmp_path / "out.pkl")
+    assert not marker.exists()
+
+
+def test_deep_nesting_is_a_format_error_not_a_crash(tmp_path: Path) -> None:
+    src = tmp_path / "deep.pkl"
+    src.write_bytes(b"\x80\x04" + b"]" * 10000 + b"a" * 9999 + b".")
+    with pytest.raises(FormatError, match="nests deeper than"):
+        read_schema(src)
+
+
+# ------------------------------------------------------------------------ skops and npz
+
+
+def test_skops_schema_uses_attribute_paths() -> None:
+    schema = read_schema(FIXTURES / "sklearn_mlp.skops")
+    assert {k: v for k, v in schema.items() if k in MLP_MODEL} == MLP_MODEL
+
+
+def test_skops_and_npz_float_members_change(tmp_path: Path) -> None:
+    for name, tensor in (("sklearn_mlp.skops", "coefs_.0"), ("arrays.npz", "w")):
+        src, dst = FIXTURES / name, tmp_path / name
+        result = perturb_weights(src, dst)
+        assert tensor in result.changed
+        old, new = open_tensors(src), open_tensors(dst)
+        assert old.schema() == new.schema()
+        assert not np.array_equal(old.values(tensor), new.values(tensor))
+    assert perturb_weights(FIXTURES / "arrays.npz", tmp_path / "a.npz").unchanged == ("y",)
+
+
+# ------------------------------------------------------------------------ the real loaders
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "sklearn_logistic.pkl",
+        "sklearn_logistic_p5.pkl",
+        "sklearn_mlp.joblib",
+        *(f"sklearn_mlp.joblib.{c}" for c in CODECS),
+    ],
+)
+def test_joblib_loads_the_modified_model_and_predicts_differently(
+    tmp_path: Path, name: str
+) -> None:
+    joblib = pytest.importorskip("joblib")
+    pytest.importorskip("sklearn")
+    src, dst = FIXTURES / name, tmp_path / name
+    perturb_weights(src, dst)
+    before, after = joblib.load(src), joblib.load(dst)
+    x = np.random.default_rng(1).normal(size=(20, 4))
+    assert type(before) is type(after)
+    assert before.predict_proba(x).shape == after.predict_proba(x).shape
+    assert not np.array_equal(before.predict_proba(x), after.predict_proba(x))
+
+
+def test_skops_loads_the_modified_model(tmp_path: Path) -> None:
+    sio = pytest.importorskip("skops.io")
+    pytest.importorskip("sklearn")
+    src, dst = FIXTURES / "sklearn_mlp.skops", tmp_path / "m.skops"
+    perturb_weights(src, dst)
+    before = sio.load(src, trusted=sio.get_untrusted_types(file=src))
+    after = sio.load(dst, trusted=sio.get_untrusted_types(file=dst))
+    assert before.coefs_[0].shape == after.coefs_[0].shape
+    assert not np.array_equal(before.coefs_[0], after.coefs_[0])
+
+
+# ------------------------------------------------------------------------ CS403 / CS603
+
+HONOURS = textwrap.dedent(
+    """
+    import hashlib, sys
+    weights = sys.argv[sys.argv.index("--weights") + 1]
+    print("model output:", hashlib.sha256(open(weights, "rb").read()).hexdigest()[:16])
+    """
+)
+COPY = "import shutil, sys\nshutil.copyfile(sys.argv[1], sys.argv[2])\n"
+
+
+def repo(
+    make_repo: RepoFactory, weights: Path, trained: Path, reproduce: str, name: str = "repo"
+) -> Path:
+    """Released ``weights``; a "training" that writes a copy of ``trained``."""
+    file = weights.name
+    manifest = RUNNABLE_MANIFEST.replace("weights/model.safetensors", f"weights/{file}")
+    manifest += "\n".join(
+        [
+            "training:",
+            "  code: [train.py]",
+            f"  command: python train.py assets/{trained.name} {{outdir}}/{file}",
+            f'  produces: "{{outdir}}/{file}"',
+            "  timeout: 60",
+            *(f"  {line}" for line in reproduce.splitlines()),
+            "",
+        ]
+    )
+    files = {**RUNNABLE_FILES, "run.py": HONOURS, "train.py": COPY}
+    files[f"assets/{trained.name}"] = trained.read_bytes()
+    root = make_repo(manifest, files, name=name)
+    shutil.copyfile(weights, root / "weights" / file)
+    text = (root / "corresponding-source.yaml").read_text()
+    text = text.replace(sha256(root / "weights" / "model.safetensors"), sha256(weights))
+    (root / "corresponding-source.yaml").write_text(text)
+    return root
+
+
+def check(root: Path, check_id: str) -> CheckResult:
+    manifest = load_manifest(root / "corresponding-source.yaml")
+    planned = next(p for p in build_plan(manifest) if p.spec.id == check_id)
+    ctx = CheckContext(
+        manifest, check_id, "", Options(level="open-source-ai"), DigestCache(), RunState()
+    )
+    return execute(planned, ctx, "open-source-ai")
+
+
+def test_cs403_passes_on_a_joblib_model(make_repo: RepoFactory) -> None:
+    result = check(repo(make_repo, MLP, MLP, "reproduce: schema"), "CS403")
+    assert result.outcome == "passed", result.message
+    assert result.data["modified"][0]["format"] == "pickle"
+
+
+def test_cs603_schema_fails_a_wider_joblib_model(make_repo: RepoFactory) -> None:
+    wider = FIXTURES / "sklearn_mlp_wider.joblib"
+    result = check(repo(make_repo, MLP, wider, "reproduce: schema"), "CS603")
+    assert result.outcome == "failed"
+    assert "shape mismatch: _best_coefs.0 ([4, 5] released, [4, 7] regenerated)" in result.message
+
+
+def test_cs603_schema_passes_the_same_joblib_model(make_repo: RepoFactory) -> None:
+    result = check(repo(make_repo, MLP, MLP, "reproduce: schema"), "CS603")
+    assert result.outcome == "passed", result.message
+    assert result.message.endswith("same 19 tensor names, dtypes and shapes")
+
+
+def test_cs603_exact_compares_torch_values(make_repo: RepoFactory, tmp_path: Path) -> None:
+    ck = FIXTURES / "torch_checkpoint.pt"
+    assert check(repo(make_repo, ck, ck, "reproduce: exact"), "CS603").outcome == "passed"
+    changed = tmp_path / "changed" / "torch_checkpoint.pt"
+    changed.parent.mkdir()
+    perturb_weights(ck, changed)
+    result = check(repo(make_repo, ck, changed, "reproduce: exact", "repo2"), "CS603")
+    assert result.outcome == "failed"
+    assert "26 tensor(s) are not byte-identical: optimizer.state.5.step, " in result.message
+
+
+def test_cs603_tolerance_names_the_worst_torch_tensor(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    ck = FIXTURES / "torch_checkpoint.pt"
+    changed = tmp_path / "changed" / "torch_checkpoint.pt"
+    changed.parent.mkdir()
+    perturb_weights(ck, changed)
+    result = check(
+        repo(make_repo, ck, changed, "reproduce: tolerance\ntolerance: 0.000001"), "CS603"
+    )
+    assert result.outcome == "failed"
+    assert "differ by more than the tolerance 1e-06" in result.message
+
+
+def test_cs603_fails_what_it_cannot_read_without_blaming_the_repo(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    opaque = tmp_path / "model.bin"
+    opaque.write_bytes(b"\x01\x02\x03 raw floats the plugin cannot name")
+    result = check(repo(make_repo, opaque, opaque, "reproduce: schema"), "CS603")
+    assert result.outcome == "failed"
+    assert "cannot read tensors of format opaque" in result.message
+    assert "a limit of pytest-corrsource, so nothing was compared" in result.message
