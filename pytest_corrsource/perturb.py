@@ -130,10 +130,12 @@ class PerturbResult:
 class _Kind:
     """How to transform the raw bytes of one tensor."""
 
-    op: str  # "copy" | "float" | "bf16" | "f8" | "xor"
+    op: str  # "copy" | "float" | "bf16" | "f8" | "xor" | "blocks"
     dtype: np.dtype[Any] | None = None  # for "float": the element dtype (with byte order)
     f8: str = ""  # for "f8": safetensors dtype name
     mask: int = 0  # for "xor"
+    block: int = 0  # for "blocks": bytes per quantization block
+    fields: tuple[int, ...] = ()  # for "blocks": offsets of the fp16 scales in a block
 
 
 _COPY = _Kind("copy")
@@ -254,7 +256,21 @@ def _transform(kind: _Kind, raw: U8Array, seed: int, name: str, chunk: int) -> U
         return _f8_values(raw, kind.f8)
     if kind.op == "xor":
         return np.asarray(raw ^ np.uint8(kind.mask), dtype=np.uint8)
+    if kind.op == "blocks":
+        return _block_scales(raw, kind, _rng(seed, name, chunk))
     return raw
+
+
+def _block_scales(raw: U8Array, kind: _Kind, rng: np.random.Generator) -> U8Array:
+    """Change the fp16 scale field(s) of every quantization block; the quants stay. Every
+    dequantised value of a block is ``scale * q (+ min)``, so each non-zero one changes."""
+    blocks = np.array(raw, dtype=np.uint8).reshape(-1, kind.block)
+    half = np.dtype("<f2")
+    for offset in kind.fields:
+        scales = np.ascontiguousarray(blocks[:, offset : offset + 2]).reshape(-1)
+        changed = _float_values(scales, half, rng)
+        blocks[:, offset : offset + 2] = changed.reshape(-1, 2)
+    return np.asarray(blocks.reshape(-1), dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------- streaming
@@ -286,11 +302,12 @@ def _stream(
         _copy_bytes(fin, fout, n)
         return 0
     checksum = 0
-    buf = bytearray(min(CHUNK_BYTES, n))
+    step = CHUNK_BYTES if not kind.block else max(CHUNK_BYTES // kind.block, 1) * kind.block
+    buf = bytearray(min(step, n))
     view = memoryview(buf)
     remaining, chunk = n, 0
     while remaining > 0:
-        want = min(CHUNK_BYTES, remaining)
+        want = min(step, remaining)
         got = fin.readinto(view[:want])
         if got != want:
             raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
@@ -854,6 +871,72 @@ def _compress(fin: IO[bytes], fout: IO[bytes], codec: str) -> None:
     fout.write(packer.flush())
 
 
+# --------------------------------------------------------------------------- GGUF
+
+#: ggml block type -> (bytes per block, offsets of its fp16 scale ``d``), from llama.cpp's
+#: ggml/src/ggml-common.h (``block_q4_0 {ggml_half d; uint8_t qs[16]}``, ``block_q6_K {ql[128];
+#: qh[64]; scales[16]; ggml_half d}`` …). Only ``d`` is changed: mins (``m``/``dmin``) and the
+#: per-sub-block 6/8-bit scales keep their bits, and every dequantised value ``d * q (- min)``
+#: with q != 0 moves.
+GGML_BLOCK_SCALES: dict[str, tuple[int, tuple[int, ...]]] = {
+    "Q4_0": (18, (0,)),
+    "Q4_1": (20, (0,)),
+    "Q5_0": (22, (0,)),
+    "Q5_1": (24, (0,)),
+    "Q8_0": (34, (0,)),
+    "Q2_K": (84, (80,)),
+    "Q3_K": (110, (108,)),
+    "Q4_K": (144, (0,)),
+    "Q5_K": (176, (0,)),
+    "Q6_K": (210, (208,)),
+}
+
+
+def _gguf_kind(dtype: str) -> _Kind | None:
+    """None for a type this module cannot change (the i-quants, ternary, MXFP4 …)."""
+    if dtype in ("F32", "F16", "F64"):
+        return _st_kind(dtype)
+    if dtype == "BF16":
+        return _Kind("bf16")
+    if dtype in ("I8", "I16", "I32", "I64"):
+        return _COPY
+    if dtype in GGML_BLOCK_SCALES:
+        block, fields = GGML_BLOCK_SCALES[dtype]
+        return _Kind("blocks", block=block, fields=fields)
+    return None
+
+
+def _perturb_gguf(src: Path, dst: Path, seed: int) -> PerturbResult:
+    """Change every float tensor and the scales of every supported quantized block in place;
+    the header, metadata, alignment padding and integer tensors are copied."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.gguf import read_gguf_layout
+
+    try:
+        header, data_start, offsets = read_gguf_layout(src)
+    except FormatError as exc:
+        raise PerturbUnsupported(f"gguf: {src.name}: {exc}", format="corrupt") from None
+    regions: list[_Region] = []
+    changed: list[str] = []
+    unchanged: list[str] = []
+    for tensor in header.tensors:
+        kind = _gguf_kind(tensor.dtype)
+        if kind is None:
+            raise PerturbUnsupported(
+                f"gguf: tensor {tensor.name!r} has ggml type {tensor.dtype}, whose blocks this "
+                "plugin cannot yet change",
+                format="gguf",
+            )
+        if kind.op == "copy" or tensor.nbytes == 0:
+            unchanged.append(tensor.name)
+            continue
+        offset = data_start + offsets[tensor.name]
+        regions.append(_Region(offset, tensor.nbytes, kind, tensor.name))
+        changed.append(tensor.name)
+    _rewrite_regions(src, dst, regions, seed)
+    return PerturbResult("gguf", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+
+
 # --------------------------------------------------------------------------- entry point
 
 _HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
@@ -864,6 +947,7 @@ _HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
     "torch-zip": _perturb_torch_zip,
     "pickle": _perturb_pickle,
     "skops": _perturb_skops,
+    "gguf": _perturb_gguf,
 }
 
 

@@ -358,3 +358,79 @@ def test_cs603_fails_what_it_cannot_read_without_blaming_the_repo(
     assert result.outcome == "failed"
     assert "cannot read tensors of format opaque" in result.message
     assert "a limit of pytest-corrsource, so nothing was compared" in result.message
+
+
+# ------------------------------------------------------------------------ GGUF
+
+GGUF = FIXTURES / "model.gguf"
+QUANTS = ("Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+
+
+def test_gguf_schema_and_float_values() -> None:
+    tensors = open_tensors(GGUF)
+    schema = tensors.schema()
+    assert schema["token_embd.weight"] == ("F32", (32, 8))  # ggml order: fastest dim first
+    assert schema["blk.0.attn_norm.weight"] == ("BF16", (32,))
+    assert {schema[f"blk.0.{q.lower()}.weight"] for q in QUANTS} == {(q, (256, 2)) for q in QUANTS}
+    assert tensors.values("token_embd.weight").shape == (8, 32)
+    with pytest.raises(UnreadableTensors, match="Q4_0 values are not decoded"):
+        tensors.values("blk.0.q4_0.weight")
+    assert tensors.raw("blk.0.q4_0.weight").size == 2 * 8 * 18  # blocks, for exact comparison
+
+
+def test_gguf_float_and_quantized_tensors_change(tmp_path: Path) -> None:
+    dst = tmp_path / "m.gguf"
+    result = perturb_weights(GGUF, dst)
+    assert result.unchanged == ("blk.0.ids",)
+    assert len(result.changed) == 13
+    old, new = open_tensors(GGUF), open_tensors(dst)
+    assert old.schema() == new.schema()
+    for name in old.entries:
+        same = np.array_equal(old.raw(name), new.raw(name))
+        assert same == (name == "blk.0.ids"), name
+    # only the scale bytes of a Q8_0 block move: 2 of every 34
+    a = old.raw("blk.0.q8_0.weight").reshape(-1, 34)
+    b = new.raw("blk.0.q8_0.weight").reshape(-1, 34)
+    assert np.array_equal(a[:, 2:], b[:, 2:])
+    assert (a[:, :2] != b[:, :2]).any(axis=1).all()
+
+
+def test_gguf_reference_reader_dequantizes_the_modified_copy(tmp_path: Path) -> None:
+    gguf = pytest.importorskip("gguf")
+    dst = tmp_path / "m.gguf"
+    perturb_weights(GGUF, dst)
+    before, after = gguf.GGUFReader(str(GGUF)), gguf.GGUFReader(str(dst))
+    assert [t.name for t in before.tensors] == [t.name for t in after.tensors]
+    for old, new in zip(before.tensors, after.tensors, strict=True):
+        assert (old.tensor_type, list(old.shape)) == (new.tensor_type, list(new.shape))
+        if old.tensor_type.name == "I32":
+            assert np.array_equal(old.data, new.data)
+            continue
+        a = gguf.quants.dequantize(old.data, old.tensor_type).astype(np.float32)
+        b = gguf.quants.dequantize(new.data, new.tensor_type).astype(np.float32)
+        assert np.isfinite(b).all(), old.name
+        assert (a != b).mean() > 0.5, old.name  # quants of 0 stay at the block's minimum
+
+
+def test_gguf_with_a_type_it_cannot_change_is_refused(tmp_path: Path) -> None:
+    data = bytearray(GGUF.read_bytes())
+    # retag the Q4_0 tensor as IQ4_NL (type 20: same 32-element, 18-byte blocks as Q4_0)
+    name = b"blk.0.q4_0.weight"
+    at = data.index(name) + len(name) + 4 + 2 * 8  # n_dims, two dims
+    assert int.from_bytes(data[at : at + 4], "little") == 2  # Q4_0
+    data[at : at + 4] = (20).to_bytes(4, "little")
+    src = tmp_path / "iq.gguf"
+    src.write_bytes(bytes(data))
+    assert read_schema(src)["blk.0.q4_0.weight"] == ("IQ4_NL", (256, 2))
+    with pytest.raises(PerturbUnsupported, match="ggml type IQ4_NL, whose blocks this plugin"):
+        perturb_weights(src, tmp_path / "out.gguf")
+
+
+def test_cs603_schema_fails_a_wider_gguf(make_repo: RepoFactory) -> None:
+    result = check(
+        repo(make_repo, GGUF, FIXTURES / "model_wider.gguf", "reproduce: schema"), "CS603"
+    )
+    assert result.outcome == "failed"
+    assert "shape mismatch: blk.0.attn_norm.weight ([32] released, [64] regenerated)" in (
+        result.message
+    )

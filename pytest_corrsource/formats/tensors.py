@@ -84,6 +84,9 @@ class TensorEntry:
     member: str | None = None
     byteorder: str = "<"
     raw_dtype: str | None = None  # numpy descr of the stored bytes, when not derived from dtype
+    #: GGUF: ``shape`` is ggml's (fastest dimension first); quantized types read as their
+    #: ``nbytes`` raw bytes
+    ggml_nbytes: int | None = None
 
 
 @dataclass
@@ -120,6 +123,8 @@ class TensorFile:
             raise UnreadableTensors(
                 self.format, f"{name!r} is pickled as text (protocol 2); its values are not read"
             )
+        if entry.ggml_nbytes is not None:
+            return _ggml_raw(entry)
         descr = entry.raw_dtype or _RAW_DTYPES.get(entry.dtype)
         if descr is None:
             raise UnreadableTensors(self.format, f"tensor {name!r} has dtype {entry.dtype}")
@@ -156,9 +161,26 @@ class TensorFile:
         if entry.dtype == "BF16":
             wide: npt.NDArray[Any] = (raw.astype(np.uint32) << np.uint32(16)).view(np.float32)
             return wide
-        if entry.dtype.startswith("F8_"):
+        if entry.dtype.startswith("F8_") or entry.dtype not in _RAW_DTYPES:
             raise UnreadableTensors(self.format, f"{name!r}: {entry.dtype} values are not decoded")
         return raw
+
+
+def _ggml_raw(entry: TensorEntry) -> npt.NDArray[Any]:
+    """A GGUF tensor in numpy (C) order; quantized blocks as their bytes."""
+    assert entry.ggml_nbytes is not None
+    descr = _RAW_DTYPES.get(entry.dtype)
+    if descr is None:  # quantized: the blocks' bytes, for exact comparison
+        data = np.fromfile(entry.file, dtype=np.uint8, count=entry.ggml_nbytes, offset=entry.offset)
+        if data.size != entry.ggml_nbytes:
+            raise FormatError(f"tensor {entry.name!r} is truncated.")
+        return data
+    count = math.prod(entry.shape)
+    data = np.fromfile(entry.file, dtype=np.dtype(descr), count=count, offset=entry.offset)
+    if data.size != count:
+        raise FormatError(f"tensor {entry.name!r} is truncated.")
+    shaped: npt.NDArray[Any] = np.reshape(data, tuple(reversed(entry.shape)))
+    return shaped
 
 
 def _npz_member(entry: TensorEntry) -> npt.NDArray[Any]:
@@ -259,6 +281,23 @@ def _torch_zip(path: Path) -> dict[str, TensorEntry]:
     return entries
 
 
+def _gguf(path: Path) -> dict[str, TensorEntry]:
+    from .gguf import read_gguf_layout
+
+    header, data_start, offsets = read_gguf_layout(path)
+    return {
+        t.name: TensorEntry(
+            t.name,
+            t.dtype,
+            t.shape,
+            path,
+            data_start + offsets[t.name],
+            ggml_nbytes=t.nbytes,
+        )
+        for t in header.tensors
+    }
+
+
 def _pickled(path: Path, fmt: str) -> dict[str, TensorEntry]:
     from .pickled_arrays import read_pickled_arrays
 
@@ -344,6 +383,8 @@ def open_tensors(path: Path, root: Path | None = None, fmt: str | None = None) -
             entries = _torch_zip(path)
         elif fmt == "pickle":
             entries = _pickled(path, fmt)
+        elif fmt == "gguf":
+            entries = _gguf(path)
         elif fmt in ("opaque", "skops") and _is_skops(path):
             fmt, entries = "skops", _skops(path)
         elif fmt == "opaque" and (codec := _joblib_codec(path)):
