@@ -65,7 +65,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -87,6 +87,9 @@ _MAX_INDEX_BYTES = 64 << 20
 # or CS403 would wrongly conclude that the run ignores its weights. Values stay finite and of
 # the same order of magnitude, so loading and running still work.
 _RELATIVE_SCALE = 0.5
+
+if TYPE_CHECKING:
+    from pytest_corrsource.manifest import RawLayout
 
 U8Array = npt.NDArray[np.uint8]
 
@@ -937,6 +940,67 @@ def _perturb_gguf(src: Path, dst: Path, seed: int) -> PerturbResult:
     return PerturbResult("gguf", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
 
 
+# --------------------------------------------------------------------------- raw layouts
+
+_RAW_KINDS = {
+    "float32": _Kind("float", np.dtype("<f4")),
+    "float16": _Kind("float", np.dtype("<f2")),
+    "float64": _Kind("float", np.dtype("<f8")),
+    "bfloat16": _Kind("bf16"),
+}
+_RAW_SIZES = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 2}
+
+
+def raw_ranges(path: Path, layout: RawLayout) -> list[tuple[str, int, int, str]]:
+    """(name, offset, length, dtype) of each declared range, checked against the file: inside
+    it, a whole number of elements, no overlap. Names are ``range0``, ``range1`` …"""
+    size = path.stat().st_size
+    out: list[tuple[str, int, int, str]] = []
+    for index, declared in enumerate(layout.ranges):
+        length = size - declared.offset if declared.length is None else declared.length
+        name = f"range{index}"
+        if declared.offset > size or length < 0 or declared.offset + length > size:
+            raise PerturbUnsupported(
+                f"layout: {name} (bytes {declared.offset}..{declared.offset + length}) lies "
+                f"outside {path.name} ({size} bytes)",
+                format="raw",
+            )
+        if length % _RAW_SIZES[declared.dtype]:
+            raise PerturbUnsupported(
+                f"layout: {name} is {length} bytes, not a whole number of {declared.dtype}",
+                format="raw",
+            )
+        out.append((name, declared.offset, length, declared.dtype))
+    for (a, a_off, a_len, _), (b, b_off, _, _) in itertools.pairwise(
+        sorted(out, key=lambda r: r[1])
+    ):
+        if b_off < a_off + a_len:
+            raise PerturbUnsupported(f"layout: {a} and {b} overlap", format="raw")
+    return out
+
+
+def _perturb_raw(src: Path, dst: Path, seed: int, layout: RawLayout) -> PerturbResult:
+    """The manifest says which bytes are floats (``weights[].layout``): change exactly those."""
+    ranges = raw_ranges(src, layout)
+    regions = [
+        _Region(offset, length, _RAW_KINDS[dtype], name)
+        for name, offset, length, dtype in ranges
+        if length
+    ]
+    _rewrite_regions(src, dst, regions, seed)
+    if dst.stat().st_size != src.stat().st_size:  # pragma: no cover - _rewrite_regions keeps it
+        raise PerturbUnsupported(f"raw: {src.name}: the copy changed size", format="raw")
+    total = sum(length // _RAW_SIZES[dtype] for _, _, length, dtype in ranges)
+    return PerturbResult(
+        "raw",
+        tuple(sorted(r.name for r in regions)),
+        tuple(sorted(name for name, _, length, _ in ranges if not length)),
+        (dst,),
+        values_changed=total,
+        values_total=total,
+    )
+
+
 # --------------------------------------------------------------------------- entry point
 
 _HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
@@ -951,7 +1015,9 @@ _HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
 }
 
 
-def perturb_weights(src: Path, dst: Path, *, seed: int = 0) -> PerturbResult:
+def perturb_weights(
+    src: Path, dst: Path, *, seed: int = 0, layout: RawLayout | None = None
+) -> PerturbResult:
     """Write a modified copy of the weights at ``src`` to ``dst``.
 
     The output is deterministic for a given ``seed``.  ``dst`` is replaced atomically;
@@ -963,6 +1029,8 @@ def perturb_weights(src: Path, dst: Path, *, seed: int = 0) -> PerturbResult:
     if not src.is_file():
         raise PerturbUnsupported(f"{src}: not a file", format="unknown")
     _check_distinct(src, dst)
+    if layout is not None:
+        return _perturb_raw(src, dst, seed, layout)
     fmt = detect_format(src)
     if fmt == "unknown":
         from pytest_corrsource.formats.pickled_arrays import compression_of

@@ -434,3 +434,94 @@ def test_cs603_schema_fails_a_wider_gguf(make_repo: RepoFactory) -> None:
     assert "shape mismatch: blk.0.attn_norm.weight ([32] released, [64] regenerated)" in (
         result.message
     )
+
+
+# ------------------------------------------------------------------------ raw layouts
+
+
+def llama2c_bin(path: Path, dim: int = 8, vocab: int = 16) -> Path:
+    """llama2.c's legacy model.bin: seven int32 config values, then float32 weights."""
+    header = np.array([dim, 4 * dim, 1, 2, 2, vocab, 32], dtype="<i4").tobytes()
+    weights = np.random.default_rng(0).normal(size=vocab * dim + 3 * dim * dim).astype("<f4")
+    path.write_bytes(header + weights.tobytes())
+    return path
+
+
+def test_raw_layout_changes_exactly_the_declared_floats(tmp_path: Path) -> None:
+    from pytest_corrsource.manifest import RawLayout, RawRange
+
+    src = llama2c_bin(tmp_path / "model.bin")
+    dst = tmp_path / "out.bin"
+    result = perturb_weights(src, dst, layout=RawLayout((RawRange(28, None, "float32"),)))
+    assert (result.format, result.changed, result.share) == ("raw", ("range0",), 1.0)
+    a, b = src.read_bytes(), dst.read_bytes()
+    assert a[:28] == b[:28]  # the int header is kept
+    assert (np.frombuffer(a[28:], "<f4") != np.frombuffer(b[28:], "<f4")).all()
+
+
+def test_raw_ranges_keep_the_bytes_between_them(tmp_path: Path) -> None:
+    from pytest_corrsource.manifest import RawLayout, RawRange
+
+    src = llama2c_bin(tmp_path / "model.bin")
+    layout = RawLayout((RawRange(28, 64, "float32"), RawRange(100, 32, "float16")))
+    dst = tmp_path / "out.bin"
+    perturb_weights(src, dst, layout=layout)
+    a, b = src.read_bytes(), dst.read_bytes()
+    assert a[:28] == b[:28]
+    assert a[92:100] == b[92:100]
+    assert a[132:] == b[132:]
+    assert read_schema(src, layout=layout) == {"range0": ("F32", (16,)), "range1": ("F16", (16,))}
+
+
+@pytest.mark.parametrize(
+    ("ranges", "message"),
+    [
+        ([(28, 10**9, "float32")], "lies outside model.bin"),
+        ([(28, 6, "float32")], "not a whole number of float32"),
+        ([(28, 64, "float32"), (60, 8, "float32")], "range0 and range1 overlap"),
+    ],
+)
+def test_raw_layouts_that_do_not_fit_are_refused(
+    tmp_path: Path, ranges: list[tuple[int, int, str]], message: str
+) -> None:
+    from pytest_corrsource.manifest import RawLayout, RawRange
+
+    src = llama2c_bin(tmp_path / "model.bin")
+    layout = RawLayout(tuple(RawRange(*r) for r in ranges))
+    with pytest.raises(PerturbUnsupported, match=message):
+        perturb_weights(src, tmp_path / "out.bin", layout=layout)
+
+
+def test_manifest_layout_reaches_cs403_and_cs603(make_repo: RepoFactory, tmp_path: Path) -> None:
+    released = llama2c_bin(tmp_path / "model.bin")
+    (tmp_path / "wider").mkdir()
+    wider = llama2c_bin(tmp_path / "wider" / "model.bin", dim=12)
+    root = repo(make_repo, released, wider, "reproduce: schema")
+    text = (root / "corresponding-source.yaml").read_text()
+    text = text.replace(
+        "  - path: weights/model.bin\n",
+        "  - path: weights/model.bin\n    layout: {dtype: float32, offset: 28}\n",
+    )
+    (root / "corresponding-source.yaml").write_text(text)
+    cs403 = check(root, "CS403")
+    assert cs403.outcome == "passed", cs403.message
+    assert cs403.data["modified"][0] == {
+        "path": "weights/model.bin",
+        "format": "raw",
+        "tensors_changed": 1,
+        "tensors_unchanged": 0,
+        "share_of_values": 1.0,
+    }
+    cs603 = check(root, "CS603")
+    assert cs603.outcome == "failed"
+    assert "shape mismatch: range0 ([320] released, [624] regenerated)" in cs603.message
+
+
+def test_without_a_layout_a_raw_file_is_skipped_with_a_reason(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    released = llama2c_bin(tmp_path / "model.bin")
+    result = check(repo(make_repo, released, released, "reproduce: schema"), "CS403")
+    assert result.outcome == "skipped"
+    assert "weights/model.bin: cannot modify (unknown)" in result.message
+    assert "pytest-corrsource cannot yet write a modified copy of these weights" in result.message

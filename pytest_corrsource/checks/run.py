@@ -177,7 +177,7 @@ def _modified(ctx: CheckContext) -> tuple[dict[str, Path], list[dict[str, object
             dst = folder / str(index) / Path(entry.path).name
             dst.parent.mkdir(parents=True)
             try:
-                result = perturb_weights(src, dst, seed=index + 1)
+                result = perturb_weights(src, dst, seed=index + 1, layout=entry.layout)
             except PerturbUnsupported as exc:
                 # A limit of the plugin, not a fault of the repository: say so.
                 raise CheckSkipped(

@@ -63,14 +63,16 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:MAX_LISTED]) + more
 
 
-def tensor_schema(path: Path, root: Path, label: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+def tensor_schema(
+    path: Path, root: Path, label: str, layout: object = None
+) -> dict[str, tuple[str, tuple[int, ...]]]:
     """The real tensor names, dtypes and shapes of ``path``; a format whose tensors cannot be
     read fails the comparison instead of passing it with zero tensors."""
     from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.tensors import UnreadableTensors, read_schema
 
     try:
-        return read_schema(path, root=root)
+        return read_schema(path, root=root, layout=layout)
     except UnreadableTensors as exc:
         raise CheckFailed(
             f"{label} {path.name}: {exc} — a limit of pytest-corrsource, so nothing was compared",
@@ -170,7 +172,12 @@ def check_training_run(ctx: CheckContext) -> Finding:
 
 
 def _compare_values(
-    released: Path, regenerated: Path, names: list[str], mode: str, tolerance: float
+    released: Path,
+    regenerated: Path,
+    names: list[str],
+    mode: str,
+    tolerance: float,
+    layout: object = None,
 ) -> list[tuple[float, str]]:
     """(max |Δ| or inf, name) of every tensor that differs; one tensor of each file in memory
     at a time."""
@@ -179,8 +186,8 @@ def _compare_values(
     from pytest_corrsource.formats.tensors import open_tensors
 
     try:
-        a_file = open_tensors(released, released.parent)
-        b_file = open_tensors(regenerated, regenerated.parent)
+        a_file = open_tensors(released, released.parent, layout=layout)
+        b_file = open_tensors(regenerated, regenerated.parent, layout=layout)
     except FormatError as exc:
         raise CheckFailed(f"the tensors cannot be read for comparison: {exc}") from None
     with a_file, b_file:
@@ -225,8 +232,9 @@ def check_reproduce(ctx: CheckContext) -> Finding:
     (path,) = run.outputs.values()
     released_name, _ = _released_header(ctx)
     _header_of(ctx, path, "the training command")
-    released = tensor_schema(ctx.root / released_name, ctx.root, "the released weights")
-    regenerated = tensor_schema(path, path.parent, "the training command wrote")
+    layout = ctx.manifest.weights[0].layout  # a raw file: the same declared float ranges
+    released = tensor_schema(ctx.root / released_name, ctx.root, "the released weights", layout)
+    regenerated = tensor_schema(path, path.parent, "the training command wrote", layout)
     differences = schema_differences(released, regenerated)
     if differences:
         raise CheckFailed(
@@ -237,7 +245,12 @@ def check_reproduce(ctx: CheckContext) -> Finding:
     if training.reproduce == "schema":
         return Finding(message=f"same {len(released)} tensor names, dtypes and shapes")
     worst = _compare_values(
-        ctx.root / released_name, path, sorted(released), training.reproduce, training.tolerance
+        ctx.root / released_name,
+        path,
+        sorted(released),
+        training.reproduce,
+        training.tolerance,
+        layout,
     )
     if worst:
         worst.sort(reverse=True)

@@ -281,6 +281,23 @@ def _torch_zip(path: Path) -> dict[str, TensorEntry]:
     return entries
 
 
+_RAW_NAMES = {"float32": "F32", "float16": "F16", "float64": "F64", "bfloat16": "BF16"}
+
+
+def _raw(path: Path, layout: Any) -> dict[str, TensorEntry]:
+    from pytest_corrsource.perturb import PerturbUnsupported, raw_ranges
+
+    try:
+        ranges = raw_ranges(path, layout)
+    except PerturbUnsupported as exc:
+        raise FormatError(str(exc)) from None
+    entries = {}
+    for name, offset, length, dtype in ranges:
+        size = np.dtype(_RAW_DTYPES[_RAW_NAMES[dtype]]).itemsize
+        entries[name] = TensorEntry(name, _RAW_NAMES[dtype], (length // size,), path, offset)
+    return entries
+
+
 def _gguf(path: Path) -> dict[str, TensorEntry]:
     from .gguf import read_gguf_layout
 
@@ -360,8 +377,11 @@ def decompress_joblib(path: Path, codec: str, out: Path) -> None:
         raise FormatError(f"cannot decompress the {codec} stream: {exc}") from None
 
 
-def open_tensors(path: Path, root: Path | None = None, fmt: str | None = None) -> TensorFile:
-    """Read where every tensor of ``path`` is. ``root`` bounds a shard index's shards.
+def open_tensors(
+    path: Path, root: Path | None = None, fmt: str | None = None, layout: Any = None
+) -> TensorFile:
+    """Read where every tensor of ``path`` is. ``root`` bounds a shard index's shards;
+    ``layout`` (a manifest ``RawLayout``) declares a raw file's float ranges.
 
     Raises :class:`FormatError` for an invalid file and :class:`UnreadableTensors` for a
     format (or a part of one) this reader does not support.
@@ -369,6 +389,8 @@ def open_tensors(path: Path, root: Path | None = None, fmt: str | None = None) -
     from .detect import detect_format
 
     path = Path(path)
+    if layout is not None:
+        return TensorFile(path, "raw", _raw(path, layout))
     fmt = fmt or detect_format(path)
     try:
         if fmt == "safetensors":
@@ -452,7 +474,9 @@ def _compressed(path: Path, codec: str) -> TensorFile:
     return TensorFile(path, fmt, entries, keep)
 
 
-def read_schema(path: Path, fmt: str | None = None, root: Path | None = None) -> Schema:
+def read_schema(
+    path: Path, fmt: str | None = None, root: Path | None = None, layout: Any = None
+) -> Schema:
     """``{tensor name: (dtype, shape)}`` of the weights at ``path``."""
-    with open_tensors(path, root, fmt) as tensors:
+    with open_tensors(path, root, fmt, layout) as tensors:
         return tensors.schema()
