@@ -786,13 +786,40 @@ def _rewrite_regions(src: Path, dst: Path, regions: list[_Region], seed: int) ->
 # --------------------------------------------------------------------------- pickled numpy
 
 
+def _perturb_torch_legacy(src: Path, dst: Path, seed: int) -> PerturbResult:
+    """Pre-1.6 ``torch.save``: the storages' raw bytes follow the pickles; change the float
+    ones in place (same rules as the zip format)."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.torch_zip import read_torch_legacy
+
+    try:
+        archive = read_torch_legacy(src)
+    except FormatError as exc:
+        raise PerturbUnsupported(
+            f"torch-legacy: cannot modify {src.name}: {exc}", format="torch-legacy"
+        ) from None
+    regions: list[_Region] = []
+    changed: set[str] = set()
+    for storage in archive.storages.values():
+        kind = _torch_kind(storage.dtype, archive.byteorder, src.name)
+        if kind.op != "copy" and storage.nbytes:
+            regions.append(_Region(storage.data_offset, storage.nbytes, kind, storage.key))
+            changed.update(storage.tensors)
+    _rewrite_regions(src, dst, regions, seed)
+    unchanged = {t.name for t in archive.tensors} - changed
+    return PerturbResult("torch-legacy", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+
+
 def _perturb_pickle(src: Path, dst: Path, seed: int, fmt: str = "pickle") -> PerturbResult:
     """Change the float payloads of the numpy arrays pickled in ``src`` (scikit-learn models,
     ``joblib.dump`` files), byte for byte in place: every opcode, and so the pickle's meaning,
     stays the same; nothing is unpickled."""
     from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.pickled_arrays import read_pickled_arrays
+    from pytest_corrsource.formats.torch_zip import is_torch_legacy
 
+    if is_torch_legacy(src):
+        return _perturb_torch_legacy(src, dst, seed)
     try:
         arrays = read_pickled_arrays(src)
     except FormatError as exc:

@@ -369,3 +369,48 @@ def test_cs603_schema_fails_a_different_architecture(make_repo: RepoFactory) -> 
     assert "do not have the schema of weights/ck.pt" in result.message
     assert "missing tensors: optimizer.state.0.exp_avg, " in result.message
     assert "shape mismatch: model.0.bias ([4] released, [5] regenerated)" in result.message
+
+
+# ------------------------------------------------------------------------ legacy (< 1.6)
+
+LEGACY = FIXTURES / "torch_legacy.pt"
+
+
+def test_legacy_checkpoint_schema() -> None:
+    assert read_schema(LEGACY) == MODEL_TENSORS
+
+
+def test_legacy_checkpoint_modified_in_place(tmp_path: Path) -> None:
+    dst = tmp_path / "legacy.pt"
+    result = perturb_weights(LEGACY, dst)
+    assert result.format == "torch-legacy"
+    assert result.unchanged == ("model.1.num_batches_tracked",)
+    assert LEGACY.stat().st_size == dst.stat().st_size
+    old, new = open_tensors(LEGACY), open_tensors(dst)
+    assert not np.array_equal(old.raw("model.0.weight"), new.raw("model.0.weight"))
+
+
+def test_legacy_checkpoint_with_a_wrong_storage_size_is_refused(tmp_path: Path) -> None:
+    data = bytearray(LEGACY.read_bytes())
+    keys_end = data.index(b"]q", 1100)  # the storage-key list pickle
+    first = data.index(b".", keys_end) + 1  # its STOP; the first storage's size follows
+    data[first] += 1
+    src = tmp_path / "bad.pt"
+    src.write_bytes(bytes(data))
+    with pytest.raises(FormatError, match="stored size differs from the pickle's 4"):
+        read_schema(src)
+    with pytest.raises(PerturbUnsupported, match=r"torch-legacy: cannot modify bad\.pt"):
+        perturb_weights(src, tmp_path / "out.pt")
+
+
+@pytest.mark.parametrize("weights_only", [True, False])
+def test_torch_loads_the_modified_legacy_checkpoint(tmp_path: Path, weights_only: bool) -> None:
+    torch = pytest.importorskip("torch")
+    dst = tmp_path / "legacy.pt"
+    perturb_weights(LEGACY, dst)
+    before = torch.load(LEGACY, weights_only=weights_only)["model"]
+    after = torch.load(dst, weights_only=weights_only)["model"]
+    assert before.keys() == after.keys()
+    for key in before:
+        assert before[key].shape == after[key].shape
+        assert torch.equal(before[key], after[key]) == (key == "1.num_batches_tracked"), key

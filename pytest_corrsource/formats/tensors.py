@@ -260,10 +260,10 @@ def _npz(path: Path) -> dict[str, TensorEntry]:
     }
 
 
-def _torch_zip(path: Path) -> dict[str, TensorEntry]:
-    from .torch_zip import read_torch_zip
+def _torch_zip(path: Path, legacy: bool = False) -> dict[str, TensorEntry]:
+    from .torch_zip import read_torch_legacy, read_torch_zip
 
-    archive = read_torch_zip(path)
+    archive = read_torch_legacy(path) if legacy else read_torch_zip(path)
     order = ">" if archive.byteorder == "big" else "<"
     entries: dict[str, TensorEntry] = {}
     for t in archive.tensors:
@@ -403,6 +403,8 @@ def open_tensors(
             entries = _npz(path)
         elif fmt == "torch-zip":
             entries = _torch_zip(path)
+        elif fmt == "pickle" and _is_torch_legacy(path):
+            fmt, entries = "torch-legacy", _torch_zip(path, legacy=True)
         elif fmt == "pickle":
             entries = _pickled(path, fmt)
         elif fmt == "gguf":
@@ -416,6 +418,12 @@ def open_tensors(
     except OSError as exc:
         raise FormatError(f"cannot read the file: {exc.strerror or exc}.") from None
     return TensorFile(path, fmt, entries)
+
+
+def _is_torch_legacy(path: Path) -> bool:
+    from .torch_zip import is_torch_legacy
+
+    return is_torch_legacy(path)
 
 
 def _is_skops(path: Path) -> bool:

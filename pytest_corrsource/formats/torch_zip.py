@@ -19,6 +19,7 @@ known without running a byte of the checkpoint.
 from __future__ import annotations
 
 import io
+import os
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ __all__ = [
     "TorchTensor",
     "TorchZip",
     "central_directory_records",
+    "is_torch_legacy",
+    "read_torch_legacy",
     "read_torch_zip",
 ]
 
@@ -132,7 +135,7 @@ def _storage_ref(value: Any) -> tuple[str, str | None, int]:
     pid = value.value
     if (
         not isinstance(pid, tuple)
-        or len(pid) != 5
+        or len(pid) not in (5, 6)  # 6: legacy format's view metadata
         or pid[0] != "storage"
         or not isinstance(pid[1], Global)
         or not isinstance(pid[2], str)
@@ -299,3 +302,84 @@ def read_torch_zip(path: Path) -> TorchZip:
         if (last + 1) * _itemsize(t.dtype) > storage.nbytes:
             raise FormatError(f"tensor {t.name!r} reaches past the end of storage {t.storage!r}.")
     return TorchZip(prefix.rstrip("/"), byteorder, tuple(tensors), storages, central_dir)
+
+
+# --------------------------------------------------------------------------- legacy (< 1.6)
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+_LEGACY_HEAD = b"\x80\x02\x8a\x0a" + _LEGACY_MAGIC.to_bytes(10, "little")
+
+
+def is_torch_legacy(path: Path) -> bool:
+    """``torch.save(..., _use_new_zipfile_serialization=False)``: its first pickle is the magic
+    number."""
+    with open(path, "rb") as handle:
+        return handle.read(len(_LEGACY_HEAD)) == _LEGACY_HEAD
+
+
+def read_torch_legacy(path: Path) -> TorchZip:
+    """The pre-1.6 format (torch/serialization.py ``_legacy_save``): five pickles — magic
+    number, protocol version (1001), sys_info, the object, the sorted storage keys — then each
+    storage in key order as an 8-byte element count followed by its raw bytes. The old *tar*
+    format (torch < 0.4) is not read.
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        end = os.fstat(handle.fileno()).st_size
+        magic = evaluate_pickle(handle, end)
+        protocol = evaluate_pickle(handle, end)
+        sys_info = evaluate_pickle(handle, end)
+        if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL or not isinstance(sys_info, dict):
+            raise FormatError("not a legacy torch checkpoint (magic, protocol or sys_info).")
+        little = sys_info.get("little_endian", True)
+        tree = evaluate_pickle(handle, end)
+        keys = evaluate_pickle(handle, end)
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise FormatError("the storage key list is not a list of strings.")
+        tensors: list[TorchTensor] = []
+        for name, value in walk_named(tree):
+            if isinstance(value, Call):
+                tensor = _tensor_of(name, value)
+                if tensor is not None:
+                    tensors.append(tensor)
+        referenced: dict[str, tuple[str | None, int]] = {}
+        for pid in _all_pers_ids(tree):
+            key, dtype, numel = _storage_ref(pid)
+            referenced[key] = (dtype, numel)
+        if set(keys) != set(referenced):
+            raise FormatError("the storage key list does not match the storages the object uses.")
+        storages: dict[str, TorchStorage] = {}
+        for key in keys:
+            dtype, numel = referenced[key]
+            if dtype is None:
+                raise FormatError(f"storage {key!r} is untyped in a legacy checkpoint.")
+            count = handle.read(8)
+            if len(count) != 8:
+                raise FormatError(f"storage {key!r}: the file ends before its size.")
+            if int.from_bytes(count, "little" if little else "big") != numel:
+                raise FormatError(
+                    f"storage {key!r}: stored size differs from the pickle's {numel}."
+                )
+            start, nbytes = handle.tell(), numel * _itemsize(dtype)
+            if start + nbytes > end:
+                raise FormatError(f"storage {key!r} runs past the end of the file.")
+            handle.seek(start + nbytes)
+            storages[key] = TorchStorage(
+                key=key,
+                member="",
+                dtype=dtype,
+                nbytes=nbytes,
+                data_offset=start,
+                crc=0,
+                header_offset=-1,
+                descriptor=False,
+                tensors=[t.name for t in tensors if t.storage == key],
+            )
+    for t in tensors:
+        storage = storages[t.storage]
+        if t.shape and all(t.shape):
+            last = t.offset + sum((d - 1) * s for d, s in zip(t.shape, t.stride, strict=True))
+            if (last + 1) * _itemsize(t.dtype) > storage.nbytes:
+                raise FormatError(f"tensor {t.name!r} reaches past the end of its storage.")
+    return TorchZip("", "little" if little else "big", tuple(tensors), storages, -1)
