@@ -52,6 +52,7 @@ How values are changed:
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import io
 import itertools
@@ -144,25 +145,57 @@ class _Kind:
 _COPY = _Kind("copy")
 
 
-def _rng(seed: int, name: str, chunk: int) -> np.random.Generator:
-    name_hash = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
-    return np.random.default_rng([seed & 0xFFFF_FFFF_FFFF_FFFF, name_hash, chunk])
+#: Length of the seeded table of multipliers; a chunk (at most CHUNK_BYTES // 2 elements)
+#: takes a window of it that starts where its (name, chunk) hash says.
+_TABLE = CHUNK_BYTES // 2
 
 
-def _perturbed(xc: npt.NDArray[Any], rng: np.random.Generator) -> tuple[Any, Any]:
-    """``x * 1.01 + delta`` in xc's (float32/float64) dtype; also returns isfinite(xc).
+@functools.lru_cache(maxsize=4)
+def _factor_table(seed: int, dtype: str) -> npt.NDArray[Any]:
+    """``1.01 + u`` for 2 * _TABLE seeded ``u`` of 25-50 % (either sign), computed once per
+    seed: drawing fresh random numbers per element was half the cost of a modification."""
+    rng = np.random.default_rng([seed & 0xFFFF_FFFF_FFFF_FFFF, 0x5EED])
+    u = rng.random(2 * _TABLE, dtype=np.dtype(dtype).type)
+    u *= 2
+    u -= 1  # [-1, 1)
+    u += np.copysign(1.0, u).astype(u.dtype)
+    u *= _RELATIVE_SCALE / 2  # |u| in [scale/2, scale)
+    u += 1.01
+    u.setflags(write=False)
+    return u
+
+
+@dataclass(frozen=True)
+class _Noise:
+    """Deterministic multipliers for one chunk of one tensor."""
+
+    seed: int
+    name: str
+    chunk: int
+
+    def factors(self, n: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        table = _factor_table(self.seed, np.dtype(dtype).name)
+        key = hashlib.sha256(f"{self.name}\0{self.chunk}".encode()).digest()[:8]
+        start = int.from_bytes(key, "little") % _TABLE
+        if n <= _TABLE:
+            return table[start : start + n]
+        return np.resize(table[start:], n)  # pragma: no cover - chunks are at most _TABLE
+
+
+def _rng(seed: int, name: str, chunk: int) -> _Noise:
+    return _Noise(seed, name, chunk)
+
+
+def _perturbed(xc: npt.NDArray[Any], rng: _Noise) -> tuple[Any, Any]:
+    """``x * (1.01 + u)`` in xc's (float32/float64) dtype; also returns isfinite(xc).
 
     ``u`` is seeded noise of 25-50 % of ``|x|`` (either sign); exact zeros get 25-50 % of the
     median non-zero magnitude of the chunk instead (robust to outliers such as the
     format's largest finite value), or of 1.0 if the chunk is all zeros.
     """
     finite = np.isfinite(xc)
-    u = rng.random(xc.shape, dtype=xc.dtype)
-    u *= 2
-    u -= 1  # [-1, 1)
-    u += np.copysign(1.0, u).astype(xc.dtype)
-    u *= _RELATIVE_SCALE / 2  # |u| in [scale/2, scale)
-    y = xc * (u + 1.01)
+    factors = rng.factors(xc.size, xc.dtype).reshape(xc.shape)
+    y = xc * factors
     zeros = xc == 0
     if zeros.any():
         magnitudes = np.abs(xc[finite])
@@ -170,7 +203,7 @@ def _perturbed(xc: npt.NDArray[Any], rng: np.random.Generator) -> tuple[Any, Any
         typical = float(np.median(nonzero)) if nonzero.size else 1.0
         if not (typical > 0 and math.isfinite(typical)):
             typical = 1.0
-        y[zeros] = u[zeros] * typical
+        y[zeros] = (factors[zeros] - 1.01) * typical
     return y, finite
 
 
@@ -179,7 +212,7 @@ def _uint_like(dtype: np.dtype[Any]) -> np.dtype[Any]:
     return np.dtype(f"{order}u{dtype.itemsize}")
 
 
-def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: np.random.Generator) -> U8Array:
+def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: _Noise) -> U8Array:
     x = raw.view(dtype)
     compute = np.float64 if dtype.itemsize == 8 else np.float32
     ubits = _uint_like(dtype)
@@ -190,10 +223,11 @@ def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: np.random.Generator) 
         out = y.astype(dtype, copy=False)
         out_bits = out.view(ubits)
         in_bits = x.view(ubits)
-        # unchanged: same bits, or +0/-0 on both sides; compared on bits because float16
-        # arithmetic comparisons are slow in numpy
+        # unchanged (same bits) or zero: a non-zero input times a non-zero factor is zero
+        # only by underflow, and a zero input became non-zero unless it stayed +0/-0; compared
+        # on bits because float16 arithmetic comparisons are slow in numpy
         bad = out_bits == in_bits
-        bad |= ((out_bits & no_sign) == 0) & ((in_bits & no_sign) == 0)
+        bad |= (out_bits & no_sign) == 0
         bad |= ~np.isfinite(out)
         bad &= finite
     if bad.any():
@@ -204,7 +238,7 @@ def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: np.random.Generator) 
     return np.asarray(out.view(np.uint8), dtype=np.uint8)
 
 
-def _bf16_values(raw: U8Array, rng: np.random.Generator) -> U8Array:
+def _bf16_values(raw: U8Array, rng: _Noise) -> U8Array:
     bits = raw.view("<u2")
     wide = bits.astype(np.uint32) << np.uint32(16)
     xf = wide.view(np.float32)
@@ -264,7 +298,7 @@ def _transform(kind: _Kind, raw: U8Array, seed: int, name: str, chunk: int) -> U
     return raw
 
 
-def _block_scales(raw: U8Array, kind: _Kind, rng: np.random.Generator) -> U8Array:
+def _block_scales(raw: U8Array, kind: _Kind, rng: _Noise) -> U8Array:
     """Change the fp16 scale field(s) of every quantization block; the quants stay. Every
     dequantised value of a block is ``scale * q (+ min)``, so each non-zero one changes."""
     blocks = np.array(raw, dtype=np.uint8).reshape(-1, kind.block)
