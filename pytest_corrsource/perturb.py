@@ -15,13 +15,29 @@ Supported formats (detected by magic bytes, never by file name alone):
   The index is copied unchanged and every shard it names is perturbed into the
   destination index's folder under the same relative name.
 * ``npy`` (``\\x93NUMPY``) — header copied verbatim, data streamed like safetensors.
-* ``npz`` (a zip whose members are all ``.npy``) — each member is loaded with
-  ``allow_pickle=False`` (one member in memory at a time), perturbed and written back
-  under the same name with the same per-member compression.
+* ``npz`` (a zip whose members are all ``.npy``) and ``skops`` (a zip of ``schema.json`` and
+  ``.npy`` members) — each ``.npy`` member is loaded with ``allow_pickle=False`` (one member in
+  memory at a time), perturbed and written back under the same name with the same
+  compression; other members are copied.
+* ``torch-zip`` (``torch.save``) — ``data.pkl`` is evaluated symbolically
+  (:mod:`pytest_corrsource.formats.pickle_values`, nothing is unpickled) to learn each
+  storage's dtype; the float storages are rewritten in place (same size) and their CRC-32s
+  patched, so ``data.pkl``, member names, order, offsets and alignment are unchanged. All
+  float storages change — parameters, buffers and optimizer state alike (a run that resumes
+  must honour what it loads); integer, bool and quantized storages are copied.
+  ``torch-legacy`` (pre-1.6 ``torch.save``): the same, on the raw storages after the pickles.
+* ``pickle`` holding numpy arrays (scikit-learn, ``joblib.dump``) — each array's raw payload
+  is a byte-string opcode (or, for joblib, bytes after its wrapper); float payloads are
+  changed in place, every opcode stays. joblib's zlib/gzip/bz2/xz/lzma files are
+  decompressed (bounded), changed and recompressed with the same codec.
+* ``gguf`` — F32/F16/BF16/F64 tensors directly; quantized tensors (Q4_0, Q4_1, Q5_0, Q5_1,
+  Q8_0, Q2_K–Q6_K) by changing each block's fp16 scale ``d``.
+* ``raw`` — a manifest ``layout`` names the byte ranges that are floats (llama2.c).
 
-Pickle-based formats (raw pickles, PyTorch zip checkpoints) cannot be rewritten without
-executing untrusted code and raise :class:`PerturbUnsupported`; so do unknown formats and
-corrupt files.
+Every copy is read back with :mod:`pytest_corrsource.formats.tensors`: a schema that differs
+from the source's is reported as a bug, never run. Unknown formats, corrupt files and
+formats this module cannot change (text-encoded protocol-2 arrays, the i-quants …) raise
+:class:`PerturbUnsupported` with the reason.
 
 How values are changed:
 

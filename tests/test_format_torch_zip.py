@@ -7,8 +7,10 @@ reading tests run without torch; the round-trip tests load the modified copies w
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import struct
+import tempfile
 import textwrap
 import zipfile
 from pathlib import Path
@@ -16,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import RUNNABLE_FILES, RepoFactory
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_corrsource.checks import CheckContext, Options, RunState
 from pytest_corrsource.formats import FormatError
@@ -414,3 +418,29 @@ def test_torch_loads_the_modified_legacy_checkpoint(tmp_path: Path, weights_only
     for key in before:
         assert before[key].shape == after[key].shape
         assert torch.equal(before[key], after[key]) == (key == "1.num_batches_tracked"), key
+
+
+# ------------------------------------------------------------------------ fuzzing
+
+REAL_PICKLE = zipfile.ZipFile(CHECKPOINT).read("torch_checkpoint/data.pkl")
+MUTATED = st.builds(
+    lambda cut, drop, byte: REAL_PICKLE[:cut] + bytes([byte]) + REAL_PICKLE[cut + drop :],
+    st.integers(0, len(REAL_PICKLE)),
+    st.integers(0, 3),
+    st.integers(0, 255),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=400) | MUTATED)
+def test_any_bytes_as_data_pkl_are_read_or_refused_never_crash(payload: bytes) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "ck.pt"
+        with zipfile.ZipFile(CHECKPOINT) as zin, zipfile.ZipFile(src, "w") as zout:
+            for info in zin.infolist():
+                data = payload if info.filename.endswith("data.pkl") else zin.read(info)
+                zout.writestr(info.filename, data)
+        with contextlib.suppress(FormatError):
+            read_schema(src)
+        with contextlib.suppress(PerturbUnsupported):
+            perturb_weights(src, Path(tmp) / "out.pt")

@@ -355,13 +355,21 @@ def walk_named(value: Any, prefix: str = "", depth: int = 0) -> Any:
     yield prefix, value
     children: list[tuple[str, Any]] = []
     if isinstance(value, dict):
-        children = [(str(k), v) for k, v in value.items()]
+        children = [(_key(k), v) for k, v in value.items()]
     elif isinstance(value, list | tuple):
         children = [(str(i), v) for i, v in enumerate(value)]
     elif isinstance(value, Call):
-        children = [(str(k), v) for k, v in value.items.items()]
+        children = [(_key(k), v) for k, v in value.items.items()]
         children += [(str(i), v) for i, v in enumerate(value.appends)]
         if isinstance(value.state, dict):
-            children += [(str(k), v) for k, v in value.state.items()]
+            children += [(_key(k), v) for k, v in value.state.items()]
     for key, child in children:
         yield from walk_named(child, f"{prefix}.{key}" if prefix else key, depth + 1)
+
+
+def _key(key: Any) -> str:
+    """A dict key as a name part; keys that are not plain values (a hostile pickle may use a
+    deeply nested object) are not rendered."""
+    if isinstance(key, str | int | float | bool) or key is None:
+        return str(key)
+    return f"<{type(key).__name__}>"
