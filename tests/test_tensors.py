@@ -525,3 +525,33 @@ def test_without_a_layout_a_raw_file_is_skipped_with_a_reason(
     assert result.outcome == "skipped"
     assert "weights/model.bin: cannot modify (unknown)" in result.message
     assert "pytest-corrsource cannot yet write a modified copy of these weights" in result.message
+
+
+# ------------------------------------------------------------------------ safetensors, npy
+
+
+def test_safetensors_shards_and_npy_read_like_the_reference(tmp_path: Path) -> None:
+    import json
+
+    from safetensors.numpy import save_file
+
+    a = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    b = {"b.bias": np.arange(3, dtype=np.int64), "b.half": np.ones(2, dtype=np.float16)}
+    save_file(a, str(tmp_path / "model-00001-of-00002.safetensors"))
+    save_file(b, str(tmp_path / "model-00002-of-00002.safetensors"))
+    weight_map = {"a.weight": "model-00001-of-00002.safetensors"}
+    weight_map |= {k: "model-00002-of-00002.safetensors" for k in b}
+    index = tmp_path / "model.safetensors.index.json"
+    index.write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    tensors = open_tensors(index)
+    assert tensors.schema() == {
+        "a.weight": ("F32", (2, 3)),
+        "b.bias": ("I64", (3,)),
+        "b.half": ("F16", (2,)),
+    }
+    for name, array in {**a, **b}.items():
+        assert np.array_equal(tensors.values(name), array)
+    np.save(tmp_path / "w.npy", np.asfortranarray(np.arange(6.0).reshape(2, 3)).astype(">f8"))
+    npy = open_tensors(tmp_path / "w.npy")
+    assert npy.schema() == {"w": ("F64", (2, 3))}
+    assert np.array_equal(npy.values("w"), np.arange(6.0).reshape(2, 3))
