@@ -406,6 +406,16 @@ def detect_format(path: Path) -> str:
     return "unknown" if fmt == "opaque" else fmt
 
 
+def _format_error(fmt: str, src: Path, exc: Exception) -> PerturbUnsupported:
+    """A reader's error: a limit of this plugin keeps ``fmt``, anything else is corruption."""
+    from pytest_corrsource.formats.pickle_values import UnsupportedFeature
+
+    limit = isinstance(exc, UnsupportedFeature)
+    return PerturbUnsupported(
+        f"{fmt}: cannot modify {src.name}: {exc}", format=fmt if limit else "corrupt"
+    )
+
+
 def _pickle_error(fmt: str) -> PerturbUnsupported:
     return PerturbUnsupported(
         f"{fmt}: cannot be modified without loading untrusted code (pickle)", format=fmt
@@ -662,7 +672,7 @@ def _perturb_skops(src: Path, dst: Path, seed: int) -> PerturbResult:
     try:
         arrays = skops_arrays(src)
     except FormatError as exc:
-        raise PerturbUnsupported(f"skops: {src.name}: {exc}", format="skops") from None
+        raise _format_error("skops", src, exc) from None
     return _perturb_npy_members(src, dst, seed, "skops", {m: n for n, m in arrays.items()})
 
 
@@ -761,7 +771,7 @@ def _perturb_torch_zip(src: Path, dst: Path, seed: int) -> PerturbResult:
     try:
         archive = read_torch_zip(src)
     except FormatError as exc:
-        raise PerturbUnsupported(f"torch-zip: {src.name}: {exc}", format="torch-zip") from None
+        raise _format_error("torch-zip", src, exc) from None
     storages = sorted(archive.storages.values(), key=lambda s: s.data_offset)
     records = central_directory_records(src, archive.central_dir)
     size = src.stat().st_size
@@ -845,9 +855,7 @@ def _perturb_torch_legacy(src: Path, dst: Path, seed: int) -> PerturbResult:
     try:
         archive = read_torch_legacy(src)
     except FormatError as exc:
-        raise PerturbUnsupported(
-            f"torch-legacy: cannot modify {src.name}: {exc}", format="torch-legacy"
-        ) from None
+        raise _format_error("torch-legacy", src, exc) from None
     regions: list[_Region] = []
     changed: set[str] = set()
     for storage in archive.storages.values():
@@ -873,7 +881,7 @@ def _perturb_pickle(src: Path, dst: Path, seed: int, fmt: str = "pickle") -> Per
     try:
         arrays = read_pickled_arrays(src)
     except FormatError as exc:
-        raise PerturbUnsupported(f"{fmt}: {src.name}: {exc}", format=fmt) from None
+        raise _format_error(fmt, src, exc) from None
     regions: list[_Region] = []
     changed: list[str] = []
     unchanged: list[str] = []

@@ -111,8 +111,9 @@ def test_a_storage_of_the_wrong_size_is_a_format_error(tmp_path: Path) -> None:
             zout.writestr(info.filename, data)
     with pytest.raises(FormatError, match=r"storage '0' .* is 44 bytes .* needs 48 stored"):
         read_schema(src)
-    with pytest.raises(PerturbUnsupported, match="needs 48 stored"):
+    with pytest.raises(PerturbUnsupported, match="needs 48 stored") as info:
         perturb_weights(src, tmp_path / "out.pt")
+    assert info.value.format == "corrupt"
 
 
 def test_a_compressed_storage_is_refused(tmp_path: Path) -> None:
@@ -120,8 +121,9 @@ def test_a_compressed_storage_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(CHECKPOINT) as zin, zipfile.ZipFile(src, "w") as zout:
         for info in zin.infolist():
             zout.writestr(info.filename, zin.read(info), zipfile.ZIP_DEFLATED)
-    with pytest.raises(PerturbUnsupported, match=r"\(compressed\)"):
+    with pytest.raises(PerturbUnsupported, match=r"is compressed; torch\.save stores") as info:
         perturb_weights(src, tmp_path / "out.pt")
+    assert info.value.format == "torch-zip"  # a limit of the plugin, not corruption
 
 
 def test_a_tensor_reaching_past_its_storage_is_a_format_error(tmp_path: Path) -> None:
@@ -444,3 +446,23 @@ def test_any_bytes_as_data_pkl_are_read_or_refused_never_crash(payload: bytes) -
             read_schema(src)
         with contextlib.suppress(PerturbUnsupported):
             perturb_weights(src, Path(tmp) / "out.pt")
+
+
+def test_cs403_fails_a_corrupt_checkpoint_and_skips_a_plugin_limit(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    root = torch_repo(make_repo, HONOURS)
+    weights = root / "weights" / "ck.pt"
+    with zipfile.ZipFile(CHECKPOINT) as zin, zipfile.ZipFile(weights, "w") as zout:
+        for info in zin.infolist():  # every storage member but one
+            if not info.filename.endswith("/data/3"):
+                zout.writestr(info, zin.read(info))
+    from conftest import sha256
+
+    text = (root / "corresponding-source.yaml").read_text()
+    old = text.split("sha256: ")[1].split()[0]
+    (root / "corresponding-source.yaml").write_text(text.replace(old, sha256(weights)))
+    result = check(root, "CS403")
+    assert result.outcome == "failed", result.message
+    assert "weights/ck.pt is corrupt, so no modified copy can be made" in result.message
+    assert "storage '3' has no member torch_checkpoint/data/3" in result.message

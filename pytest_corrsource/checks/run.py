@@ -179,6 +179,10 @@ def _modified(ctx: CheckContext) -> tuple[dict[str, Path], list[dict[str, object
             try:
                 result = perturb_weights(src, dst, seed=index + 1, layout=entry.layout)
             except PerturbUnsupported as exc:
+                if exc.format == "corrupt":  # the file's fault, not a limit of the plugin
+                    raise CheckFailed(
+                        f"{entry.path} is corrupt, so no modified copy can be made: {exc}"
+                    ) from None
                 # A limit of the plugin, not a fault of the repository: say so.
                 raise CheckSkipped(
                     f"{entry.path}: cannot modify ({exc.format}): {exc} — pytest-corrsource "

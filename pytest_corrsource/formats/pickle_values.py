@@ -25,7 +25,16 @@ from typing import IO, Any
 
 from . import FormatError
 
-__all__ = ["KEEP_BYTES", "Call", "Global", "Payload", "PersId", "evaluate_pickle", "walk_named"]
+__all__ = [
+    "KEEP_BYTES",
+    "Call",
+    "Global",
+    "Payload",
+    "PersId",
+    "UnsupportedFeature",
+    "evaluate_pickle",
+    "walk_named",
+]
 
 #: Byte strings up to this length are kept as ``bytes`` (as well as located by a
 #: :class:`Payload`'s ``data``); longer ones are only located.
@@ -33,6 +42,11 @@ KEEP_BYTES = 64
 _MAX_ITEMS = 5_000_000  # values created while evaluating one pickle
 _MAX_STRING = 1 << 20  # longest str kept (tensor names, keys); longer ones are an error
 _MAX_DEPTH = 200  # nesting of Calls/containers walked by the tensor finders
+
+
+class UnsupportedFeature(FormatError):
+    """The file may be valid, but uses something this reader does not handle (a limit of the
+    plugin, not a fault of the file)."""
 
 
 @dataclass(frozen=True)
@@ -342,7 +356,7 @@ def evaluate_pickle(
         elif name == "DUP":
             push(top())
         else:  # EXT*, NEXT_BUFFER, READONLY_BUFFER: not something a weights file needs
-            raise FormatError(f"pickle opcode {name} at byte {pos} is not supported here.")
+            raise UnsupportedFeature(f"pickle opcode {name} at byte {pos} is not supported here.")
     raise FormatError("pickle ends before its STOP opcode.")  # pragma: no cover
 
 

@@ -33,7 +33,7 @@ from typing import IO, Any
 import numpy as np
 
 from . import FormatError
-from .pickle_values import Call, Global, Payload, evaluate_pickle, walk_named
+from .pickle_values import Call, Global, Payload, UnsupportedFeature, evaluate_pickle, walk_named
 
 __all__ = ["PickledArray", "compression_of", "read_pickled_arrays"]
 
@@ -157,7 +157,7 @@ def _joblib_hook(call: Call, handle: IO[bytes]) -> None:
         return
     dtype = _dtype_of(dtype_call)
     if dtype is None or dims is None:
-        raise FormatError("joblib array wrapper with an unsupported dtype or shape.")
+        raise UnsupportedFeature("joblib array wrapper with an unsupported dtype or shape.")
     if call.state.get("numpy_array_alignment_bytes") is not None:
         pad = handle.read(1)
         if len(pad) != 1:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import FormatError, TensorInfo
-from .pickle_values import Call, Global, PersId, evaluate_pickle, walk_named
+from .pickle_values import Call, Global, PersId, UnsupportedFeature, evaluate_pickle, walk_named
 
 __all__ = [
     "STORAGE_DTYPES",
@@ -141,12 +141,12 @@ def _storage_ref(value: Any) -> tuple[str, str | None, int]:
         or not isinstance(pid[2], str)
         or not isinstance(pid[4], int)
     ):
-        raise FormatError(f"unexpected persistent id {pid!r:.120}.")
+        raise UnsupportedFeature(f"unexpected persistent id {pid!r:.120}.")
     cls = pid[1]
     if cls.dotted == "torch.storage.UntypedStorage":
         return pid[2], None, pid[4]
     if cls.module not in ("torch", "torch.cuda") or cls.name not in STORAGE_DTYPES:
-        raise FormatError(f"unknown storage class {cls.dotted}.")
+        raise UnsupportedFeature(f"unknown storage class {cls.dotted}.")
     return pid[2], STORAGE_DTYPES[cls.name][0], pid[4]
 
 
@@ -165,10 +165,10 @@ def _tensor_of(name: str, call: Call) -> TorchTensor | None:
     if func.name == "_rebuild_tensor_v3":
         given = call.args[-1]
         if not isinstance(given, Global) or given.name not in TORCH_DTYPES:
-            raise FormatError(f"tensor {name!r}: unknown dtype {given!r:.60}.")
+            raise UnsupportedFeature(f"tensor {name!r}: unknown dtype {given!r:.60}.")
         dtype = TORCH_DTYPES[given.name][0]
     if dtype is None:
-        raise FormatError(f"tensor {name!r}: untyped storage without a dtype.")
+        raise UnsupportedFeature(f"tensor {name!r}: untyped storage without a dtype.")
     offset = call.args[1]
     if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
         raise FormatError(f"tensor {name!r}: invalid storage offset {offset!r:.40}.")
@@ -272,7 +272,12 @@ def read_torch_zip(path: Path) -> TorchZip:
                 nbytes = numel
             else:
                 nbytes = numel * _itemsize(dtype)
-            if info.compress_type != zipfile.ZIP_STORED or info.file_size != nbytes:
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size == nbytes:
+                raise UnsupportedFeature(
+                    f"storage {key!r} ({member}) is compressed; torch.save stores storages "
+                    "uncompressed and only those are read here."
+                )
+            if info.file_size != nbytes:
                 raise FormatError(
                     f"storage {key!r} ({member}) is {info.file_size} bytes "
                     f"({'stored' if info.compress_type == 0 else 'compressed'}), "
@@ -353,7 +358,7 @@ def read_torch_legacy(path: Path) -> TorchZip:
         for key in keys:
             dtype, numel = referenced[key]
             if dtype is None:
-                raise FormatError(f"storage {key!r} is untyped in a legacy checkpoint.")
+                raise UnsupportedFeature(f"storage {key!r} is untyped in a legacy checkpoint.")
             count = handle.read(8)
             if len(count) != 8:
                 raise FormatError(f"storage {key!r}: the file ends before its size.")
