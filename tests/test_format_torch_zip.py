@@ -466,3 +466,20 @@ def test_cs403_fails_a_corrupt_checkpoint_and_skips_a_plugin_limit(
     assert result.outcome == "failed", result.message
     assert "weights/ck.pt is corrupt, so no modified copy can be made" in result.message
     assert "storage '3' has no member torch_checkpoint/data/3" in result.message
+
+
+def test_shared_references_cannot_make_the_walk_exponential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """l0 = []; l1 = [l0, l0]; … l40 = [l39, l39]: 2**40 paths through 41 lists."""
+    from pytest_corrsource.formats import pickle_values
+
+    monkeypatch.setattr(pickle_values, "MAX_VISITS", 100_000)
+    body = b"]q\x00"  # EMPTY_LIST, BINPUT 0
+    for i in range(1, 41):
+        body += b"(h" + bytes([i - 1]) + b"h" + bytes([i - 1]) + b"lq" + bytes([i])
+    src = tmp_path / "dag.pt"
+    with zipfile.ZipFile(src, "w") as zout:
+        zout.writestr("archive/data.pkl", b"\x80\x02" + body + b".")
+    with pytest.raises(FormatError, match="more than 100000 values to walk"):
+        read_schema(src)

@@ -360,25 +360,38 @@ def evaluate_pickle(
     raise FormatError("pickle ends before its STOP opcode.")  # pragma: no cover
 
 
-def walk_named(value: Any, prefix: str = "", depth: int = 0) -> Any:
+#: Values a walk may visit: shared references (one list memoised and referenced twice at
+#: every level) would otherwise make a small pickle take exponential time to walk.
+MAX_VISITS = 2_000_000
+
+
+def walk_named(value: Any, prefix: str = "") -> Any:
     """Yield ``(dotted name, value)`` for every leaf under dicts, lists and tuples (and the
     ``items``/``state`` of dict-like Calls such as ``OrderedDict``); Calls themselves are
-    yielded too, so a caller can recognise tensors and arrays and stop there."""
-    if depth > _MAX_DEPTH:
-        raise FormatError(f"pickle nests deeper than {_MAX_DEPTH} levels.")
-    yield prefix, value
-    children: list[tuple[str, Any]] = []
-    if isinstance(value, dict):
-        children = [(_key(k), v) for k, v in value.items()]
-    elif isinstance(value, list | tuple):
-        children = [(str(i), v) for i, v in enumerate(value)]
-    elif isinstance(value, Call):
-        children = [(_key(k), v) for k, v in value.items.items()]
-        children += [(str(i), v) for i, v in enumerate(value.appends)]
-        if isinstance(value.state, dict):
-            children += [(_key(k), v) for k, v in value.state.items()]
-    for key, child in children:
-        yield from walk_named(child, f"{prefix}.{key}" if prefix else key, depth + 1)
+    yielded too, so a caller can recognise tensors and arrays and stop there. A value reached
+    by two paths (tied weights) is yielded under both names."""
+    stack: list[tuple[str, Any, int]] = [(prefix, value, 0)]
+    visits = 0
+    while stack:
+        name, node, depth = stack.pop()
+        visits += 1
+        if visits > MAX_VISITS:
+            raise FormatError(f"pickle has more than {MAX_VISITS} values to walk.")
+        if depth > _MAX_DEPTH:
+            raise FormatError(f"pickle nests deeper than {_MAX_DEPTH} levels.")
+        yield name, node
+        children: list[tuple[str, Any]] = []
+        if isinstance(node, dict):
+            children = [(_key(k), v) for k, v in node.items()]
+        elif isinstance(node, list | tuple):
+            children = [(str(i), v) for i, v in enumerate(node)]
+        elif isinstance(node, Call):
+            children = [(_key(k), v) for k, v in node.items.items()]
+            children += [(str(i), v) for i, v in enumerate(node.appends)]
+            if isinstance(node.state, dict):
+                children += [(_key(k), v) for k, v in node.state.items()]
+        for key, child in reversed(children):
+            stack.append((f"{name}.{key}" if name else key, child, depth + 1))
 
 
 def _key(key: Any) -> str:

@@ -179,22 +179,29 @@ def _tensor_of(name: str, call: Call) -> TorchTensor | None:
     return TorchTensor(name, dtype, shape, stride, offset, key)
 
 
-def _all_pers_ids(value: Any, depth: int = 0) -> Any:
-    """Every persistent id anywhere in the tree (storages may be referenced outside tensors)."""
-    if depth > 200:
-        raise FormatError("pickle nests deeper than 200 levels.")
-    if isinstance(value, PersId):
-        yield value
-        return
-    children: Any = ()
-    if isinstance(value, dict):
-        children = [*value.keys(), *value.values()]
-    elif isinstance(value, list | tuple | set | frozenset):
-        children = value
-    elif isinstance(value, Call):
-        children = [value.func, *value.args, value.state, *value.items.values(), *value.appends]
-    for child in children:
-        yield from _all_pers_ids(child, depth + 1)
+def _all_pers_ids(value: Any) -> Any:
+    """Every persistent id anywhere in the tree (storages may be referenced outside tensors);
+    each container is looked into once, however many times it is referenced."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > 200:
+            raise FormatError("pickle nests deeper than 200 levels.")
+        if isinstance(node, PersId):
+            yield node
+            continue
+        if not isinstance(node, dict | list | tuple | set | frozenset | Call) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        children: Any
+        if isinstance(node, dict):
+            children = [*node.keys(), *node.values()]
+        elif isinstance(node, Call):
+            children = [node.func, *node.args, node.state, *node.items.values(), *node.appends]
+        else:
+            children = node
+        stack.extend((child, depth + 1) for child in children)
 
 
 def _central_directory(handle: io.BufferedReader, start: int) -> dict[str, int]:
