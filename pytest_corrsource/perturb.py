@@ -67,6 +67,7 @@ How values are changed:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -234,16 +235,20 @@ def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: _Noise) -> U8Array:
     ubits = _uint_like(dtype)
     no_sign = ubits.type((1 << (8 * dtype.itemsize - 1)) - 1)
     with np.errstate(all="ignore"):
-        xc = x.astype(compute)
+        # float32/float64 in native order are computed on as they are (no copy)
+        xc = x if dtype.isnative and dtype.itemsize >= 4 else x.astype(compute)
         y, finite = _perturbed(xc, rng)
         out = y.astype(dtype, copy=False)
         out_bits = out.view(ubits)
         in_bits = x.view(ubits)
-        # unchanged (same bits) or zero: a non-zero input times a non-zero factor is zero
-        # only by underflow, and a zero input became non-zero unless it stayed +0/-0; compared
-        # on bits because float16 arithmetic comparisons are slow in numpy
-        bad = out_bits == in_bits
-        bad |= (out_bits & no_sign) == 0
+        # unchanged (same value) or zero: a non-zero input times a non-zero factor is zero
+        # only by underflow, and a zero input became non-zero unless it stayed +0/-0
+        if dtype.itemsize >= 4:
+            bad = out == x
+            bad |= out == 0
+        else:  # float16 arithmetic comparisons are slow in numpy: compare bits
+            bad = out_bits == in_bits
+            bad |= (out_bits & no_sign) == 0
         bad |= ~np.isfinite(out)
         bad &= finite
     if bad.any():
@@ -350,27 +355,48 @@ def _stream(
     crc: bool = False,
 ) -> int:
     """Transform ``n`` bytes from ``fin`` into ``fout``; return the CRC-32 of what was written
-    when ``crc`` (zip members), else 0."""
+    when ``crc`` (zip members), else 0.
+
+    Writing (and the CRC) of chunk i runs on a helper thread while chunk i+1 is transformed:
+    numpy, zlib.crc32 and file writes release the GIL, so the two overlap on a second core.
+    """
     if kind.op == "copy" and not crc:
         _copy_bytes(fin, fout, n)
         return 0
     checksum = 0
+
+    def emit(data: memoryview) -> None:
+        nonlocal checksum
+        fout.write(data)
+        if crc:
+            checksum = zlib.crc32(data, checksum)
+
     step = CHUNK_BYTES if not kind.block else max(CHUNK_BYTES // kind.block, 1) * kind.block
     buf = bytearray(min(step, n))
     view = memoryview(buf)
     remaining, chunk = n, 0
-    while remaining > 0:
-        want = min(step, remaining)
-        got = fin.readinto(view[:want])
-        if got != want:
-            raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
-        raw = np.frombuffer(buf, dtype=np.uint8, count=want)
-        out = _transform(kind, raw, seed, name, chunk)
-        fout.write(out.data)
-        if crc:
-            checksum = zlib.crc32(out.data, checksum)
-        remaining -= want
-        chunk += 1
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb") as writer:
+        pending: concurrent.futures.Future[None] | None = None
+        while remaining > 0:
+            want = min(step, remaining)
+            if kind.op == "copy" and pending is not None:  # its output is a view of buf
+                pending.result()
+            got = fin.readinto(view[:want])
+            if got != want:
+                if pending is not None:
+                    pending.result()
+                raise PerturbUnsupported(
+                    f"unexpected end of file in tensor {name!r}", format="corrupt"
+                )
+            raw = np.frombuffer(buf, dtype=np.uint8, count=want)
+            out = _transform(kind, raw, seed, name, chunk)
+            if pending is not None:
+                pending.result()  # in order, and re-raises a write error
+            pending = writer.submit(emit, out.data)
+            remaining -= want
+            chunk += 1
+        if pending is not None:
+            pending.result()
     return checksum
 
 
