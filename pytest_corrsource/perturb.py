@@ -372,7 +372,13 @@ def _stream(
             checksum = zlib.crc32(data, checksum)
 
     step = CHUNK_BYTES if not kind.block else max(CHUNK_BYTES // kind.block, 1) * kind.block
-    buf = bytearray(min(step, n))
+    if n <= step:  # one chunk: nothing to overlap, and no thread to start per small tensor
+        data = fin.read(n)
+        if len(data) != n:
+            raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
+        emit(_transform(kind, np.frombuffer(data, dtype=np.uint8), seed, name, 0).data)
+        return checksum
+    buf = bytearray(step)
     view = memoryview(buf)
     remaining, chunk = n, 0
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb") as writer:
