@@ -101,45 +101,18 @@ class Weights(Mapping[str, Any]):
 
 
 def open_weights(path: Path, root: Path) -> Weights:
-    """Validate the header (never loading code), then give lazy access to the tensors."""
+    """Validate the file (never loading code), then give lazy access to the tensors, read by
+    :mod:`pytest_corrsource.formats.tensors` (so every format the checks read works here)."""
     from pytest_corrsource.formats import FormatError
-    from pytest_corrsource.formats.detect import read_weights_header
+    from pytest_corrsource.formats.tensors import UnreadableTensors, open_tensors
 
     try:
-        header = read_weights_header(path, root)
+        tensors = open_tensors(path, root)
+    except UnreadableTensors as exc:
+        raise CheckFailed(f"{path}: {exc}") from None
     except (FormatError, OSError) as exc:
         raise CheckFailed(f"{path}: invalid weights: {exc}") from None
-    names = [t.name for t in header.tensors]
-    if header.format == "safetensors":
-        from safetensors import safe_open
-
-        def load(name: str) -> Any:
-            with safe_open(str(path), framework="numpy") as f:
-                return f.get_tensor(name)
-
-    elif header.format == "safetensors-index":
-        from safetensors import safe_open
-
-        from pytest_corrsource.formats.shards import read_safetensors_index
-
-        index = read_safetensors_index(path, root)
-
-        def load(name: str) -> Any:
-            with safe_open(str(path.parent / index.weight_map[name]), framework="numpy") as f:
-                return f.get_tensor(name)
-
-    elif header.format in ("npz", "npy"):
-        import numpy as np
-
-        def load(name: str) -> Any:
-            if header.format == "npy":
-                return np.load(path, allow_pickle=False)
-            with np.load(path, allow_pickle=False) as archive:
-                return archive[name]
-
-    else:
-        raise CheckFailed(f"{path}: {header.format} weights cannot be read as tensors here")
-    return Weights(path, names, load)
+    return Weights(path, list(tensors.entries), tensors.values)
 
 
 def model_weights_for(request: pytest.FixtureRequest, cs: Corrsource) -> Weights:

@@ -82,6 +82,21 @@ class WeightsEntry:
     allow_unsafe: bool = False
     license: str | None = None
     shards: dict[str, str] = field(default_factory=dict)  # shard file name -> sha256
+    layout: RawLayout | None = None
+
+
+@dataclass(frozen=True)
+class RawRange:
+    offset: int
+    length: int | None  # None: to the end of the file
+    dtype: str  # "float32" | "float16" | "bfloat16" | "float64"
+
+
+@dataclass(frozen=True)
+class RawLayout:
+    """``weights[].layout``: which bytes of a raw/custom weights file are floats."""
+
+    ranges: tuple[RawRange, ...]
 
 
 @dataclass(frozen=True)
@@ -414,6 +429,7 @@ class _Builder:
                     allow_unsafe=bool(_opt(item, "allow-unsafe", False)),
                     license=_opt(item, "license"),
                     shards=_plain_dict(item.get("shards")),
+                    layout=_layout(item.get("layout")),
                 )
             )
         return tuple(entries)
@@ -427,6 +443,21 @@ class _Builder:
             code=self.refs(loc.get("code"), f"{keypath}.code"),
             network=bool(_opt(loc, "network", True)),
         )
+
+
+def _layout(loc: Located | None) -> RawLayout | None:
+    if loc is None:
+        return None
+    dtype = _opt(loc, "dtype", "float32")
+    ranges = loc.get("ranges")
+    if ranges is not None:
+        return RawLayout(
+            tuple(
+                RawRange(_req(r, "offset"), _req(r, "length"), _opt(r, "dtype", dtype))
+                for r in ranges.value
+            )
+        )
+    return RawLayout((RawRange(_opt(loc, "offset", 0), _opt(loc, "length"), dtype),))
 
 
 def _opt(loc: Located, key: str, default: Any = None) -> Any:

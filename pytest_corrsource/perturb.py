@@ -15,13 +15,29 @@ Supported formats (detected by magic bytes, never by file name alone):
   The index is copied unchanged and every shard it names is perturbed into the
   destination index's folder under the same relative name.
 * ``npy`` (``\\x93NUMPY``) — header copied verbatim, data streamed like safetensors.
-* ``npz`` (a zip whose members are all ``.npy``) — each member is loaded with
-  ``allow_pickle=False`` (one member in memory at a time), perturbed and written back
-  under the same name with the same per-member compression.
+* ``npz`` (a zip whose members are all ``.npy``) and ``skops`` (a zip of ``schema.json`` and
+  ``.npy`` members) — each ``.npy`` member is loaded with ``allow_pickle=False`` (one member in
+  memory at a time), perturbed and written back under the same name with the same
+  compression; other members are copied.
+* ``torch-zip`` (``torch.save``) — ``data.pkl`` is evaluated symbolically
+  (:mod:`pytest_corrsource.formats.pickle_values`, nothing is unpickled) to learn each
+  storage's dtype; the float storages are rewritten in place (same size) and their CRC-32s
+  patched, so ``data.pkl``, member names, order, offsets and alignment are unchanged. All
+  float storages change — parameters, buffers and optimizer state alike (a run that resumes
+  must honour what it loads); integer, bool and quantized storages are copied.
+  ``torch-legacy`` (pre-1.6 ``torch.save``): the same, on the raw storages after the pickles.
+* ``pickle`` holding numpy arrays (scikit-learn, ``joblib.dump``) — each array's raw payload
+  is a byte-string opcode (or, for joblib, bytes after its wrapper); float payloads are
+  changed in place, every opcode stays. joblib's zlib/gzip/bz2/xz/lzma files are
+  decompressed (bounded), changed and recompressed with the same codec.
+* ``gguf`` — F32/F16/BF16/F64 tensors directly; quantized tensors (Q4_0, Q4_1, Q5_0, Q5_1,
+  Q8_0, Q2_K–Q6_K) by changing each block's fp16 scale ``d``.
+* ``raw`` — a manifest ``layout`` names the byte ranges that are floats (llama2.c).
 
-Pickle-based formats (raw pickles, PyTorch zip checkpoints) cannot be rewritten without
-executing untrusted code and raise :class:`PerturbUnsupported`; so do unknown formats and
-corrupt files.
+Every copy is read back with :mod:`pytest_corrsource.formats.tensors`: a schema that differs
+from the source's is reported as a bug, never run. Unknown formats, corrupt files and
+formats this module cannot change (text-encoded protocol-2 arrays, the i-quants …) raise
+:class:`PerturbUnsupported` with the reason.
 
 How values are changed:
 
@@ -51,7 +67,9 @@ How values are changed:
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
+import functools
 import hashlib
 import io
 import itertools
@@ -61,10 +79,11 @@ import os
 import shutil
 import struct
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -86,6 +105,9 @@ _MAX_INDEX_BYTES = 64 << 20
 # or CS403 would wrongly conclude that the run ignores its weights. Values stay finite and of
 # the same order of magnitude, so loading and running still work.
 _RELATIVE_SCALE = 0.5
+
+if TYPE_CHECKING:
+    from pytest_corrsource.manifest import RawLayout
 
 U8Array = npt.NDArray[np.uint8]
 
@@ -111,6 +133,15 @@ class PerturbResult:
     changed: tuple[str, ...]
     unchanged: tuple[str, ...]
     files: tuple[Path, ...]
+    #: elements of the changed tensors / of all tensors, as the plugin's reader counts them
+    #: (0 when the format's tensors cannot be read back, e.g. a raw layout)
+    values_changed: int = field(default=0, compare=False)
+    values_total: int = field(default=0, compare=False)
+
+    @property
+    def share(self) -> float:
+        """Share of all values that were changed (0.0 when unknown)."""
+        return self.values_changed / self.values_total if self.values_total else 0.0
 
 
 # --------------------------------------------------------------------------- transforms
@@ -120,34 +151,68 @@ class PerturbResult:
 class _Kind:
     """How to transform the raw bytes of one tensor."""
 
-    op: str  # "copy" | "float" | "bf16" | "f8" | "xor"
+    op: str  # "copy" | "float" | "bf16" | "f8" | "xor" | "blocks"
     dtype: np.dtype[Any] | None = None  # for "float": the element dtype (with byte order)
     f8: str = ""  # for "f8": safetensors dtype name
     mask: int = 0  # for "xor"
+    block: int = 0  # for "blocks": bytes per quantization block
+    fields: tuple[int, ...] = ()  # for "blocks": offsets of the fp16 scales in a block
 
 
 _COPY = _Kind("copy")
 
 
-def _rng(seed: int, name: str, chunk: int) -> np.random.Generator:
-    name_hash = int.from_bytes(hashlib.sha256(name.encode("utf-8")).digest()[:8], "little")
-    return np.random.default_rng([seed & 0xFFFF_FFFF_FFFF_FFFF, name_hash, chunk])
+#: Length of the seeded table of multipliers; a chunk (at most CHUNK_BYTES // 2 elements)
+#: takes a window of it that starts where its (name, chunk) hash says.
+_TABLE = CHUNK_BYTES // 2
 
 
-def _perturbed(xc: npt.NDArray[Any], rng: np.random.Generator) -> tuple[Any, Any]:
-    """``x * 1.01 + delta`` in xc's (float32/float64) dtype; also returns isfinite(xc).
+@functools.lru_cache(maxsize=4)
+def _factor_table(seed: int, dtype: str) -> npt.NDArray[Any]:
+    """``1.01 + u`` for 2 * _TABLE seeded ``u`` of 25-50 % (either sign), computed once per
+    seed: drawing fresh random numbers per element was half the cost of a modification."""
+    rng = np.random.default_rng([seed & 0xFFFF_FFFF_FFFF_FFFF, 0x5EED])
+    u = rng.random(2 * _TABLE, dtype=np.dtype(dtype).type)
+    u *= 2
+    u -= 1  # [-1, 1)
+    u += np.copysign(1.0, u).astype(u.dtype)
+    u *= _RELATIVE_SCALE / 2  # |u| in [scale/2, scale)
+    u += 1.01
+    u.setflags(write=False)
+    return u
+
+
+@dataclass(frozen=True)
+class _Noise:
+    """Deterministic multipliers for one chunk of one tensor."""
+
+    seed: int
+    name: str
+    chunk: int
+
+    def factors(self, n: int, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+        table = _factor_table(self.seed, np.dtype(dtype).name)
+        key = hashlib.sha256(f"{self.name}\0{self.chunk}".encode()).digest()[:8]
+        start = int.from_bytes(key, "little") % _TABLE
+        if n <= _TABLE:
+            return table[start : start + n]
+        return np.resize(table[start:], n)  # pragma: no cover - chunks are at most _TABLE
+
+
+def _rng(seed: int, name: str, chunk: int) -> _Noise:
+    return _Noise(seed, name, chunk)
+
+
+def _perturbed(xc: npt.NDArray[Any], rng: _Noise) -> tuple[Any, Any]:
+    """``x * (1.01 + u)`` in xc's (float32/float64) dtype; also returns isfinite(xc).
 
     ``u`` is seeded noise of 25-50 % of ``|x|`` (either sign); exact zeros get 25-50 % of the
     median non-zero magnitude of the chunk instead (robust to outliers such as the
     format's largest finite value), or of 1.0 if the chunk is all zeros.
     """
     finite = np.isfinite(xc)
-    u = rng.random(xc.shape, dtype=xc.dtype)
-    u *= 2
-    u -= 1  # [-1, 1)
-    u += np.copysign(1.0, u).astype(xc.dtype)
-    u *= _RELATIVE_SCALE / 2  # |u| in [scale/2, scale)
-    y = xc * (u + 1.01)
+    factors = rng.factors(xc.size, xc.dtype).reshape(xc.shape)
+    y = xc * factors
     zeros = xc == 0
     if zeros.any():
         magnitudes = np.abs(xc[finite])
@@ -155,7 +220,7 @@ def _perturbed(xc: npt.NDArray[Any], rng: np.random.Generator) -> tuple[Any, Any
         typical = float(np.median(nonzero)) if nonzero.size else 1.0
         if not (typical > 0 and math.isfinite(typical)):
             typical = 1.0
-        y[zeros] = u[zeros] * typical
+        y[zeros] = (factors[zeros] - 1.01) * typical
     return y, finite
 
 
@@ -164,21 +229,26 @@ def _uint_like(dtype: np.dtype[Any]) -> np.dtype[Any]:
     return np.dtype(f"{order}u{dtype.itemsize}")
 
 
-def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: np.random.Generator) -> U8Array:
+def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: _Noise) -> U8Array:
     x = raw.view(dtype)
     compute = np.float64 if dtype.itemsize == 8 else np.float32
     ubits = _uint_like(dtype)
     no_sign = ubits.type((1 << (8 * dtype.itemsize - 1)) - 1)
     with np.errstate(all="ignore"):
-        xc = x.astype(compute)
+        # float32/float64 in native order are computed on as they are (no copy)
+        xc = x if dtype.isnative and dtype.itemsize >= 4 else x.astype(compute)
         y, finite = _perturbed(xc, rng)
         out = y.astype(dtype, copy=False)
         out_bits = out.view(ubits)
         in_bits = x.view(ubits)
-        # unchanged: same bits, or +0/-0 on both sides; compared on bits because float16
-        # arithmetic comparisons are slow in numpy
-        bad = out_bits == in_bits
-        bad |= ((out_bits & no_sign) == 0) & ((in_bits & no_sign) == 0)
+        # unchanged (same value) or zero: a non-zero input times a non-zero factor is zero
+        # only by underflow, and a zero input became non-zero unless it stayed +0/-0
+        if dtype.itemsize >= 4:
+            bad = out == x
+            bad |= out == 0
+        else:  # float16 arithmetic comparisons are slow in numpy: compare bits
+            bad = out_bits == in_bits
+            bad |= (out_bits & no_sign) == 0
         bad |= ~np.isfinite(out)
         bad &= finite
     if bad.any():
@@ -189,7 +259,7 @@ def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: np.random.Generator) 
     return np.asarray(out.view(np.uint8), dtype=np.uint8)
 
 
-def _bf16_values(raw: U8Array, rng: np.random.Generator) -> U8Array:
+def _bf16_values(raw: U8Array, rng: _Noise) -> U8Array:
     bits = raw.view("<u2")
     wide = bits.astype(np.uint32) << np.uint32(16)
     xf = wide.view(np.float32)
@@ -244,7 +314,21 @@ def _transform(kind: _Kind, raw: U8Array, seed: int, name: str, chunk: int) -> U
         return _f8_values(raw, kind.f8)
     if kind.op == "xor":
         return np.asarray(raw ^ np.uint8(kind.mask), dtype=np.uint8)
+    if kind.op == "blocks":
+        return _block_scales(raw, kind, _rng(seed, name, chunk))
     return raw
+
+
+def _block_scales(raw: U8Array, kind: _Kind, rng: _Noise) -> U8Array:
+    """Change the fp16 scale field(s) of every quantization block; the quants stay. Every
+    dequantised value of a block is ``scale * q (+ min)``, so each non-zero one changes."""
+    blocks = np.array(raw, dtype=np.uint8).reshape(-1, kind.block)
+    half = np.dtype("<f2")
+    for offset in kind.fields:
+        scales = np.ascontiguousarray(blocks[:, offset : offset + 2]).reshape(-1)
+        changed = _float_values(scales, half, rng)
+        blocks[:, offset : offset + 2] = changed.reshape(-1, 2)
+    return np.asarray(blocks.reshape(-1), dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------- streaming
@@ -261,23 +345,65 @@ def _copy_bytes(fin: IO[bytes], fout: IO[bytes], n: int) -> None:
 
 
 def _stream(
-    fin: io.BufferedReader, fout: IO[bytes], n: int, kind: _Kind, seed: int, name: str
-) -> None:
-    if kind.op == "copy":
+    fin: io.BufferedReader,
+    fout: IO[bytes],
+    n: int,
+    kind: _Kind,
+    seed: int,
+    name: str,
+    *,
+    crc: bool = False,
+) -> int:
+    """Transform ``n`` bytes from ``fin`` into ``fout``; return the CRC-32 of what was written
+    when ``crc`` (zip members), else 0.
+
+    Writing (and the CRC) of chunk i runs on a helper thread while chunk i+1 is transformed:
+    numpy, zlib.crc32 and file writes release the GIL, so the two overlap on a second core.
+    """
+    if kind.op == "copy" and not crc:
         _copy_bytes(fin, fout, n)
-        return
-    buf = bytearray(min(CHUNK_BYTES, n))
+        return 0
+    checksum = 0
+
+    def emit(data: memoryview) -> None:
+        nonlocal checksum
+        fout.write(data)
+        if crc:
+            checksum = zlib.crc32(data, checksum)
+
+    step = CHUNK_BYTES if not kind.block else max(CHUNK_BYTES // kind.block, 1) * kind.block
+    if n <= step:  # one chunk: nothing to overlap, and no thread to start per small tensor
+        data = fin.read(n)
+        if len(data) != n:
+            raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
+        emit(_transform(kind, np.frombuffer(data, dtype=np.uint8), seed, name, 0).data)
+        return checksum
+    buf = bytearray(step)
     view = memoryview(buf)
     remaining, chunk = n, 0
-    while remaining > 0:
-        want = min(CHUNK_BYTES, remaining)
-        got = fin.readinto(view[:want])
-        if got != want:
-            raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
-        raw = np.frombuffer(buf, dtype=np.uint8, count=want)
-        fout.write(_transform(kind, raw, seed, name, chunk).tobytes())
-        remaining -= want
-        chunk += 1
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb") as writer:
+        pending: concurrent.futures.Future[None] | None = None
+        while remaining > 0:
+            want = min(step, remaining)
+            if kind.op == "copy" and pending is not None:  # its output is a view of buf
+                pending.result()
+            got = fin.readinto(view[:want])
+            if got != want:
+                if pending is not None:
+                    pending.result()
+                raise PerturbUnsupported(
+                    f"unexpected end of file in tensor {name!r}", format="corrupt"
+                )
+            raw = np.frombuffer(buf, dtype=np.uint8, count=want)
+            out = _transform(kind, raw, seed, name, chunk)
+            if pending is not None:
+                pending.result()  # in order, and re-raises a write error
+            pending = writer.submit(emit, out.data)
+            remaining -= want
+            chunk += 1
+        if pending is not None:
+            pending.result()
+    return checksum
 
 
 @contextlib.contextmanager
@@ -310,6 +436,16 @@ def detect_format(path: Path) -> str:
 
     fmt = detect(Path(path))
     return "unknown" if fmt == "opaque" else fmt
+
+
+def _format_error(fmt: str, src: Path, exc: Exception) -> PerturbUnsupported:
+    """A reader's error: a limit of this plugin keeps ``fmt``, anything else is corruption."""
+    from pytest_corrsource.formats.pickle_values import UnsupportedFeature
+
+    limit = isinstance(exc, UnsupportedFeature)
+    return PerturbUnsupported(
+        f"{fmt}: cannot modify {src.name}: {exc}", format=fmt if limit else "corrupt"
+    )
 
 
 def _pickle_error(fmt: str) -> PerturbUnsupported:
@@ -556,36 +692,430 @@ def _perturb_array(arr: npt.NDArray[Any], kind: _Kind, seed: int, name: str) -> 
 
 
 def _perturb_npz(src: Path, dst: Path, seed: int) -> PerturbResult:
+    with zipfile.ZipFile(src) as zin:
+        names = {i.filename: i.filename[: -len(".npy")] for i in zin.infolist()}
+    return _perturb_npy_members(src, dst, seed, "npz", names)
+
+
+def _perturb_skops(src: Path, dst: Path, seed: int) -> PerturbResult:
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.skops import skops_arrays
+
+    try:
+        arrays = skops_arrays(src)
+    except FormatError as exc:
+        raise _format_error("skops", src, exc) from None
+    return _perturb_npy_members(src, dst, seed, "skops", {m: n for n, m in arrays.items()})
+
+
+def _member_error(fmt: str, name: str, exc: BaseException) -> PerturbUnsupported:
+    return PerturbUnsupported(f"{fmt}: member {name!r}: {exc}", format="corrupt")
+
+
+def _perturb_npy_members(
+    src: Path, dst: Path, seed: int, fmt: str, names: dict[str, str]
+) -> PerturbResult:
+    """Rewrite a zip member by member: the ``.npy`` members in ``names`` (member -> tensor
+    name) are loaded one at a time with ``allow_pickle=False`` and perturbed; every other
+    member (skops' ``schema.json``) is copied. Names, order and compression are kept."""
     changed: list[str] = []
     unchanged: list[str] = []
-    with zipfile.ZipFile(src) as zin:
-        infos = zin.infolist()
     try:
-        npz = np.load(src, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile) as exc:
-        raise PerturbUnsupported(f"npz: cannot read {src.name}: {exc}", format="corrupt") from exc
-    with npz, _atomic_output(dst) as fout, zipfile.ZipFile(fout, "w", allowZip64=True) as zout:
-        for info in infos:
-            name = info.filename[: -len(".npy")]
+        zin = zipfile.ZipFile(src)
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise PerturbUnsupported(f"{fmt}: cannot read {src.name}: {exc}", format="corrupt") from exc
+    with zin, _atomic_output(dst) as fout, zipfile.ZipFile(fout, "w", allowZip64=True) as zout:
+        for info in zin.infolist():
+            out_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
+            out_info.compress_type = info.compress_type
+            out_info.external_attr = info.external_attr
+            name = names.get(info.filename)
+            if name is None:
+                with zin.open(info) as member_in, zout.open(out_info, "w") as member_out:
+                    shutil.copyfileobj(member_in, member_out, CHUNK_BYTES)
+                continue
             try:
-                arr = npz[info.filename]
+                with zin.open(info) as member_in:
+                    arr = np.lib.format.read_array(member_in, allow_pickle=False)
             except ValueError as exc:
                 if "allow_pickle" in str(exc) or "Object arrays" in str(exc):
-                    raise _pickle_error("npz") from exc
-                raise PerturbUnsupported(f"npz: member {name!r}: {exc}", format="corrupt") from exc
-            kind = _np_kind(arr.dtype, "npz")
+                    raise _pickle_error(fmt) from exc
+                raise PerturbUnsupported(
+                    f"{fmt}: member {name!r}: {exc}", format="corrupt"
+                ) from exc
+            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+                raise PerturbUnsupported(
+                    f"{fmt}: member {name!r}: {exc}", format="corrupt"
+                ) from exc
+            kind = _np_kind(arr.dtype, fmt)
             if kind.op == "copy" or arr.size == 0:
                 unchanged.append(name)
                 new = arr
             else:
                 changed.append(name)
                 new = _perturb_array(arr, kind, seed, name)
-            out_info = zipfile.ZipInfo(info.filename, date_time=info.date_time)
-            out_info.compress_type = info.compress_type
-            out_info.external_attr = info.external_attr
             with zout.open(out_info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, new, allow_pickle=False)
-    return PerturbResult("npz", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+    return PerturbResult(fmt, tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+
+
+# --------------------------------------------------------------------------- torch zip
+
+
+def _torch_kind(dtype: str, byteorder: str, where: str) -> _Kind:
+    if dtype == "C128":
+        kind = _Kind("float", np.dtype("<f8"))
+    elif dtype in _ST_BITS:
+        kind = _st_kind(dtype)
+    else:  # quantized storages: integers plus per-tensor scales kept in the pickle
+        return _COPY
+    if byteorder == "big" and kind.op != "copy":
+        if kind.op != "float" or kind.dtype is None:
+            raise PerturbUnsupported(
+                f"{where}: big-endian {dtype} storages cannot be modified", format="torch-zip"
+            )
+        kind = _Kind("float", kind.dtype.newbyteorder(">"))
+    return kind
+
+
+def _patch_u32(fout: IO[bytes], fin: IO[bytes], offset: int, old: int, new: int) -> None:
+    """Overwrite a CRC field at ``offset`` when the source holds ``old`` there (a local header
+    written with flag bit 3 holds 0 instead and is left so)."""
+    fin.seek(offset)
+    if fin.read(4) == struct.pack("<I", old):
+        fout.seek(offset)
+        fout.write(struct.pack("<I", new))
+
+
+def _perturb_torch_zip(src: Path, dst: Path, seed: int) -> PerturbResult:
+    """Rewrite every floating-point storage of a torch zip checkpoint in place.
+
+    All float storages are changed — model parameters and buffers, and optimizer state too
+    (a run that resumes from the checkpoint must honour whatever it loads); integer, bool and
+    quantized storages are copied. Every other byte, ``data.pkl`` included, is copied; the
+    CRC-32 of each changed member is rewritten in its data descriptor, local header (when it
+    holds one) and central-directory record, so member names, order, offsets and 64-byte
+    alignment are unchanged.
+    """
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.torch_zip import central_directory_records, read_torch_zip
+
+    try:
+        archive = read_torch_zip(src)
+    except FormatError as exc:
+        raise _format_error("torch-zip", src, exc) from None
+    storages = sorted(archive.storages.values(), key=lambda s: s.data_offset)
+    records = central_directory_records(src, archive.central_dir)
+    size = src.stat().st_size
+    changed: set[str] = set()
+    unchanged: set[str] = {t.name for t in archive.tensors}
+    crcs: list[tuple[Any, int]] = []
+    with src.open("rb") as fin, _atomic_output(dst) as fout:
+        pos = 0
+        for storage in storages:
+            kind = _torch_kind(storage.dtype, archive.byteorder, src.name)
+            _copy_bytes(fin, fout, storage.data_offset - pos)
+            pos = storage.data_offset
+            if kind.op == "copy" or storage.nbytes == 0:
+                _copy_bytes(fin, fout, storage.nbytes)
+            else:
+                crc = _stream(
+                    fin, fout, storage.nbytes, kind, seed, f"storage/{storage.key}", crc=True
+                )
+                crcs.append((storage, crc))
+                changed.update(storage.tensors)
+            pos += storage.nbytes
+        _copy_bytes(fin, fout, size - pos)
+        for storage, crc in crcs:
+            _patch_u32(fout, fin, storage.header_offset + 14, storage.crc, crc)
+            if storage.descriptor:
+                end = storage.data_offset + storage.nbytes
+                fin.seek(end)
+                at = end + 4 if fin.read(4) == b"PK\x07\x08" else end
+                _patch_u32(fout, fin, at, storage.crc, crc)
+            record = records.get(storage.member)
+            if record is None:
+                raise PerturbUnsupported(
+                    f"torch-zip: {storage.member} has no central-directory record",
+                    format="corrupt",
+                )
+            _patch_u32(fout, fin, record + 16, storage.crc, crc)
+    return PerturbResult(
+        "torch-zip", tuple(sorted(changed)), tuple(sorted(unchanged - changed)), (dst,)
+    )
+
+
+# --------------------------------------------------------------------------- byte regions
+
+
+@dataclass(frozen=True)
+class _Region:
+    """``length`` bytes at ``offset`` to transform as ``kind`` (seeded by ``name``)."""
+
+    offset: int
+    length: int
+    kind: _Kind
+    name: str
+
+
+def _rewrite_regions(src: Path, dst: Path, regions: list[_Region], seed: int) -> None:
+    """Copy ``src`` to ``dst`` transforming the (non-overlapping) regions in place."""
+    size = src.stat().st_size
+    with src.open("rb") as fin, _atomic_output(dst) as fout:
+        pos = 0
+        for region in sorted(regions, key=lambda r: r.offset):
+            if region.offset < pos or region.offset + region.length > size:
+                raise PerturbUnsupported(
+                    f"{src.name}: region {region.name!r} overlaps another or the end of the file",
+                    format="corrupt",
+                )
+            _copy_bytes(fin, fout, region.offset - pos)
+            _stream(fin, fout, region.length, region.kind, seed, region.name)
+            pos = region.offset + region.length
+        _copy_bytes(fin, fout, size - pos)
+
+
+# --------------------------------------------------------------------------- pickled numpy
+
+
+def _perturb_torch_legacy(src: Path, dst: Path, seed: int) -> PerturbResult:
+    """Pre-1.6 ``torch.save``: the storages' raw bytes follow the pickles; change the float
+    ones in place (same rules as the zip format)."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.torch_zip import read_torch_legacy
+
+    try:
+        archive = read_torch_legacy(src)
+    except FormatError as exc:
+        raise _format_error("torch-legacy", src, exc) from None
+    regions: list[_Region] = []
+    changed: set[str] = set()
+    for storage in archive.storages.values():
+        kind = _torch_kind(storage.dtype, archive.byteorder, src.name)
+        if kind.op != "copy" and storage.nbytes:
+            regions.append(_Region(storage.data_offset, storage.nbytes, kind, storage.key))
+            changed.update(storage.tensors)
+    _rewrite_regions(src, dst, regions, seed)
+    unchanged = {t.name for t in archive.tensors} - changed
+    return PerturbResult("torch-legacy", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+
+
+def _perturb_pickle(src: Path, dst: Path, seed: int, fmt: str = "pickle") -> PerturbResult:
+    """Change the float payloads of the numpy arrays pickled in ``src`` (scikit-learn models,
+    ``joblib.dump`` files), byte for byte in place: every opcode, and so the pickle's meaning,
+    stays the same; nothing is unpickled."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.pickled_arrays import read_pickled_arrays
+    from pytest_corrsource.formats.torch_zip import is_torch_legacy
+
+    if is_torch_legacy(src):
+        return _perturb_torch_legacy(src, dst, seed)
+    try:
+        arrays = read_pickled_arrays(src)
+    except FormatError as exc:
+        raise _format_error(fmt, src, exc) from None
+    regions: list[_Region] = []
+    changed: list[str] = []
+    unchanged: list[str] = []
+    for array in arrays:
+        kind = _np_kind(array.dtype, fmt)
+        if kind.op == "copy" or array.nbytes == 0:
+            unchanged.append(array.name)
+            continue
+        if array.payload is None:
+            raise PerturbUnsupported(
+                f"{fmt}: array {array.name!r} is pickled as text (pickle protocol 2), which "
+                "cannot be changed in place; re-save with protocol 3 or later",
+                format=fmt,
+            )
+        regions.append(_Region(array.payload.offset, array.payload.length, kind, array.name))
+        changed.append(array.name)
+    _rewrite_regions(src, dst, regions, seed)
+    return PerturbResult(fmt, tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+
+
+def _perturb_compressed_joblib(src: Path, dst: Path, seed: int, codec: str) -> PerturbResult:
+    """joblib's compressed files: decompress -> change in place -> recompress (same codec)."""
+    import tempfile
+
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.detect import detect_format as detect
+    from pytest_corrsource.formats.tensors import decompress_joblib
+
+    fmt = f"joblib-{codec}"
+    with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".joblib-") as tmp:
+        plain, changed = Path(tmp) / "plain.pkl", Path(tmp) / "changed.pkl"
+        try:
+            decompress_joblib(src, codec, plain)
+        except FormatError as exc:
+            raise PerturbUnsupported(
+                f"{src.name}: unknown format ({exc})", format="unknown"
+            ) from None
+        if detect(plain) != "pickle":
+            raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
+        result = _perturb_pickle(plain, changed, seed, fmt)
+        schema = _verify_same_schema(plain, changed, "pickle")
+        with changed.open("rb") as fin, _atomic_output(dst) as fout:
+            _compress(fin, fout, codec)
+    return _with_counts(replace(result, files=(dst,)), schema)
+
+
+def _with_counts(
+    result: PerturbResult, schema: dict[str, tuple[str, tuple[int, ...]]]
+) -> PerturbResult:
+    counts = {name: math.prod(shape) for name, (_dtype, shape) in schema.items()}
+    return replace(
+        result,
+        values_changed=sum(counts.get(name, 0) for name in result.changed),
+        values_total=sum(counts.values()),
+    )
+
+
+def _compress(fin: IO[bytes], fout: IO[bytes], codec: str) -> None:
+    import bz2
+    import lzma
+
+    packer: Any
+    if codec == "zlib":
+        packer = zlib.compressobj(3, zlib.DEFLATED, 15)
+    elif codec == "gzip":
+        packer = zlib.compressobj(3, zlib.DEFLATED, 31)
+    elif codec == "bz2":
+        packer = bz2.BZ2Compressor(3)
+    elif codec == "xz":
+        packer = lzma.LZMACompressor(lzma.FORMAT_XZ, check=lzma.CHECK_CRC64, preset=3)
+    else:
+        packer = lzma.LZMACompressor(lzma.FORMAT_ALONE, preset=3)
+    while block := fin.read(CHUNK_BYTES):
+        fout.write(packer.compress(block))
+    fout.write(packer.flush())
+
+
+# --------------------------------------------------------------------------- GGUF
+
+#: ggml block type -> (bytes per block, offsets of its fp16 scale ``d``), from llama.cpp's
+#: ggml/src/ggml-common.h (``block_q4_0 {ggml_half d; uint8_t qs[16]}``, ``block_q6_K {ql[128];
+#: qh[64]; scales[16]; ggml_half d}`` …). Only ``d`` is changed: mins (``m``/``dmin``) and the
+#: per-sub-block 6/8-bit scales keep their bits, and every dequantised value ``d * q (- min)``
+#: with q != 0 moves.
+GGML_BLOCK_SCALES: dict[str, tuple[int, tuple[int, ...]]] = {
+    "Q4_0": (18, (0,)),
+    "Q4_1": (20, (0,)),
+    "Q5_0": (22, (0,)),
+    "Q5_1": (24, (0,)),
+    "Q8_0": (34, (0,)),
+    "Q2_K": (84, (80,)),
+    "Q3_K": (110, (108,)),
+    "Q4_K": (144, (0,)),
+    "Q5_K": (176, (0,)),
+    "Q6_K": (210, (208,)),
+}
+
+
+def _gguf_kind(dtype: str) -> _Kind | None:
+    """None for a type this module cannot change (the i-quants, ternary, MXFP4 …)."""
+    if dtype in ("F32", "F16", "F64"):
+        return _st_kind(dtype)
+    if dtype == "BF16":
+        return _Kind("bf16")
+    if dtype in ("I8", "I16", "I32", "I64"):
+        return _COPY
+    if dtype in GGML_BLOCK_SCALES:
+        block, fields = GGML_BLOCK_SCALES[dtype]
+        return _Kind("blocks", block=block, fields=fields)
+    return None
+
+
+def _perturb_gguf(src: Path, dst: Path, seed: int) -> PerturbResult:
+    """Change every float tensor and the scales of every supported quantized block in place;
+    the header, metadata, alignment padding and integer tensors are copied."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.gguf import read_gguf_layout
+
+    try:
+        header, data_start, offsets = read_gguf_layout(src)
+    except FormatError as exc:
+        raise PerturbUnsupported(f"gguf: {src.name}: {exc}", format="corrupt") from None
+    regions: list[_Region] = []
+    changed: list[str] = []
+    unchanged: list[str] = []
+    for tensor in header.tensors:
+        kind = _gguf_kind(tensor.dtype)
+        if kind is None:
+            raise PerturbUnsupported(
+                f"gguf: tensor {tensor.name!r} has ggml type {tensor.dtype}, whose blocks this "
+                "plugin cannot yet change",
+                format="gguf",
+            )
+        if kind.op == "copy" or tensor.nbytes == 0:
+            unchanged.append(tensor.name)
+            continue
+        offset = data_start + offsets[tensor.name]
+        regions.append(_Region(offset, tensor.nbytes, kind, tensor.name))
+        changed.append(tensor.name)
+    _rewrite_regions(src, dst, regions, seed)
+    return PerturbResult("gguf", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+
+
+# --------------------------------------------------------------------------- raw layouts
+
+_RAW_KINDS = {
+    "float32": _Kind("float", np.dtype("<f4")),
+    "float16": _Kind("float", np.dtype("<f2")),
+    "float64": _Kind("float", np.dtype("<f8")),
+    "bfloat16": _Kind("bf16"),
+}
+_RAW_SIZES = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 2}
+
+
+def raw_ranges(path: Path, layout: RawLayout) -> list[tuple[str, int, int, str]]:
+    """(name, offset, length, dtype) of each declared range, checked against the file: inside
+    it, a whole number of elements, no overlap. Names are ``range0``, ``range1`` …"""
+    size = path.stat().st_size
+    out: list[tuple[str, int, int, str]] = []
+    for index, declared in enumerate(layout.ranges):
+        length = size - declared.offset if declared.length is None else declared.length
+        name = f"range{index}"
+        if declared.offset > size or length < 0 or declared.offset + length > size:
+            raise PerturbUnsupported(
+                f"layout: {name} (bytes {declared.offset}..{declared.offset + length}) lies "
+                f"outside {path.name} ({size} bytes)",
+                format="raw",
+            )
+        if length % _RAW_SIZES[declared.dtype]:
+            raise PerturbUnsupported(
+                f"layout: {name} is {length} bytes, not a whole number of {declared.dtype}",
+                format="raw",
+            )
+        out.append((name, declared.offset, length, declared.dtype))
+    for (a, a_off, a_len, _), (b, b_off, _, _) in itertools.pairwise(
+        sorted(out, key=lambda r: r[1])
+    ):
+        if b_off < a_off + a_len:
+            raise PerturbUnsupported(f"layout: {a} and {b} overlap", format="raw")
+    return out
+
+
+def _perturb_raw(src: Path, dst: Path, seed: int, layout: RawLayout) -> PerturbResult:
+    """The manifest says which bytes are floats (``weights[].layout``): change exactly those."""
+    ranges = raw_ranges(src, layout)
+    regions = [
+        _Region(offset, length, _RAW_KINDS[dtype], name)
+        for name, offset, length, dtype in ranges
+        if length
+    ]
+    _rewrite_regions(src, dst, regions, seed)
+    if dst.stat().st_size != src.stat().st_size:  # pragma: no cover - _rewrite_regions keeps it
+        raise PerturbUnsupported(f"raw: {src.name}: the copy changed size", format="raw")
+    total = sum(length // _RAW_SIZES[dtype] for _, _, length, dtype in ranges)
+    return PerturbResult(
+        "raw",
+        tuple(sorted(r.name for r in regions)),
+        tuple(sorted(name for name, _, length, _ in ranges if not length)),
+        (dst,),
+        values_changed=total,
+        values_total=total,
+    )
 
 
 # --------------------------------------------------------------------------- entry point
@@ -595,10 +1125,16 @@ _HANDLERS: dict[str, Callable[[Path, Path, int], PerturbResult]] = {
     "safetensors-index": _perturb_index,
     "npy": _perturb_npy,
     "npz": _perturb_npz,
+    "torch-zip": _perturb_torch_zip,
+    "pickle": _perturb_pickle,
+    "skops": _perturb_skops,
+    "gguf": _perturb_gguf,
 }
 
 
-def perturb_weights(src: Path, dst: Path, *, seed: int = 0) -> PerturbResult:
+def perturb_weights(
+    src: Path, dst: Path, *, seed: int = 0, layout: RawLayout | None = None
+) -> PerturbResult:
     """Write a modified copy of the weights at ``src`` to ``dst``.
 
     The output is deterministic for a given ``seed``.  ``dst`` is replaced atomically;
@@ -610,10 +1146,51 @@ def perturb_weights(src: Path, dst: Path, *, seed: int = 0) -> PerturbResult:
     if not src.is_file():
         raise PerturbUnsupported(f"{src}: not a file", format="unknown")
     _check_distinct(src, dst)
+    if layout is not None:
+        return _perturb_raw(src, dst, seed, layout)
     fmt = detect_format(src)
-    if fmt in ("pickle", "torch-zip"):
-        raise _pickle_error(fmt)
+    if fmt == "unknown":
+        from pytest_corrsource.formats.pickled_arrays import compression_of
+        from pytest_corrsource.formats.skops import is_skops
+
+        if is_skops(src):
+            fmt = "skops"
+
+        with src.open("rb") as fh:
+            codec = compression_of(fh.read(8))
+        if codec is not None and fmt == "unknown":
+            return _perturb_compressed_joblib(src, dst, seed, codec)
     handler = _HANDLERS.get(fmt)
     if handler is None:
         raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
-    return handler(src, dst, seed)
+    result = handler(src, dst, seed)
+    return _with_counts(result, _verify_same_schema(src, dst, fmt))
+
+
+def _verify_same_schema(src: Path, dst: Path, fmt: str) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The plugin's own reader must see the released schema in the modified copy: only values
+    may differ. A difference is a bug of this module, reported rather than run."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.tensors import UnreadableTensors, read_schema
+
+    try:
+        before = read_schema(src, fmt, root=src.parent)
+    except UnreadableTensors:
+        return {}  # nothing this reader can compare (e.g. raw layouts): the writer keeps sizes
+    try:
+        after = read_schema(dst, fmt, root=dst.parent)
+    except FormatError as exc:
+        after_error: str | None = str(exc)
+    else:
+        if fmt == "npy":  # a lone array is named after its file, which the copy may rename
+            after, before = dict(zip(before, after.values(), strict=True)), before
+        after_error = None if after == before else "tensor names, dtypes or shapes differ"
+    if after_error is not None:
+        with contextlib.suppress(OSError):
+            dst.unlink()
+        raise PerturbUnsupported(
+            f"{fmt}: the modified copy of {src.name} does not read back like the original "
+            f"({after_error}); a bug in pytest-corrsource",
+            format=fmt,
+        )
+    return before

@@ -327,8 +327,8 @@ def test_cs103_fails_a_bin_that_starts_a_pickle_but_does_not_parse(make_repo: Re
     ("name", "fmt"),
     [
         ("torch_state_dict.pt", "torch-zip"),
-        ("torch_legacy.pt", "pickle"),
-        ("torch_checkpoint.pt", "torch-zip"),
+        ("scan_torch_legacy.pt", "pickle"),
+        ("scan_torch_checkpoint.pt", "torch-zip"),
     ],
 )
 def test_cs103_and_cs105_pass_real_torch_checkpoints(

@@ -37,7 +37,7 @@ def write(tmp_path: Path, data: bytes, name: str = "model.pt") -> Path:
 
 
 @pytest.mark.parametrize(
-    "fixture", ["torch_state_dict.pt", "torch_checkpoint.pt"]
+    "fixture", ["torch_state_dict.pt", "scan_torch_checkpoint.pt"]
 )  # real torch.save output
 def test_real_torch_archives_are_unambiguous(fixture: str) -> None:
     assert ambiguities(FIXTURES / fixture) == []

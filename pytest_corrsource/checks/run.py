@@ -184,19 +184,33 @@ def check_released(ctx: CheckContext) -> Finding:
 
 def modified_copies(ctx: CheckContext) -> dict[str, Path]:
     """Perturbed copies of every declared weights file: repo-relative path -> copy."""
+    return _modified(ctx)[0]
+
+
+def _modified(ctx: CheckContext) -> tuple[dict[str, Path], list[dict[str, object]]]:
+    """(repo-relative path -> copy, one record per declared weights file of what changed)."""
     from pytest_corrsource.perturb import PerturbUnsupported, perturb_weights
 
-    def make() -> dict[str, Path]:
+    def make() -> tuple[dict[str, Path], list[dict[str, object]]]:
         folder = new_dir(scratch_base(ctx.state, ctx.options), "modified-weights")
         replace: dict[str, Path] = {}
+        records: list[dict[str, object]] = []
         for index, entry in enumerate(ctx.manifest.weights):
             src = ctx.root / entry.path
             dst = folder / str(index) / Path(entry.path).name
             dst.parent.mkdir(parents=True)
             try:
-                result = perturb_weights(src, dst, seed=index + 1)
+                result = perturb_weights(src, dst, seed=index + 1, layout=entry.layout)
             except PerturbUnsupported as exc:
-                raise CheckSkipped(f"{entry.path}: {exc}") from None
+                if exc.format == "corrupt":  # the file's fault, not a limit of the plugin
+                    raise CheckFailed(
+                        f"{entry.path} is corrupt, so no modified copy can be made: {exc}"
+                    ) from None
+                # A limit of the plugin, not a fault of the repository: say so.
+                raise CheckSkipped(
+                    f"{entry.path}: cannot modify ({exc.format}): {exc} — pytest-corrsource "
+                    "cannot yet write a modified copy of these weights"
+                ) from None
             except OSError as exc:
                 raise CheckFailed(f"{entry.path}: cannot be copied: {exc}") from None
             if not result.changed:
@@ -204,20 +218,31 @@ def modified_copies(ctx: CheckContext) -> dict[str, Path]:
                     f"{entry.path} has no floating-point tensors to modify "
                     f"({len(result.unchanged)} integer/bool tensors)"
                 )
+            records.append(
+                {
+                    "path": entry.path,
+                    "format": result.format,
+                    "tensors_changed": len(result.changed),
+                    "tensors_unchanged": len(result.unchanged),
+                    "share_of_values": round(result.share, 6),
+                }
+            )
             # An index is written with its shards beside it: replace each one.
             for written in result.files:
                 rel = Path(entry.path).parent / written.relative_to(dst.parent)
                 replace[str(rel)] = written
-        return replace
+        return replace, records
 
-    copies: dict[str, Path] = ctx.state.once(f"modified-weights:{ctx.manifest.path}", make)
-    return copies
+    made: tuple[dict[str, Path], list[dict[str, object]]] = ctx.state.once(
+        f"modified-weights:{ctx.manifest.path}", make
+    )
+    return made
 
 
 def check_modified(ctx: CheckContext) -> Finding:
     """CS403: the run succeeds on modified weights, and its output depends on them."""
     released = _released_ok(ctx, "modified weights cannot be compared")
-    replace = modified_copies(ctx)
+    replace, records = _modified(ctx)
     modified = _run_of(ctx, "modified", replace=replace)
     try:
         _check_expect(ctx, "the run on modified weights", modified, full=False)
@@ -239,7 +264,9 @@ def check_modified(ctx: CheckContext) -> Finding:
             details=redact(f"stdout (both runs):\n{released.result.stdout[-1000:]}"),
         )
     changed = ", ".join(sorted(replace))
-    return Finding(message=f"ran on modified {changed}; the output changed")
+    return Finding(
+        message=f"ran on modified {changed}; the output changed", data={"modified": records}
+    )
 
 
 def _released_ok(ctx: CheckContext, consequence: str) -> StepRun:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
-from pytest_corrsource.formats import TensorInfo, WeightsHeader
+from pytest_corrsource.formats import WeightsHeader
 from pytest_corrsource.safe_io import read_head, same_content
 from pytest_corrsource.sandbox.steps import (
     Step,
@@ -25,6 +26,9 @@ from pytest_corrsource.sandbox.steps import (
     run_step,
     scratch_base,
 )
+
+if TYPE_CHECKING:
+    from pytest_corrsource.formats.tensors import TensorFile
 
 MAX_LISTED = 8
 
@@ -69,21 +73,42 @@ def _listed(items: list[str]) -> str:
     return ", ".join(items[:MAX_LISTED]) + more
 
 
-def schema_differences(released: WeightsHeader, other: WeightsHeader) -> list[str]:
+def tensor_schema(
+    path: Path, root: Path, label: str, layout: object = None
+) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The real tensor names, dtypes and shapes of ``path``; a format whose tensors cannot be
+    read fails the comparison instead of passing it with zero tensors."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.tensors import UnreadableTensors, read_schema
+
+    try:
+        return read_schema(path, root=root, layout=layout)
+    except UnreadableTensors as exc:
+        raise CheckFailed(
+            f"{label} {path.name}: {exc} — a limit of pytest-corrsource, so nothing was compared",
+            fix="ship the weights as safetensors, npz, GGUF or a torch.save checkpoint, which "
+            "the plugin can read",
+        ) from None
+    except (FormatError, OSError) as exc:
+        raise CheckFailed(f"{label} {path.name} cannot be read as tensors: {exc}") from None
+
+
+def schema_differences(
+    want: dict[str, tuple[str, tuple[int, ...]]], got: dict[str, tuple[str, tuple[int, ...]]]
+) -> list[str]:
     """Differences in tensor names, dtypes and shapes, grouped like a loading report."""
-    want: dict[str, TensorInfo] = {t.name: t for t in released.tensors}
-    got: dict[str, TensorInfo] = {t.name: t for t in other.tensors}
     missing = sorted(set(want) - set(got))
     unexpected = sorted(set(got) - set(want))
+    both = sorted(set(want) & set(got))
     dtype = [
-        f"{n} ({want[n].dtype} released, {got[n].dtype} regenerated)"
-        for n in sorted(set(want) & set(got))
-        if want[n].dtype != got[n].dtype
+        f"{n} ({want[n][0]} released, {got[n][0]} regenerated)"
+        for n in both
+        if want[n][0] != got[n][0]
     ]
     shape = [
-        f"{n} ({list(want[n].shape)} released, {list(got[n].shape)} regenerated)"
-        for n in sorted(set(want) & set(got))
-        if want[n].shape != got[n].shape
+        f"{n} ({list(want[n][1])} released, {list(got[n][1])} regenerated)"
+        for n in both
+        if want[n][1] != got[n][1]
     ]
     lines = []
     if missing:
@@ -202,10 +227,55 @@ def check_training_run(ctx: CheckContext) -> Finding:
     return finding
 
 
-def _values(path: Path, root: Path) -> object:
-    from pytest_corrsource.fixtures import open_weights
+def _compare_values(
+    released: Path,
+    regenerated: Path,
+    names: list[str],
+    mode: str,
+    tolerance: float,
+    layout: object = None,
+) -> list[tuple[float, str]]:
+    """(max |Δ| or inf, name) of every tensor that differs; one tensor of each file in memory
+    at a time."""
 
-    return open_weights(path, root)
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.tensors import open_tensors
+
+    try:
+        a_file = open_tensors(released, released.parent, layout=layout)
+        b_file = open_tensors(regenerated, regenerated.parent, layout=layout)
+    except FormatError as exc:
+        raise CheckFailed(f"the tensors cannot be read for comparison: {exc}") from None
+    with a_file, b_file:
+        return _differing(a_file, b_file, names, mode, tolerance)
+
+
+def _differing(
+    a_file: TensorFile, b_file: TensorFile, names: list[str], mode: str, tolerance: float
+) -> list[tuple[float, str]]:
+    import numpy as np
+
+    from pytest_corrsource.formats import FormatError
+
+    worst: list[tuple[float, str]] = []
+    for name in names:
+        try:
+            if mode == "exact":
+                if a_file.raw(name).tobytes() != b_file.raw(name).tobytes():
+                    worst.append((float("inf"), name))
+                continue
+            a, b = a_file.values(name), b_file.values(name)
+        except (FormatError, OSError, ValueError, TypeError) as exc:
+            raise CheckFailed(f"{name} cannot be compared: {exc}") from None
+        with np.errstate(all="ignore"):
+            diff = (
+                float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+                if a.size
+                else 0.0
+            )
+        if not diff <= tolerance:
+            worst.append((diff, name))
+    return worst
 
 
 def check_reproduce(ctx: CheckContext) -> Finding:
@@ -216,8 +286,11 @@ def check_reproduce(ctx: CheckContext) -> Finding:
     if not run.ok:
         raise CheckFailed("the training command failed (see CS602): nothing to compare")
     (path,) = run.outputs.values()
-    released_name, released = _released_header(ctx)
-    regenerated = _header_of(ctx, path, "the training command")
+    released_name, _ = _released_header(ctx)
+    _header_of(ctx, path, "the training command")
+    layout = ctx.manifest.weights[0].layout  # a raw file: the same declared float ranges
+    released = tensor_schema(ctx.root / released_name, ctx.root, "the released weights", layout)
+    regenerated = tensor_schema(path, path.parent, "the training command wrote", layout)
     differences = schema_differences(released, regenerated)
     if differences:
         raise CheckFailed(
@@ -226,25 +299,15 @@ def check_reproduce(ctx: CheckContext) -> Finding:
             fix="make the training code build the released architecture (same configuration)",
         )
     if training.reproduce == "schema":
-        return Finding(message=f"same {len(released.tensors)} tensor names, dtypes and shapes")
-    import numpy as np
-
-    released_values = _values(ctx.root / released_name, ctx.root)
-    new_values = _values(path, path.parent)
-    worst: list[tuple[float, str]] = []
-    for tensor in released.tensors:
-        try:
-            a = np.asarray(released_values[tensor.name])  # type: ignore[index]
-            b = np.asarray(new_values[tensor.name])  # type: ignore[index]
-        except (TypeError, ValueError) as exc:
-            raise CheckFailed(f"{tensor.name} ({tensor.dtype}) cannot be compared: {exc}") from None
-        if training.reproduce == "exact":
-            if a.tobytes() != b.tobytes():
-                worst.append((float("inf"), tensor.name))
-            continue
-        diff = float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
-        if not diff <= training.tolerance:
-            worst.append((diff, tensor.name))
+        return Finding(message=f"same {len(released)} tensor names, dtypes and shapes")
+    worst = _compare_values(
+        ctx.root / released_name,
+        path,
+        sorted(released),
+        training.reproduce,
+        training.tolerance,
+        layout,
+    )
     if worst:
         worst.sort(reverse=True)
         if training.reproduce == "exact":
@@ -269,9 +332,12 @@ def check_modify(ctx: CheckContext) -> Finding:
         Step("modify", modify.command, modify.timeout, modify.produces, modify.network),
     )
     run.require_success("the modify command")
-    released_name, released = _released_header(ctx)
+    released_name, _ = _released_header(ctx)
+    released = tensor_schema(ctx.root / released_name, ctx.root, "the released weights")
     for declared, path in sorted(run.outputs.items()):
-        differences = schema_differences(released, _header_of(ctx, path, "the modify command"))
+        _header_of(ctx, path, "the modify command")
+        modified = tensor_schema(path, path.parent, "the modify command wrote")
+        differences = schema_differences(released, modified)
         if differences:
             raise CheckFailed(
                 f"{declared} does not have the schema of {released_name}: " + "; ".join(differences)

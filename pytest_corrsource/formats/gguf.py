@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from . import FormatError, TensorInfo, WeightsHeader
 
-__all__ = ["GGML_TYPES", "read_gguf_header"]
+__all__ = ["GGML_TYPES", "read_gguf_header", "read_gguf_layout"]
 
 #: ggml type id -> (name, block size in elements, bytes per block). From ggml's ``ggml_type``
 #: enum and the gguf-py ``GGML_QUANT_SIZES`` table (Q8_1 uses ggml's 36-byte block).
@@ -180,6 +180,11 @@ def _skip_array(cursor: _Cursor, key: str, depth: int) -> None:
 
 
 def _read_header(handle: BinaryIO, size: int) -> WeightsHeader:
+    return _read_layout(handle, size)[0]
+
+
+def _read_layout(handle: BinaryIO, size: int) -> tuple[WeightsHeader, int, dict[str, int]]:
+    """The validated header, the data section's start and each tensor's offset into it."""
     cursor = _Cursor(handle, size)
     if size < 24:
         raise FormatError(f"file has {size} bytes, too few for a GGUF header (24 bytes).")
@@ -312,11 +317,22 @@ def _read_header(handle: BinaryIO, size: int) -> WeightsHeader:
                 f"{size} bytes."
             )
         expected += -(-tensor.nbytes // alignment) * alignment
-    return WeightsHeader(
+    header = WeightsHeader(
         format="gguf",
         tensors=tuple(tensor for tensor, _ in infos),
         metadata=metadata,
     )
+    return header, data_start, {tensor.name: offset for tensor, offset in infos}
+
+
+def read_gguf_layout(path: Path) -> tuple[WeightsHeader, int, dict[str, int]]:
+    """:func:`read_gguf_header`, plus the data section's start and each tensor's offset in it
+    (for readers and writers of the tensor data)."""
+    try:
+        with open(path, "rb") as handle:
+            return _read_layout(handle, os.fstat(handle.fileno()).st_size)
+    except OSError as error:
+        raise FormatError(f"cannot read the file: {error.strerror or error}.") from None
 
 
 def read_gguf_header(path: Path) -> WeightsHeader:

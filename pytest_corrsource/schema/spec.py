@@ -426,6 +426,26 @@ STEP = Struct(
     required=("command",),
 )
 
+_LAYOUT_DTYPE = Scalar("string", enum=("float32", "float16", "bfloat16", "float64"))
+_BYTES = Scalar("integer", description="a number of bytes (0 or more)", minimum=0)
+LAYOUT = Struct(
+    {
+        "dtype": _LAYOUT_DTYPE,
+        "offset": _BYTES,
+        "length": _BYTES,
+        "ranges": ListOf(
+            Struct(
+                {"offset": _BYTES, "length": _BYTES, "dtype": _LAYOUT_DTYPE},
+                required=("offset", "length"),
+            ),
+            min_items=1,
+        ),
+    },
+    doc="a raw or custom weights layout (e.g. llama2.c's model.bin): the bytes from `offset` "
+    "(default 0) for `length` bytes (default: to the end), or the explicit `ranges`, hold "
+    "little-endian floats of `dtype` (default float32); CS403 modifies exactly those bytes",
+)
+
 WEIGHTS_ENTRY = Struct(
     {
         "path": REPO_PATH,
@@ -439,6 +459,7 @@ WEIGHTS_ENTRY = Struct(
         "shards": MapOf(
             SHA256, doc="sha256 of each shard of a sharded checkpoint, by shard file name"
         ),
+        "layout": LAYOUT,
     },
     required=("path",),
 )

@@ -1,0 +1,490 @@
+"""Tensor names, dtypes, shapes and values of every weights format, without running any code.
+
+One entry point per question: :func:`read_schema` (``{name: (dtype, shape)}``) and
+:func:`open_tensors` (a :class:`TensorFile` whose :meth:`TensorFile.raw` and
+:meth:`TensorFile.values` read one tensor at a time, so a comparison holds at most one tensor of
+each file in memory). dtypes are spelled the safetensors way (``F32``, ``BF16``, ``I64``) for
+every format whose dtypes have such a name, so a checkpoint written as safetensors and one
+written by ``torch.save`` compare equal when they hold the same tensors; GGUF keeps ggml's names
+(``Q4_0`` …).
+
+A format whose tensors this module cannot read raises :class:`UnreadableTensors`, whose message
+says it is a limit of this reader ("cannot read tensors of format X"), not a fault of the file.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from . import FormatError
+
+__all__ = [
+    "TensorEntry",
+    "TensorFile",
+    "UnreadableTensors",
+    "canonical_dtype",
+    "open_tensors",
+    "read_schema",
+]
+
+Schema = dict[str, tuple[str, tuple[int, ...]]]
+
+_NUMPY_NAMES = {
+    ("f", 2): "F16", ("f", 4): "F32", ("f", 8): "F64", ("i", 1): "I8", ("i", 2): "I16",
+    ("i", 4): "I32", ("i", 8): "I64", ("u", 1): "U8", ("u", 2): "U16", ("u", 4): "U32",
+    ("u", 8): "U64", ("b", 1): "BOOL", ("c", 8): "C64", ("c", 16): "C128",
+}  # fmt: skip
+#: safetensors-style name -> little-endian numpy dtype the raw bytes are read as
+_RAW_DTYPES = {name: f"<{kind}{size}" for (kind, size), name in _NUMPY_NAMES.items()}
+_RAW_DTYPES["BOOL"] = "|b1"
+_RAW_DTYPES["BF16"] = "<u2"
+for _f8 in ("F8_E4M3", "F8_E5M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0"):
+    _RAW_DTYPES[_f8] = "|u1"
+_MAX_JSON_HEADER = 100_000_000
+
+
+class UnreadableTensors(FormatError):
+    """This reader cannot read the tensors of a file (a limit of the plugin, not a fault)."""
+
+    def __init__(self, fmt: str, why: str) -> None:
+        super().__init__(f"cannot read tensors of format {fmt}: {why}")
+        self.format = fmt
+
+
+def canonical_dtype(descr: str) -> str:
+    """``<f4`` -> ``F32`` (numpy descr to the safetensors spelling; others unchanged)."""
+    try:
+        dtype = np.dtype(descr)
+    except TypeError:
+        return descr
+    return _NUMPY_NAMES.get((dtype.kind, dtype.itemsize), descr)
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """Where one tensor's bytes are. ``offset`` is absolute in ``file``; ``stride`` (in
+    elements) is set for torch tensors, which may be views; ``member`` for zip members read
+    through numpy (npz, skops); ``byteorder`` ``>`` for big-endian data."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    file: Path
+    offset: int = 0
+    stride: tuple[int, ...] | None = None
+    fortran: bool = False
+    member: str | None = None
+    byteorder: str = "<"
+    raw_dtype: str | None = None  # numpy descr of the stored bytes, when not derived from dtype
+    #: GGUF: ``shape`` is ggml's (fastest dimension first); quantized types read as their
+    #: ``nbytes`` raw bytes
+    ggml_nbytes: int | None = None
+
+
+@dataclass
+class TensorFile:
+    path: Path
+    format: str
+    entries: dict[str, TensorEntry]
+    #: keeps a decompressed copy (compressed joblib files) alive until :meth:`close`
+    keep: Any = None
+
+    def close(self) -> None:
+        if self.keep is not None:
+            self.keep.cleanup()
+            self.keep = None
+
+    def __enter__(self) -> TensorFile:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        self.close()
+
+    def schema(self) -> Schema:
+        return {name: (e.dtype, e.shape) for name, e in self.entries.items()}
+
+    def raw(self, name: str) -> npt.NDArray[Any]:
+        """The tensor's elements in C order, as stored (BF16 as uint16 bits, F8 as bytes)."""
+        entry = self.entries[name]
+        if entry.member is not None:
+            return _npz_member(entry)
+        if entry.offset < 0:
+            raise UnreadableTensors(
+                self.format, f"{name!r} is pickled as text (protocol 2); its values are not read"
+            )
+        if entry.ggml_nbytes is not None:
+            return _ggml_raw(entry)
+        descr = entry.raw_dtype or _RAW_DTYPES.get(entry.dtype)
+        if descr is None:
+            raise UnreadableTensors(self.format, f"tensor {name!r} has dtype {entry.dtype}")
+        dtype = np.dtype(descr)
+        if entry.byteorder == ">" and dtype.itemsize > 1:
+            dtype = dtype.newbyteorder(">")
+        count = math.prod(entry.shape)
+        if entry.stride is None:
+            data = np.fromfile(entry.file, dtype=dtype, count=count, offset=entry.offset)
+            if data.size != count:
+                raise FormatError(f"tensor {name!r} is truncated.")
+            shaped: npt.NDArray[Any] = np.reshape(
+                data, entry.shape, order="F" if entry.fortran else "C"
+            )
+            return np.ascontiguousarray(shaped)
+        if count == 0:
+            return np.empty(entry.shape, dtype=dtype)
+        span = 1 + sum((d - 1) * s for d, s in zip(entry.shape, entry.stride, strict=True))
+        data = np.fromfile(entry.file, dtype=dtype, count=span, offset=entry.offset)
+        if data.size != span:
+            raise FormatError(f"tensor {name!r} is truncated.")
+        view = np.lib.stride_tricks.as_strided(
+            data,
+            shape=entry.shape,
+            strides=tuple(s * dtype.itemsize for s in entry.stride),
+            writeable=False,
+        )
+        return np.ascontiguousarray(view)
+
+    def values(self, name: str) -> npt.NDArray[Any]:
+        """The tensor as numbers (BF16 widened to float32); F8 and quantized types raise."""
+        entry = self.entries[name]
+        raw = self.raw(name)
+        if entry.dtype == "BF16":
+            wide: npt.NDArray[Any] = (raw.astype(np.uint32) << np.uint32(16)).view(np.float32)
+            return wide
+        if entry.dtype.startswith("F8_") or entry.dtype not in _RAW_DTYPES:
+            raise UnreadableTensors(self.format, f"{name!r}: {entry.dtype} values are not decoded")
+        return raw
+
+
+def _ggml_raw(entry: TensorEntry) -> npt.NDArray[Any]:
+    """A GGUF tensor in numpy (C) order; quantized blocks as their bytes."""
+    assert entry.ggml_nbytes is not None
+    descr = _RAW_DTYPES.get(entry.dtype)
+    if descr is None:  # quantized: the blocks' bytes, for exact comparison
+        data = np.fromfile(entry.file, dtype=np.uint8, count=entry.ggml_nbytes, offset=entry.offset)
+        if data.size != entry.ggml_nbytes:
+            raise FormatError(f"tensor {entry.name!r} is truncated.")
+        return data
+    count = math.prod(entry.shape)
+    data = np.fromfile(entry.file, dtype=np.dtype(descr), count=count, offset=entry.offset)
+    if data.size != count:
+        raise FormatError(f"tensor {entry.name!r} is truncated.")
+    shaped: npt.NDArray[Any] = np.reshape(data, tuple(reversed(entry.shape)))
+    return shaped
+
+
+def _npz_member(entry: TensorEntry) -> npt.NDArray[Any]:
+    import zipfile
+
+    assert entry.member is not None
+    try:
+        with zipfile.ZipFile(entry.file) as archive, archive.open(entry.member) as handle:
+            array = np.lib.format.read_array(handle, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
+        raise FormatError(f"member {entry.member}: {exc}") from None
+    return np.ascontiguousarray(array)
+
+
+def _safetensors(path: Path) -> dict[str, TensorEntry]:
+    from .safetensors import read_safetensors_header
+
+    read_safetensors_header(path, max_header_bytes=_MAX_JSON_HEADER)  # full validation
+    with open(path, "rb") as handle:
+        (length,) = struct.unpack("<Q", handle.read(8))
+        header = json.loads(handle.read(length))
+    entries: dict[str, TensorEntry] = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        entries[name] = TensorEntry(
+            name, info["dtype"], tuple(info["shape"]), path, 8 + length + info["data_offsets"][0]
+        )
+    return entries
+
+
+def _safetensors_index(path: Path, root: Path) -> dict[str, TensorEntry]:
+    from .shards import read_safetensors_index
+
+    index = read_safetensors_index(path, root)
+    entries: dict[str, TensorEntry] = {}
+    by_shard: dict[str, list[str]] = {}
+    for tensor, shard in index.weight_map.items():
+        by_shard.setdefault(shard, []).append(tensor)
+    for shard, names in sorted(by_shard.items()):
+        shard_entries = _safetensors(path.parent / shard)
+        for name in names:
+            if name not in shard_entries:
+                raise FormatError(f"the index maps {name!r} to {shard}, which lacks it.")
+            entries[name] = shard_entries[name]
+    return dict(sorted(entries.items()))
+
+
+def _npy(path: Path) -> dict[str, TensorEntry]:
+    from .npy import parse_npy_header, read_npy_header
+
+    read_npy_header(path)
+    with open(path, "rb") as handle:
+        header = parse_npy_header(handle)
+    dtype = np.dtype(header.descr)
+    return {
+        path.stem: TensorEntry(
+            path.stem,
+            canonical_dtype(header.descr),
+            header.shape,
+            path,
+            header.header_len,
+            fortran=header.fortran_order,
+            byteorder=">" if dtype.byteorder == ">" else "<",
+            raw_dtype=header.descr,
+        )
+    }
+
+
+def _npz(path: Path) -> dict[str, TensorEntry]:
+    from .npy import read_npz_header
+
+    header = read_npz_header(path)
+    return {
+        t.name: TensorEntry(t.name, canonical_dtype(t.dtype), t.shape, path, member=t.name + ".npy")
+        for t in header.tensors
+    }
+
+
+def _torch_zip(path: Path, legacy: bool = False) -> dict[str, TensorEntry]:
+    from .torch_zip import read_torch_legacy, read_torch_zip
+
+    archive = read_torch_legacy(path) if legacy else read_torch_zip(path)
+    order = ">" if archive.byteorder == "big" else "<"
+    entries: dict[str, TensorEntry] = {}
+    for t in archive.tensors:
+        storage = archive.storages[t.storage]
+        size = np.dtype(_RAW_DTYPES.get(t.dtype, "|u1")).itemsize
+        entries[t.name] = TensorEntry(
+            t.name,
+            t.dtype,
+            t.shape,
+            path,
+            storage.data_offset + t.offset * size,
+            stride=t.stride,
+            byteorder=order,
+        )
+    return entries
+
+
+_RAW_NAMES = {"float32": "F32", "float16": "F16", "float64": "F64", "bfloat16": "BF16"}
+
+
+def _raw(path: Path, layout: Any) -> dict[str, TensorEntry]:
+    from pytest_corrsource.perturb import PerturbUnsupported, raw_ranges
+
+    try:
+        ranges = raw_ranges(path, layout)
+    except PerturbUnsupported as exc:
+        raise FormatError(str(exc)) from None
+    entries = {}
+    for name, offset, length, dtype in ranges:
+        size = np.dtype(_RAW_DTYPES[_RAW_NAMES[dtype]]).itemsize
+        entries[name] = TensorEntry(name, _RAW_NAMES[dtype], (length // size,), path, offset)
+    return entries
+
+
+def _gguf(path: Path) -> dict[str, TensorEntry]:
+    from .gguf import read_gguf_layout
+
+    header, data_start, offsets = read_gguf_layout(path)
+    return {
+        t.name: TensorEntry(
+            t.name,
+            t.dtype,
+            t.shape,
+            path,
+            data_start + offsets[t.name],
+            ggml_nbytes=t.nbytes,
+        )
+        for t in header.tensors
+    }
+
+
+def _pickled(path: Path, fmt: str) -> dict[str, TensorEntry]:
+    from .pickled_arrays import read_pickled_arrays
+
+    entries: dict[str, TensorEntry] = {}
+    for array in read_pickled_arrays(path):
+        entries[array.name] = TensorEntry(
+            array.name,
+            canonical_dtype(array.dtype.str),
+            array.shape,
+            path,
+            # -1: pickled as latin-1 text (protocol 2); described, but its values are not read
+            array.payload.offset if array.payload is not None else -1,
+            fortran=array.fortran,
+            byteorder=">" if array.dtype.byteorder == ">" else "<",
+            raw_dtype=array.dtype.str,
+        )
+    return entries
+
+
+#: A decompressed joblib stream may be at most this many times its compressed size.
+MAX_DECOMPRESSION_RATIO = 1000
+
+
+def decompress_joblib(path: Path, codec: str, out: Path) -> None:
+    """Decompress a joblib-compressed file into ``out``, bounded against decompression bombs
+    (at most :data:`MAX_DECOMPRESSION_RATIO` times the input, never more than 1 MiB of output
+    in memory)."""
+    import bz2
+    import lzma
+    import zlib
+
+    limit = max(path.stat().st_size, 1 << 20) * MAX_DECOMPRESSION_RATIO
+    ratio = MAX_DECOMPRESSION_RATIO
+
+    def blocks() -> Any:
+        if codec in ("bz2", "xz", "lzma"):
+            opener: Any = bz2.open if codec == "bz2" else lzma.open
+            with opener(path, "rb") as stream:
+                while block := stream.read(1 << 20):
+                    yield block
+            return
+        # joblib's zlib files are one zlib stream, its gzip files one gzip member (wbits 31)
+        inflate = zlib.decompressobj(31 if codec == "gzip" else 15)
+        with open(path, "rb") as fin:
+            while raw := fin.read(1 << 16):
+                while raw:
+                    yield inflate.decompress(raw, 1 << 20)
+                    raw = inflate.unconsumed_tail
+        yield inflate.flush()
+
+    written = 0
+    try:
+        with open(out, "wb") as fout:
+            for block in blocks():
+                written += len(block)
+                if written > limit:
+                    raise FormatError(f"the {codec} stream expands over {ratio}x (a bomb?).")
+                fout.write(block)
+    except (OSError, EOFError, zlib.error, lzma.LZMAError, ValueError) as exc:
+        raise FormatError(f"cannot decompress the {codec} stream: {exc}") from None
+
+
+def open_tensors(
+    path: Path, root: Path | None = None, fmt: str | None = None, layout: Any = None
+) -> TensorFile:
+    """Read where every tensor of ``path`` is. ``root`` bounds a shard index's shards;
+    ``layout`` (a manifest ``RawLayout``) declares a raw file's float ranges.
+
+    Raises :class:`FormatError` for an invalid file and :class:`UnreadableTensors` for a
+    format (or a part of one) this reader does not support.
+    """
+    from .detect import detect_format
+
+    path = Path(path)
+    if layout is not None:
+        return TensorFile(path, "raw", _raw(path, layout))
+    fmt = fmt or detect_format(path)
+    try:
+        if fmt == "safetensors":
+            entries = _safetensors(path)
+        elif fmt == "safetensors-index":
+            entries = _safetensors_index(path, root or path.parent)
+        elif fmt == "npy":
+            entries = _npy(path)
+        elif fmt == "npz":
+            entries = _npz(path)
+        elif fmt == "torch-zip":
+            entries = _torch_zip(path)
+        elif fmt == "pickle" and _is_torch_legacy(path):
+            fmt, entries = "torch-legacy", _torch_zip(path, legacy=True)
+        elif fmt == "pickle":
+            entries = _pickled(path, fmt)
+        elif fmt == "gguf":
+            entries = _gguf(path)
+        elif fmt in ("opaque", "skops") and _is_skops(path):
+            fmt, entries = "skops", _skops(path)
+        elif fmt == "opaque" and (codec := _joblib_codec(path)):
+            return _compressed(path, codec)
+        else:
+            raise UnreadableTensors(fmt, "this format's tensors are not readable by the plugin")
+    except OSError as exc:
+        raise FormatError(f"cannot read the file: {exc.strerror or exc}.") from None
+    return TensorFile(path, fmt, entries)
+
+
+def _is_torch_legacy(path: Path) -> bool:
+    from .torch_zip import is_torch_legacy
+
+    return is_torch_legacy(path)
+
+
+def _is_skops(path: Path) -> bool:
+    from .skops import is_skops
+
+    return is_skops(path)
+
+
+def _skops(path: Path) -> dict[str, TensorEntry]:
+    import zipfile
+
+    from .npy import parse_npy_header
+    from .skops import skops_arrays
+
+    entries: dict[str, TensorEntry] = {}
+    arrays = skops_arrays(path)
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name, member in sorted(arrays.items()):
+                with archive.open(member) as handle:
+                    header = parse_npy_header(handle)
+                entries[name] = TensorEntry(
+                    name, canonical_dtype(header.descr), header.shape, path, member=member
+                )
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise FormatError(f"not a readable skops file: {exc}.") from None
+    return entries
+
+
+def _joblib_codec(path: Path) -> str | None:
+    from .pickled_arrays import compression_of
+
+    with open(path, "rb") as handle:
+        return compression_of(handle.read(8))
+
+
+def _compressed(path: Path, codec: str) -> TensorFile:
+    import tempfile
+
+    fmt = f"joblib-{codec}"
+    keep = tempfile.TemporaryDirectory(prefix="corrsource-joblib-")
+    plain = Path(keep.name) / path.name
+    try:
+        try:
+            decompress_joblib(path, codec, plain)
+        except FormatError as exc:  # the magic byte was a coincidence: not joblib after all
+            raise UnreadableTensors("opaque", f"not a format the plugin reads ({exc})") from None
+        from .detect import detect_format
+
+        if detect_format(plain) != "pickle":
+            raise UnreadableTensors(fmt, f"the {codec} stream does not hold a pickle")
+        entries = _pickled(plain, fmt)
+    except BaseException:
+        keep.cleanup()
+        raise
+    return TensorFile(path, fmt, entries, keep)
+
+
+def read_schema(
+    path: Path, fmt: str | None = None, root: Path | None = None, layout: Any = None
+) -> Schema:
+    """``{tensor name: (dtype, shape)}`` of the weights at ``path``."""
+    with open_tensors(path, root, fmt, layout) as tensors:
+        return tensors.schema()

@@ -1,0 +1,397 @@
+"""PyTorch zip checkpoints (``torch.save`` since 1.6), read without unpickling.
+
+Layout (torch/csrc/jit/serialization, ``PyTorchStreamWriter``): a zip whose members all sit
+under one folder ``<prefix>/``: ``data.pkl`` (the object, pickle protocol 2), ``byteorder``,
+``version`` … and one *stored* (uncompressed) member ``<prefix>/data/<key>`` per storage, its
+data 64-byte aligned through padding in the local header's extra field. Each member has
+general-purpose flag bit 3 set: the CRC-32 and sizes follow the data in a data descriptor (the
+local header's CRC field is 0) and are repeated in the central directory.
+
+The pickle refers to storages only through persistent ids,
+``('storage', <torch.XStorage | torch.storage.UntypedStorage>, key, location, numel)``, and
+builds tensors with ``torch._utils._rebuild_tensor_v2(storage, offset, size, stride, …)``
+(``_rebuild_tensor_v3`` adds the dtype, for storages pickled as untyped bytes, e.g. float8).
+:func:`read_torch_zip` evaluates ``data.pkl`` symbolically (:mod:`.pickle_values`), so every
+tensor's name, dtype, shape and stride — and where each storage's bytes lie in the file — is
+known without running a byte of the checkpoint.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import FormatError, TensorInfo
+from .pickle_values import Call, Global, PersId, UnsupportedFeature, evaluate_pickle, walk_named
+
+__all__ = [
+    "STORAGE_DTYPES",
+    "TORCH_DTYPES",
+    "TorchStorage",
+    "TorchTensor",
+    "TorchZip",
+    "central_directory_records",
+    "is_torch_legacy",
+    "read_torch_legacy",
+    "read_torch_zip",
+]
+
+_MAX_PICKLE = 256 << 20  # data.pkl holds structure only; tensors are separate members
+
+#: torch storage class -> (dtype in safetensors' spelling, bytes per element)
+STORAGE_DTYPES: dict[str, tuple[str, int]] = {
+    "DoubleStorage": ("F64", 8), "FloatStorage": ("F32", 4), "HalfStorage": ("F16", 2),
+    "BFloat16Storage": ("BF16", 2), "LongStorage": ("I64", 8), "IntStorage": ("I32", 4),
+    "ShortStorage": ("I16", 2), "CharStorage": ("I8", 1), "ByteStorage": ("U8", 1),
+    "BoolStorage": ("BOOL", 1), "ComplexDoubleStorage": ("C128", 16),
+    "ComplexFloatStorage": ("C64", 8), "QInt8Storage": ("QINT8", 1),
+    "QUInt8Storage": ("QUINT8", 1), "QInt32Storage": ("QINT32", 4),
+    "QUInt4x2Storage": ("QUINT4X2", 1), "QUInt2x4Storage": ("QUINT2X4", 1),
+}  # fmt: skip
+#: torch dtype name (``_rebuild_tensor_v3``'s last argument) -> (safetensors name, size)
+TORCH_DTYPES: dict[str, tuple[str, int]] = {
+    "float64": ("F64", 8), "float32": ("F32", 4), "float16": ("F16", 2),
+    "bfloat16": ("BF16", 2), "int64": ("I64", 8), "int32": ("I32", 4), "int16": ("I16", 2),
+    "int8": ("I8", 1), "uint8": ("U8", 1), "uint16": ("U16", 2), "uint32": ("U32", 4),
+    "uint64": ("U64", 8), "bool": ("BOOL", 1), "complex128": ("C128", 16),
+    "complex64": ("C64", 8), "float8_e4m3fn": ("F8_E4M3", 1), "float8_e5m2": ("F8_E5M2", 1),
+    "float8_e4m3fnuz": ("F8_E4M3FNUZ", 1), "float8_e5m2fnuz": ("F8_E5M2FNUZ", 1),
+    "float8_e8m0fnu": ("F8_E8M0", 1),
+}  # fmt: skip
+_REBUILD = {"_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3"}
+
+
+@dataclass
+class TorchStorage:
+    """One ``<prefix>/data/<key>`` member. ``dtype`` is the element type tensors read it as
+    (``"U8"`` for an untyped storage that no tensor gives a type). ``data_offset`` is where
+    its bytes start in the file."""
+
+    key: str
+    member: str
+    dtype: str
+    nbytes: int
+    data_offset: int
+    crc: int
+    header_offset: int
+    descriptor: bool  # flag bit 3: the CRC also follows the data
+    tensors: list[str]
+
+
+@dataclass(frozen=True)
+class TorchTensor:
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    stride: tuple[int, ...]
+    offset: int  # in elements, into the storage
+    storage: str
+
+
+@dataclass(frozen=True)
+class TorchZip:
+    prefix: str
+    byteorder: str  # "little" or "big"
+    tensors: tuple[TorchTensor, ...]
+    storages: dict[str, TorchStorage]
+    central_dir: int  # offset of the central directory
+
+    def tensor_infos(self) -> tuple[TensorInfo, ...]:
+        out = []
+        for t in self.tensors:
+            size = 1
+            for d in t.shape:
+                size *= d
+            out.append(TensorInfo(t.name, t.dtype, t.shape, size * _itemsize(t.dtype)))
+        return tuple(out)
+
+
+def _itemsize(dtype: str) -> int:
+    for name, size in (*STORAGE_DTYPES.values(), *TORCH_DTYPES.values()):
+        if name == dtype:
+            return size
+    return 1
+
+
+def _ints(value: Any, what: str) -> tuple[int, ...]:
+    if isinstance(value, Call) and isinstance(value.func, Global) and value.args:
+        value = value.args[0]  # torch.Size((…)) in some writers
+    if not isinstance(value, tuple | list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+    ):
+        raise FormatError(f"{what} is not a tuple of non-negative integers: {value!r:.80}.")
+    return tuple(value)
+
+
+def _storage_ref(value: Any) -> tuple[str, str | None, int]:
+    """(key, dtype or None for untyped, numel) from a persistent id."""
+    if not isinstance(value, PersId):
+        raise FormatError("a tensor's storage is not a persistent id.")
+    pid = value.value
+    if (
+        not isinstance(pid, tuple)
+        or len(pid) not in (5, 6)  # 6: legacy format's view metadata
+        or pid[0] != "storage"
+        or not isinstance(pid[1], Global)
+        or not isinstance(pid[2], str)
+        or not isinstance(pid[4], int)
+    ):
+        raise UnsupportedFeature(f"unexpected persistent id {pid!r:.120}.")
+    cls = pid[1]
+    if cls.dotted == "torch.storage.UntypedStorage":
+        return pid[2], None, pid[4]
+    if cls.module not in ("torch", "torch.cuda") or cls.name not in STORAGE_DTYPES:
+        raise UnsupportedFeature(f"unknown storage class {cls.dotted}.")
+    return pid[2], STORAGE_DTYPES[cls.name][0], pid[4]
+
+
+def _tensor_of(name: str, call: Call) -> TorchTensor | None:
+    func = call.func
+    if not isinstance(func, Global) or func.module != "torch._utils":
+        return None
+    if func.name in ("_rebuild_parameter", "_rebuild_parameter_with_state"):
+        inner = call.args[0] if call.args else None
+        return _tensor_of(name, inner) if isinstance(inner, Call) else None
+    if func.name not in _REBUILD:
+        return None
+    if len(call.args) < 4:
+        raise FormatError(f"tensor {name!r}: {func.name} with {len(call.args)} arguments.")
+    key, dtype, _numel = _storage_ref(call.args[0])
+    if func.name == "_rebuild_tensor_v3":
+        given = call.args[-1]
+        if not isinstance(given, Global) or given.name not in TORCH_DTYPES:
+            raise UnsupportedFeature(f"tensor {name!r}: unknown dtype {given!r:.60}.")
+        dtype = TORCH_DTYPES[given.name][0]
+    if dtype is None:
+        raise UnsupportedFeature(f"tensor {name!r}: untyped storage without a dtype.")
+    offset = call.args[1]
+    if not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        raise FormatError(f"tensor {name!r}: invalid storage offset {offset!r:.40}.")
+    shape = _ints(call.args[2], f"tensor {name!r}'s shape")
+    stride = _ints(call.args[3], f"tensor {name!r}'s stride")
+    if len(stride) != len(shape):
+        raise FormatError(f"tensor {name!r}: shape and stride differ in length.")
+    return TorchTensor(name, dtype, shape, stride, offset, key)
+
+
+def _all_pers_ids(value: Any) -> Any:
+    """Every persistent id anywhere in the tree (storages may be referenced outside tensors);
+    each container is looked into once, however many times it is referenced."""
+    seen: set[int] = set()
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > 200:
+            raise FormatError("pickle nests deeper than 200 levels.")
+        if isinstance(node, PersId):
+            yield node
+            continue
+        if not isinstance(node, dict | list | tuple | set | frozenset | Call) or id(node) in seen:
+            continue
+        seen.add(id(node))
+        children: Any
+        if isinstance(node, dict):
+            children = [*node.keys(), *node.values()]
+        elif isinstance(node, Call):
+            children = [node.func, *node.args, node.state, *node.items.values(), *node.appends]
+        else:
+            children = node
+        stack.extend((child, depth + 1) for child in children)
+
+
+def _central_directory(handle: io.BufferedReader, start: int) -> dict[str, int]:
+    """member name -> offset of its central-directory record (whose CRC we may patch)."""
+    handle.seek(start)
+    out: dict[str, int] = {}
+    while True:
+        pos = handle.tell()
+        fixed = handle.read(46)
+        if len(fixed) < 46 or fixed[:4] != b"PK\x01\x02":
+            return out
+        n, m, k = struct.unpack("<HHH", fixed[28:34])
+        name = handle.read(n).decode("utf-8", "replace")
+        out[name] = pos
+        handle.seek(m + k, io.SEEK_CUR)
+
+
+def central_directory_records(path: Path, start: int) -> dict[str, int]:
+    with open(path, "rb") as handle:
+        return _central_directory(handle, start)
+
+
+def read_torch_zip(path: Path) -> TorchZip:
+    """Every tensor and storage of a torch zip checkpoint, from its pickle and zip directory.
+
+    Raises :class:`FormatError` if the archive is not a well-formed torch checkpoint: a
+    storage the pickle names that is missing, compressed, or of the wrong size; a tensor that
+    reaches past its storage; or a pickle this reader does not understand.
+    """
+    path = Path(path)
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise FormatError(f"not a readable zip archive: {exc}.") from None
+    with archive:
+        infos = {info.filename: info for info in archive.infolist()}
+        pickles = [n for n in infos if n == "data.pkl" or n.endswith("/data.pkl")]
+        if len(pickles) != 1:
+            raise FormatError(f"expected one data.pkl member, found {len(pickles)}.")
+        prefix = pickles[0][: -len("data.pkl")]
+        info = infos[pickles[0]]
+        if info.file_size > _MAX_PICKLE:
+            raise FormatError(f"data.pkl is {info.file_size} bytes (limit {_MAX_PICKLE}).")
+        try:
+            raw = archive.read(info)
+            order = archive.read(prefix + "byteorder") if prefix + "byteorder" in infos else b""
+        except (zipfile.BadZipFile, OSError, ValueError) as exc:
+            raise FormatError(f"cannot read data.pkl: {exc}.") from None
+        central_dir: int = archive.start_dir
+    byteorder = order.decode("ascii", "replace").strip() or "little"
+    if byteorder not in ("little", "big"):
+        raise FormatError(f"unknown byteorder {byteorder!r}.")
+    tree = evaluate_pickle(io.BytesIO(raw), len(raw))
+    tensors: list[TorchTensor] = []
+    for name, value in walk_named(tree):
+        if isinstance(value, Call):
+            tensor = _tensor_of(name, value)
+            if tensor is not None:
+                tensors.append(tensor)
+    referenced: dict[str, tuple[str | None, int]] = {}
+    for pid in _all_pers_ids(tree):
+        key, dtype, numel = _storage_ref(pid)
+        referenced[key] = (dtype, numel)
+    storages: dict[str, TorchStorage] = {}
+    with open(path, "rb") as handle:
+        for key, (dtype, numel) in sorted(referenced.items()):
+            member = f"{prefix}data/{key}"
+            if member not in infos:
+                raise FormatError(f"storage {key!r} has no member {member}.")
+            info = infos[member]
+            typed = [t.dtype for t in tensors if t.storage == key]
+            if dtype is None:  # untyped (byte-counted) storage: its tensors say how to read it
+                kinds = set(typed)
+                dtype = kinds.pop() if len(kinds) == 1 else "U8"
+                nbytes = numel
+            else:
+                nbytes = numel * _itemsize(dtype)
+            if info.compress_type != zipfile.ZIP_STORED and info.file_size == nbytes:
+                raise UnsupportedFeature(
+                    f"storage {key!r} ({member}) is compressed; torch.save stores storages "
+                    "uncompressed and only those are read here."
+                )
+            if info.file_size != nbytes:
+                raise FormatError(
+                    f"storage {key!r} ({member}) is {info.file_size} bytes "
+                    f"({'stored' if info.compress_type == 0 else 'compressed'}), "
+                    f"the pickle needs {nbytes} stored."
+                )
+            handle.seek(info.header_offset)
+            local = handle.read(30)
+            if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                raise FormatError(f"member {member}: bad local header.")
+            n, m = struct.unpack("<HH", local[26:30])
+            storages[key] = TorchStorage(
+                key=key,
+                member=member,
+                dtype=dtype,
+                nbytes=nbytes,
+                data_offset=info.header_offset + 30 + n + m,
+                crc=info.CRC,
+                header_offset=info.header_offset,
+                descriptor=bool(info.flag_bits & 0x8),
+                tensors=[t.name for t in tensors if t.storage == key],
+            )
+    for t in tensors:
+        storage = storages[t.storage]
+        if any(d == 0 for d in t.shape):
+            continue
+        last = t.offset + sum((d - 1) * s for d, s in zip(t.shape, t.stride, strict=True))
+        if (last + 1) * _itemsize(t.dtype) > storage.nbytes:
+            raise FormatError(f"tensor {t.name!r} reaches past the end of storage {t.storage!r}.")
+    return TorchZip(prefix.rstrip("/"), byteorder, tuple(tensors), storages, central_dir)
+
+
+# --------------------------------------------------------------------------- legacy (< 1.6)
+
+_LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
+_LEGACY_PROTOCOL = 1001
+_LEGACY_HEAD = b"\x80\x02\x8a\x0a" + _LEGACY_MAGIC.to_bytes(10, "little")
+
+
+def is_torch_legacy(path: Path) -> bool:
+    """``torch.save(..., _use_new_zipfile_serialization=False)``: its first pickle is the magic
+    number."""
+    with open(path, "rb") as handle:
+        return handle.read(len(_LEGACY_HEAD)) == _LEGACY_HEAD
+
+
+def read_torch_legacy(path: Path) -> TorchZip:
+    """The pre-1.6 format (torch/serialization.py ``_legacy_save``): five pickles — magic
+    number, protocol version (1001), sys_info, the object, the sorted storage keys — then each
+    storage in key order as an 8-byte element count followed by its raw bytes. The old *tar*
+    format (torch < 0.4) is not read.
+    """
+    path = Path(path)
+    with open(path, "rb") as handle:
+        end = os.fstat(handle.fileno()).st_size
+        magic = evaluate_pickle(handle, end)
+        protocol = evaluate_pickle(handle, end)
+        sys_info = evaluate_pickle(handle, end)
+        if magic != _LEGACY_MAGIC or protocol != _LEGACY_PROTOCOL or not isinstance(sys_info, dict):
+            raise FormatError("not a legacy torch checkpoint (magic, protocol or sys_info).")
+        little = sys_info.get("little_endian", True)
+        tree = evaluate_pickle(handle, end)
+        keys = evaluate_pickle(handle, end)
+        if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
+            raise FormatError("the storage key list is not a list of strings.")
+        tensors: list[TorchTensor] = []
+        for name, value in walk_named(tree):
+            if isinstance(value, Call):
+                tensor = _tensor_of(name, value)
+                if tensor is not None:
+                    tensors.append(tensor)
+        referenced: dict[str, tuple[str | None, int]] = {}
+        for pid in _all_pers_ids(tree):
+            key, dtype, numel = _storage_ref(pid)
+            referenced[key] = (dtype, numel)
+        if set(keys) != set(referenced):
+            raise FormatError("the storage key list does not match the storages the object uses.")
+        storages: dict[str, TorchStorage] = {}
+        for key in keys:
+            dtype, numel = referenced[key]
+            if dtype is None:
+                raise UnsupportedFeature(f"storage {key!r} is untyped in a legacy checkpoint.")
+            count = handle.read(8)
+            if len(count) != 8:
+                raise FormatError(f"storage {key!r}: the file ends before its size.")
+            if int.from_bytes(count, "little" if little else "big") != numel:
+                raise FormatError(
+                    f"storage {key!r}: stored size differs from the pickle's {numel}."
+                )
+            start, nbytes = handle.tell(), numel * _itemsize(dtype)
+            if start + nbytes > end:
+                raise FormatError(f"storage {key!r} runs past the end of the file.")
+            handle.seek(start + nbytes)
+            storages[key] = TorchStorage(
+                key=key,
+                member="",
+                dtype=dtype,
+                nbytes=nbytes,
+                data_offset=start,
+                crc=0,
+                header_offset=-1,
+                descriptor=False,
+                tensors=[t.name for t in tensors if t.storage == key],
+            )
+    for t in tensors:
+        storage = storages[t.storage]
+        if t.shape and all(t.shape):
+            last = t.offset + sum((d - 1) * s for d, s in zip(t.shape, t.stride, strict=True))
+            if (last + 1) * _itemsize(t.dtype) > storage.nbytes:
+                raise FormatError(f"tensor {t.name!r} reaches past the end of its storage.")
+    return TorchZip("", "little" if little else "big", tuple(tensors), storages, -1)
