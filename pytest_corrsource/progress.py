@@ -11,11 +11,20 @@ On a terminal the line is rewritten in place; in a log (CI) a line is printed on
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
-__all__ = ["LOG_INTERVAL", "TerminalProgress", "install", "report", "uninstall"]
+__all__ = [
+    "LOG_INTERVAL",
+    "TerminalProgress",
+    "install",
+    "report",
+    "step",
+    "tick",
+    "uninstall",
+]
 
 LOG_INTERVAL = 30.0  # seconds between progress lines when the output is not a terminal
 _SHOW_AFTER = 2.0  # a step that ends sooner shows nothing
@@ -27,6 +36,9 @@ class ProgressSink(Protocol):
 
 
 _sink: ProgressSink | None = None
+_current: str | None = None  # the label of the step running now (steps run one at a time)
+_next_tick = 0.0
+_TICK_INTERVAL = 0.25
 
 
 def install(sink: ProgressSink) -> None:
@@ -43,6 +55,33 @@ def report(label: str, elapsed: float, last_line: str = "", *, done: bool = Fals
     """Tell the session's sink, if any, that step ``label`` has run for ``elapsed`` seconds."""
     if _sink is not None:
         _sink(label, elapsed, last_line, done=done)
+
+
+@contextlib.contextmanager
+def step(label: str) -> Iterator[None]:
+    """Mark the step ``label`` as running: :func:`tick` reports under this label, and its end
+    is reported when the block exits."""
+    global _current
+    started = time.monotonic()
+    _current = label
+    try:
+        yield
+    finally:
+        _current = None
+        report(label, time.monotonic() - started, done=True)
+
+
+def tick(elapsed: float, last_line: Callable[[], str]) -> None:
+    """Called by the process supervisor while a command runs; cheap when nobody listens, and
+    ``last_line`` (the step's newest output line) is computed at most four times a second."""
+    global _next_tick
+    if _sink is None or _current is None:
+        return
+    now = time.monotonic()
+    if now < _next_tick:
+        return
+    _next_tick = now + _TICK_INTERVAL
+    _sink(_current, elapsed, last_line(), done=False)
 
 
 class TerminalProgress:

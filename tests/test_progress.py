@@ -86,3 +86,29 @@ def test_report_without_a_sink_does_nothing_and_with_one_calls_it() -> None:
         progress.uninstall()
     progress.report("run", 12.0, "y")
     assert seen == [("run", 10.0, "x", False), ("run", 11.0, "", True)]
+
+
+SLOW_RUN = """
+import sys, time
+print("loading weights \\x1b]52;c;ZXZpbA==\\x07", flush=True)
+time.sleep(3)
+print("model output: 0123abcd")
+"""
+
+
+def test_a_slow_step_shows_its_progress_in_the_log(pytester: Any, make_repo: Any) -> None:
+    from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST
+
+    root = make_repo(RUNNABLE_MANIFEST, {**RUNNABLE_FILES, "run.py": SLOW_RUN})
+    args = ("-p", "no:randomly", "--corresponding-source", str(root), "-k", "released")
+    result = pytester.runpytest(*args)
+    # The figures are whatever the machine took: only the shape of the lines is asserted. The
+    # step's output reaches the terminal sanitized (an OSC 52 clipboard write, shown escaped).
+    result.stdout.re_match_lines(
+        [
+            r"corrsource: run: \d+ s \| loading weights \\x1b\]52;c;ZXZpbA==\\x07$",
+            r"corrsource: run: finished in \d+ s$",
+        ]
+    )
+    quiet = pytester.runpytest(*args, "-q")
+    assert "corrsource: run:" not in quiet.stdout.str()

@@ -36,6 +36,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_corrsource import progress
 from pytest_corrsource.sandbox.backends import Backend, Mounts, bwrap_command
 from pytest_corrsource.sandbox.limits import Limits, PidsCgroup, exceeded_limit
 from pytest_corrsource.secrets import redact, without_credentials
@@ -449,6 +450,16 @@ def _signal(pid: int, start: int, sig: signal.Signals) -> None:
 # Output capture
 
 
+def _last_line(*tails: _Tail) -> str:
+    """The newest non-empty output line of a running command (for the progress line)."""
+    for tail in sorted(tails, key=lambda t: t.total, reverse=True):
+        lines = bytes(tail.buffer[-512:]).decode("utf-8", "replace").splitlines()
+        for line in reversed(lines):
+            if line.strip():
+                return line
+    return ""
+
+
 class _Tail:
     """Keeps the last *limit* bytes of a stream; memory stays below 2 * limit."""
 
@@ -726,10 +737,11 @@ def _supervise_posix(
 
     timed_out = False
     interval = 0.01
-    next_observe = time.monotonic()
+    began = next_observe = time.monotonic()
     try:
         while proc.poll() is None:
             now = time.monotonic()
+            progress.tick(now - began, lambda: _last_line(out, err))
             if now >= deadline:
                 timed_out = True
                 break

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_corrsource import evidence
+from pytest_corrsource import evidence, progress
 from pytest_corrsource.checks import (
     CheckContext,
     CheckFailed,
@@ -279,14 +279,15 @@ def run_in_scratch(
     produced_before = evidence.record(outputs)  # "not produced by this step" (issue 12)
     before = TreeSnapshot.take(manifest.root, skip=_USER_TREE_SKIP)
     try:
-        result = run_command(
-            argv,
-            cwd=repo,
-            env=env,
-            timeout=limits.timeout(step.timeout),
-            network=network and step.network,
-            confinement=confinement,
-        )
+        with progress.step(step.label):
+            result = run_command(
+                argv,
+                cwd=repo,
+                env=env,
+                timeout=limits.timeout(step.timeout),
+                network=network and step.network,
+                confinement=confinement,
+            )
     except IsolationUnavailable as exc:
         reason = f"the network cannot be cut on this platform: {exc.reason}"
         raise CheckUnverifiable(reason) from None
