@@ -28,12 +28,13 @@ def check_declared(ctx: CheckContext) -> Finding:
 
 def check_environment(ctx: CheckContext) -> Finding:
     """CS202: the install commands succeed in a fresh isolated environment."""
-    from pytest_corrsource.sandbox.steps import get_environment
+    from pytest_corrsource.sandbox.steps import environment_warnings, get_environment
 
     env = get_environment(ctx)
     how = "reused from the cache" if env.reused else "built"
     return Finding(
         message=f"environment {env.key[:12]} {how} at {env.root}",
+        warnings=environment_warnings(ctx),
         data={"environment": env.key, "reused": env.reused},
     )
 

@@ -265,7 +265,12 @@ def run_in_scratch(
         raise CheckFailed(f"{step.label}: the command cannot be expanded: {exc}") from None
     if not argv:
         raise CheckFailed(f"{step.label}: the command is empty")
-    env = scrubbed_environment(path_prefix=[bin_dir], home=home, tmpdir=tmp, extra=manifest.env)
+    dropped: list[str] = []
+    env = scrubbed_environment(
+        path_prefix=[bin_dir], home=home, tmpdir=tmp, extra=manifest.env, warnings=dropped
+    )
+    for warning in dropped:  # the same for every step: said once, by CS202
+        ctx.state.note("environment", warning)
     env_root = bin_dir.parent
     env["VIRTUAL_ENV"] = str(env_root)
     limits = step_limits(manifest)
@@ -315,6 +320,12 @@ def _resolve_outputs(step: Step, values: PlaceholderValues, repo: Path) -> dict[
             raise CheckFailed(f"{step.label}: `produces: {declared}`: {exc}") from None
         outputs[declared] = path if path.is_absolute() else repo / path
     return outputs
+
+
+def environment_warnings(ctx: CheckContext) -> list[str]:
+    """Why variables of the checker's environment were kept from the steps (a credential in an
+    allowed variable), as recorded by the steps run so far in this process."""
+    return ctx.state.notes("environment")
 
 
 def run_step(ctx: CheckContext, step: Step) -> StepRun:
