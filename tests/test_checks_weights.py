@@ -324,21 +324,24 @@ def test_cs103_fails_a_bin_that_starts_a_pickle_but_does_not_parse(make_repo: Re
 
 
 @pytest.mark.parametrize(
-    ("name", "fmt"),
+    ("name", "fmt", "tensors"),
     [
-        ("torch_state_dict.pt", "torch-zip"),
-        ("scan_torch_legacy.pt", "pickle"),
-        ("scan_torch_checkpoint.pt", "torch-zip"),
+        ("torch_state_dict.pt", "torch-zip", "2 tensors"),
+        ("scan_torch_legacy.pt", "pickle", "2 tensors"),
+        ("scan_torch_checkpoint.pt", "torch-zip", "6 tensors"),
+        ("torch_checkpoint.pt", "torch-zip", "27 tensors"),
     ],
 )
 def test_cs103_and_cs105_pass_real_torch_checkpoints(
-    make_repo: RepoFactory, name: str, fmt: str
+    make_repo: RepoFactory, name: str, fmt: str, tensors: str
 ) -> None:
     content = (Path(__file__).parent / "fixtures" / name).read_bytes()
     root = make_repo(weights_manifest(f"  - path: weights/{name}\n"), {f"weights/{name}": content})
     header = check(root, "CS103", f"weights/{name}")
     assert header.outcome == "passed", header.message
-    assert header.message == f"{fmt}, 0 tensors"
+    # The tensors are counted from the pickle's storages, never by unpickling (issue 13: a
+    # 57-tensor checkpoint was reported as "0 tensors").
+    assert header.message == f"{fmt}, {tensors}"
     safety = check(root, "CS105", f"weights/{name}")
     assert safety.outcome == "passed", safety.message
     assert safety.message == f"pickle-based ({fmt}) with only allow-listed globals"
