@@ -98,6 +98,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="rebuild the isolated environment even when a cached one matches",
     )
     group.addoption(
+        "--corrsource-working-tree",
+        action="store_true",
+        dest="corrsource_working_tree",
+        default=False,
+        help="run the steps on a copy of the whole working tree; by default a git checkout "
+        "is copied as it ships (tracked files plus the weights and data the manifest declares)",
+    )
+    group.addoption(
         "--corrsource-fetch",
         action="store_true",
         dest="corrsource_fetch",

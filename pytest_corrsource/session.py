@@ -53,6 +53,7 @@ class CorrSourceSession:
         options = Options(
             level=settings.level,
             fresh_env=settings.fresh_env,
+            working_tree=settings.working_tree,
             fetch=settings.fetch,
             twice=settings.twice,
             cache_dir=settings.cache_dir,

@@ -45,6 +45,7 @@ class Settings:
     junit_properties: bool
     annotations: str  # "auto" | "on" | "off"
     fresh_env: bool
+    working_tree: bool
     fetch: bool
     twice: bool
     cache_dir: Path | None
@@ -67,6 +68,7 @@ class Settings:
             ),
             annotations=str(config.getoption("corrsource_annotations")),
             fresh_env=bool(config.getoption("corrsource_fresh_env")),
+            working_tree=bool(config.getoption("corrsource_working_tree")),
             fetch=bool(config.getoption("corrsource_fetch")),
             twice=bool(config.getoption("corrsource_twice")),
             cache_dir=Path(cache_dir).resolve() if cache_dir else None,

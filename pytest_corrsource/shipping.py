@@ -14,12 +14,15 @@ command line because checkouts owned by another user are normal here (CI, audito
 from __future__ import annotations
 
 import os
+import posixpath
 import shutil
 import subprocess
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
-__all__ = ["ShippedTree", "shipped_tree"]
+__all__ = ["GitListingError", "ShippedTree", "shipped_tree"]
 
 _MAX_LISTING_BYTES = 64 << 20  # a listing beyond this is not a repository we can verify
 _GIT_TIMEOUT_SECONDS = 60.0
@@ -31,14 +34,37 @@ class ShippedTree:
 
     files: frozenset[str]  # root-relative POSIX paths of tracked files (and submodule dirs)
     left_out: tuple[str, ...]  # untracked or ignored paths present (folders end with "/")
+    declared: frozenset[str] = field(default=frozenset())  # shipped by other channels (LFS, DVC)
+    declared_folders: frozenset[str] = field(default=frozenset())  # e.g. a sharded checkpoint's
+
+    @cached_property
+    def _folders(self) -> frozenset[str]:
+        folders = set()
+        for path in self.files | self.declared:
+            parent = posixpath.dirname(path)
+            while parent and parent not in folders:
+                folders.add(parent)
+                parent = posixpath.dirname(parent)
+        return frozenset(folders)
 
     def ships(self, rel: str) -> bool:
-        """Whether ``rel`` (a file, or a folder holding tracked files) is part of the release."""
+        """Whether ``rel`` (a file, or a folder holding shipped files) is part of the release."""
         rel = rel.strip("/")
-        if rel in self.files:
+        if rel in self.files or rel in self.declared or rel in self._folders:
             return True
-        prefix = rel + "/"
-        return any(path.startswith(prefix) for path in self.files)
+        return rel in self.declared_folders or any(
+            rel.startswith(folder + "/") for folder in self.declared_folders
+        )
+
+    def with_declared(self, paths: Iterable[str], folders: Iterable[str] = ()) -> ShippedTree:
+        """The same, with files (and folders) the manifest declares — weights, shards,
+        checkpoints, local data — shipped whatever git says: DVC and other channels keep them
+        out of git on purpose."""
+        declared = self.declared | {posixpath.normpath(p) for p in paths}
+        whole = self.declared_folders | {posixpath.normpath(f) for f in folders}
+        tree = ShippedTree(self.files, (), frozenset(declared), frozenset(whole))
+        left_out = tuple(p for p in self.left_out if not tree.ships(p))
+        return ShippedTree(self.files, left_out, tree.declared, tree.declared_folders)
 
 
 class GitListingError(RuntimeError):

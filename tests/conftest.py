@@ -81,15 +81,16 @@ def repack_installed_wheel(name: str, wheelhouse: Path) -> Path:
 
 
 def build_local_index(root: Path, names: tuple[str, ...] = LOCAL_INDEX_PACKAGES) -> Path:
-    """A PEP 503 "simple" index on disk serving the repacked wheels of ``names``."""
-    wheelhouse = root / "wheels"
-    wheelhouse.mkdir(parents=True)
+    """A PEP 503 "simple" index on disk serving the repacked wheels of ``names``.
+
+    Self-contained (each wheel beside its project page): install steps run in the sandbox,
+    which shows them the index folder a ``file://`` index URL names, and nothing around it."""
     simple = root / "simple"
     for name in names:
-        wheel = repack_installed_wheel(name, wheelhouse)
         project = simple / name.lower()
         project.mkdir(parents=True)
-        link = f'<a href="../../wheels/{wheel.name}">{wheel.name}</a>'
+        wheel = repack_installed_wheel(name, project)
+        link = f'<a href="{wheel.name}">{wheel.name}</a>'
         (project / "index.html").write_text(f"<!DOCTYPE html><html><body>{link}</body></html>\n")
     (simple / "index.html").write_text(
         "<!DOCTYPE html><html><body>"

@@ -96,8 +96,8 @@ def test_one_missing_weights_file_is_one_failure_and_the_rest_blocked(
     # What does not need the released weights still runs and passes on its own.
     passed = sorted(i for i, o in outcomes.items() if o == "passed")
     assert passed == [
-        "CS201", "CS202", "CS401", "CS501", "CS502", "CS601", "CS602", "CS701", "CS702",
-        "CS703", "CS901", "CS902", "CS903",
+        "CS001", "CS201", "CS202", "CS401", "CS501", "CS502", "CS601", "CS602", "CS701",
+        "CS702", "CS703", "CS901", "CS902", "CS903",
     ]  # fmt: skip
     verdicts = judge_levels(checks.plan, results)
     assert [v.met for v in verdicts] == [False, False, False]

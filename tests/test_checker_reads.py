@@ -139,9 +139,13 @@ def test_a_fifo_as_weights_fails_the_weights_checks(make_repo: RepoFactory) -> N
     root = make_repo(MINIMAL_MANIFEST, {"LICENSE": "MIT\n", "README.md": "# tiny\n"})
     _fifo_in(root, "weights/model.safetensors")
     checks = Checks(root)
-    for check_id in ("CS101", "CS103", "CS104"):
+    present = returns(lambda: checks("CS101", "weights/model.safetensors"))
+    assert present.outcome == "failed", present.message
+    assert "weights/model.safetensors is a FIFO (named pipe), not a regular file" in present.message
+    for check_id in ("CS103", "CS104"):  # never opened: blocked by the root failure
         result = returns(lambda check_id=check_id: checks(check_id, "weights/model.safetensors"))
-        assert result.outcome == "failed", (check_id, result.message)
+        assert result.outcome == "skipped", (check_id, result.message)
+        assert result.message.startswith("blocked by CS101 (weights/model.safetensors is a FIFO")
 
 
 def test_a_fifo_as_model_card_fails_cs903(make_repo: RepoFactory) -> None:

@@ -14,6 +14,7 @@ import struct
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -650,3 +651,34 @@ def test_no_check_reads_tensor_data_as_code(make_repo: RepoFactory) -> None:
     for check_id in ("CS101", "CS102", "CS103", "CS104", "CS105"):
         result = check(root, check_id, "weights/meta.safetensors")
         assert result.outcome == "passed", result.message
+
+
+@pytest.mark.parametrize(
+    ("codec", "compress"),
+    [
+        ("zlib", __import__("zlib").compress),
+        ("gzip", __import__("gzip").compress),
+        ("bz2", __import__("bz2").compress),
+        ("xz", __import__("lzma").compress),
+    ],
+)
+def test_cs105_scans_what_joblib_would_decompress(
+    make_repo: RepoFactory, codec: str, compress: Any
+) -> None:
+    # joblib.load decompresses these and unpickles the result: a payload inside runs there,
+    # though pickle.load, numpy.load and torch.load would refuse the compressed bytes.
+    evil = compress(b"cos\nsystem\n(S'touch /tmp/pwned'\ntR.")
+    benign = compress(pickle.dumps({"coef": [0.5, 1.5]}, protocol=4))
+    root = make_repo(
+        weights_manifest("  - path: weights/evil.joblib\n  - path: weights/benign.joblib\n"),
+        {"weights/evil.joblib": evil, "weights/benign.joblib": benign},
+    )
+    bad = check(root, "CS105", "weights/evil.joblib")
+    assert bad.outcome == "failed"
+    assert (
+        f"weights/evil.joblib ({codec}-compressed pickle) would run code under joblib.load: "
+        "globals outside the allow-list: os.system"
+    ) in bad.message
+    good = check(root, "CS105", "weights/benign.joblib")
+    assert good.outcome == "passed", good.message
+    assert good.message == f"{codec}-compressed pickle with only allow-listed globals"

@@ -309,9 +309,14 @@ def test_training_that_links_the_released_weights_did_not_produce_them(
     checks = Checks(runnable(make_repo, training))
     message = checks("CS602").message
     assert checks("CS602").outcome == "failed"
-    assert f"the training command: {NOT_PRODUCED}: `{{outdir}}/model.safetensors` {reason}" in (
-        message
-    )
+    evidence_rule = f"the training command: {NOT_PRODUCED}: `{{outdir}}/model.safetensors` {reason}"
+    if command.startswith("ln {"):
+        # In the bubblewrap sandbox the scratch copy and {outdir} are separate mounts: the hard
+        # link cannot even be made (the step fails). Without a sandbox the evidence rule
+        # catches it (see the unit tests of evidence.not_produced).
+        assert evidence_rule in message or "Invalid cross-device link" in message, message
+    else:
+        assert evidence_rule in message
     assert checks("CS603").message.startswith("blocked by CS602")
 
 

@@ -35,7 +35,7 @@ def test_the_session_uses_its_own_temporary_caches() -> None:
 
 def test_the_local_index_serves_the_test_venvs_own_wheels() -> None:
     root = Path(os.environ[SESSION_ROOT_VARIABLE])
-    wheels = sorted(p.name for p in (root / "index" / "wheels").iterdir())
+    wheels = sorted(p.name for p in (root / "index" / "simple").glob("*/*.whl"))
     import numpy
     import safetensors
 

@@ -550,3 +550,21 @@ def test_without_bubblewrap_the_plain_run_passes_cs404_with_partial_isolation(
     assert result.message == (
         "ran in a network namespace with no network (unshare: partial isolation)"
     )
+
+
+def test_install_steps_see_a_local_file_index_read_only(tmp_path: Path) -> None:
+    # A wheelhouse or file:// index named in pip's settings is shown to install steps (read
+    # only): the sandbox hides the real temp dir and home, where such folders usually live.
+    from pytest_corrsource.sandbox.process import package_sources
+
+    index = tmp_path / "simple"
+    index.mkdir()
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    env = {
+        "PIP_INDEX_URL": index.as_uri(),
+        "PIP_FIND_LINKS": f"{wheels} https://example.invalid/links",
+        "PIP_EXTRA_INDEX_URL": "https://pypi.example.invalid/simple",
+        "PIP_CONSTRAINT": str(tmp_path / "missing.txt"),
+    }
+    assert package_sources(env) == (index, wheels)

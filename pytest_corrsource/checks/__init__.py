@@ -62,6 +62,9 @@ class Options:
 
     level: str = "corresponding-source"
     fresh_env: bool = False
+    # Copy the whole working tree into scratch copies, not only what git tracks (and the
+    # files the manifest declares): --corrsource-working-tree.
+    working_tree: bool = False
     fetch: bool = False
     twice: bool = False
     cache_dir: Path | None = None  # environments and downloads; None: the default user cache

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
 from pytest_corrsource.manifest import WeightsEntry
+from pytest_corrsource.safe_io import regular_file_problem
 
 
 def _entry(ctx: CheckContext) -> WeightsEntry:
@@ -57,6 +58,9 @@ def check_present(ctx: CheckContext) -> Finding:
 
     entry = _entry(ctx)
     path = ctx.root / entry.path
+    special = regular_file_problem(path)
+    if special is not None:  # a FIFO would block whoever opens it: never "present"
+        raise CheckFailed(f"{entry.path} is {special}, not a regular file")
     if not path.is_file():
         pointer = detect_pointer(path, ctx.root)
         hint = f"; it is tracked by {pointer.kind}: {pointer.fetch_hint}" if pointer else ""
@@ -350,9 +354,60 @@ def _safety_of(ctx: CheckContext, entry: WeightsEntry, path: Path) -> tuple[str,
                 "among pickle.load, numpy.load and torch.load would unpickle it"
             ]
         return f"{fmt}, no pickle anywhere: cannot carry code", []
+    compressed = _compressed_pickle(ctx, entry, path)
+    if compressed is not None:
+        return compressed
     return "no pickle stream at offset 0 and no container holding one", [
         f"{rel}: unknown format ({fmt}); no loader among pickle.load, numpy.load and "
         "torch.load would unpickle it, but other loaders were not considered"
+    ]
+
+
+# joblib.load also reads compressed pickles; what it would unpickle is scanned like any other.
+_MAX_DECOMPRESSED_SCAN = 4 << 30
+
+
+def _compressed_pickle(
+    ctx: CheckContext, entry: WeightsEntry, path: Path
+) -> tuple[str, list[str]] | None:
+    """(summary, warnings) for a joblib-compressed pickle (zlib, gzip, bz2, xz, lzma), None when
+    the file is not one; raises CheckFailed when joblib.load would run code from it."""
+    import tempfile
+
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.pickle_scan import scan_weights_file
+    from pytest_corrsource.formats.pickled_arrays import compression_of
+    from pytest_corrsource.formats.tensors import decompress_joblib
+    from pytest_corrsource.safe_io import read_head
+
+    codec = compression_of(read_head(path, 8))
+    if codec is None:
+        return None
+    rel = _rel(ctx, path)
+    with tempfile.TemporaryDirectory(prefix="corrsource-joblib-") as folder:
+        stream = Path(folder) / "stream.pkl"
+        try:
+            decompress_joblib(path, codec, stream, max_bytes=_MAX_DECOMPRESSED_SCAN)
+        except FormatError:
+            return None  # not a compressed stream after all (a zlib magic is one byte)
+        scan = scan_weights_file(stream, claims_pickle=True)
+    if not scan.pickled:
+        return None
+    problems = [f"globals outside the allow-list: {', '.join(scan.unsafe)}"] if scan.unsafe else []
+    problems += [f"unparsable: {e}" for e in scan.errors]
+    if problems:
+        found = f"{rel} ({codec}-compressed pickle) would run code under joblib.load: " + (
+            "; ".join(problems)
+        )
+        if entry.allow_unsafe:
+            return "allowed by `allow-unsafe: true`", [found]
+        raise CheckFailed(
+            found,
+            fix="convert it to safetensors, which cannot carry code; a reviewed file may be "
+            "accepted with `allow-unsafe: true`",
+        )
+    return f"{codec}-compressed pickle with only allow-listed globals", [
+        f"{rel} is a compressed pickle: convert it to safetensors, which cannot carry code"
     ]
 
 

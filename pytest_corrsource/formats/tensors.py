@@ -338,15 +338,17 @@ def _pickled(path: Path, fmt: str) -> dict[str, TensorEntry]:
 MAX_DECOMPRESSION_RATIO = 1000
 
 
-def decompress_joblib(path: Path, codec: str, out: Path) -> None:
+def decompress_joblib(path: Path, codec: str, out: Path, max_bytes: int | None = None) -> None:
     """Decompress a joblib-compressed file into ``out``, bounded against decompression bombs
-    (at most :data:`MAX_DECOMPRESSION_RATIO` times the input, never more than 1 MiB of output
-    in memory)."""
+    (at most :data:`MAX_DECOMPRESSION_RATIO` times the input, and ``max_bytes`` when given;
+    never more than 1 MiB of output in memory)."""
     import bz2
     import lzma
     import zlib
 
     limit = max(path.stat().st_size, 1 << 20) * MAX_DECOMPRESSION_RATIO
+    if max_bytes is not None:
+        limit = min(limit, max_bytes)
     ratio = MAX_DECOMPRESSION_RATIO
 
     def blocks() -> Any:

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -192,6 +193,23 @@ _PACKAGE_CONFIG = (
     "ALL_PROXY",
     "NO_PROXY",
 )
+
+
+def package_sources(env: Mapping[str, str]) -> tuple[Path, ...]:
+    """Local files and folders the package tools' settings in *env* point at — a ``file://``
+    index or ``--find-links`` wheelhouse, a constraints file, CA certificates — which an install
+    step must see (read-only) inside the sandbox."""
+    found: list[Path] = []
+    for name in _PACKAGE_CONFIG:
+        for word in env.get(name, "").split():
+            if word.startswith("file://"):
+                word = urllib.parse.unquote(urllib.parse.urlsplit(word).path)
+            elif not word.startswith("/"):
+                continue  # a URL of a server, or a host name
+            path = Path(word)
+            if path.exists() and path not in found:
+                found.append(path)
+    return tuple(found)
 
 
 def scrubbed_environment(

@@ -18,6 +18,10 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pytest_corrsource.shipping import ShippedTree
 
 __all__ = [
     "REFLINK_MIN_SIZE",
@@ -136,14 +140,19 @@ def _normalize_relative(rel: str) -> str:
 
 
 def create_scratch_copy(
-    repo_root: Path, dest: Path, *, replace: Mapping[str, Path] | None = None
+    repo_root: Path,
+    dest: Path,
+    *,
+    replace: Mapping[str, Path] | None = None,
+    shipped: ShippedTree | None = None,
 ) -> ScratchCopy:
     """Copy the repository at *repo_root* into *dest* (absent or empty, outside the repository).
 
     Skips :data:`SKIPPED_NAMES`. Symlinks that resolve inside the repository are recreated as
     relative symlinks; symlinks leading outside it (and sockets, FIFOs, devices) are not copied
     and a note says so. *replace* maps repo-relative paths to files copied there instead (for
-    example modified weights); their parent folders are created when needed.
+    example modified weights); their parent folders are created when needed. With *shipped*
+    (a git checkout), only what it ships is copied: what a fresh clone would hold.
     """
     repo_real = os.path.realpath(repo_root)
     if not os.path.isdir(repo_real):
@@ -164,6 +173,8 @@ def create_scratch_copy(
             if entry.name in SKIPPED_NAMES:
                 continue
             rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if shipped is not None and not shipped.ships(rel):
+                continue  # untracked or ignored: not part of the release
             target = dest_root / rel
             if entry.is_symlink():
                 _copy_symlink(entry.path, rel, repo_real, dest_root, notes)

@@ -12,6 +12,7 @@ snapshotted around each step, ``.git/`` and caches included, as defence in depth
 from __future__ import annotations
 
 import atexit
+import posixpath
 import re
 import shutil
 import tempfile
@@ -55,11 +56,13 @@ from pytest_corrsource.sandbox.process import (
     CommandResult,
     Confinement,
     IsolationUnavailable,
+    package_sources,
     redact,
     run_command,
     scrubbed_environment,
 )
 from pytest_corrsource.sandbox.scratch import TreeSnapshot, create_scratch_copy, diff
+from pytest_corrsource.shipping import GitListingError, ShippedTree, shipped_tree
 
 # Nothing of the user's checkout is skipped: `.git/hooks` and `__pycache__/*.pyc` are where
 # code left behind would run later. (pytest writes its own caches at collection and at the
@@ -252,7 +255,9 @@ def run_in_scratch(
     base = scratch_base(ctx.state, ctx.options)
     work = new_dir(base, step.label)
     if repo is None:
-        repo = create_scratch_copy(manifest.root, work / "repo", replace=replace or {}).root
+        repo = create_scratch_copy(
+            manifest.root, work / "repo", replace=replace or {}, shipped=shipped_files(ctx)
+        ).root
     outdir = work / "out"
     home = work / "home"
     tmp = work / "tmp"
@@ -276,7 +281,8 @@ def run_in_scratch(
     limits = step_limits(manifest)
     environment = (env_root,)
     mounts = Mounts(
-        read_only=python_installations(python) + (() if building_environment else environment),
+        read_only=python_installations(python)
+        + (package_sources(env) if building_environment else environment),
         writable=(work, repo) + (environment if building_environment else ()),
     )
     confinement = Confinement(sandbox_backend(ctx), mounts, limits)
@@ -328,6 +334,53 @@ def environment_warnings(ctx: CheckContext) -> list[str]:
     return ctx.state.notes("environment")
 
 
+def shipped_files(ctx: CheckContext) -> ShippedTree | None:
+    """What the repository ships (git-tracked files plus the files the manifest declares), or
+    None to copy the whole working tree (not a git checkout, or --corrsource-working-tree)."""
+    if ctx.options.working_tree:
+        return None
+    manifest = ctx.manifest
+
+    def compute() -> ShippedTree | None:
+        try:
+            tree = shipped_tree(manifest.root)
+        except GitListingError as exc:
+            raise CheckFailed(
+                f"what the repository ships cannot be listed: {exc}",
+                fix="check the git checkout, or verify the working tree as it is with "
+                "--corrsource-working-tree",
+            ) from None
+        if tree is None:
+            return None
+        files: list[str] = []
+        folders: list[str] = []
+        for entry in (*manifest.weights, *manifest.checkpoints):
+            files.append(entry.path)
+            parent = posixpath.dirname(entry.path)
+            files += [posixpath.join(parent, name) for name in entry.shards]
+            if entry.path.endswith(".index.json") and not entry.shards:
+                folders.append(parent or ".")  # shards named only inside the index
+        if manifest.data is not None:
+            files += [source.path for source in manifest.data.sources if source.path]
+        return tree.with_declared(files, [f for f in folders if f != "."])
+
+    shipped: ShippedTree | None = ctx.state.once(f"shipped:{manifest.path}", compute)
+    return shipped
+
+
+def left_out_note(ctx: CheckContext) -> str | None:
+    """A warning naming what the scratch copies left out (untracked or ignored), if anything."""
+    shipped = shipped_files(ctx)
+    if shipped is None or not shipped.left_out:
+        return None
+    shown = ", ".join(shipped.left_out[:10])
+    more = f" and {len(shipped.left_out) - 10} more" if len(shipped.left_out) > 10 else ""
+    return (
+        f"the steps ran on what git tracks (and the declared weights and data); left out as "
+        f"untracked or ignored: {shown}{more} (--corrsource-working-tree copies everything)"
+    )
+
+
 def run_step(ctx: CheckContext, step: Step) -> StepRun:
     """Run one step in a fresh scratch copy inside the isolated environment."""
     env = get_environment(ctx)
@@ -362,7 +415,10 @@ def run_pipeline(
         env = get_environment(ctx)
         base = scratch_base(ctx.state, ctx.options)
         repo = create_scratch_copy(
-            manifest.root, new_dir(base, f"pipeline-{variant}") / "repo", replace=replace or {}
+            manifest.root,
+            new_dir(base, f"pipeline-{variant}") / "repo",
+            replace=replace or {},
+            shipped=shipped_files(ctx),
         ).root
         steps: list[StepRun] = []
         todo = [
