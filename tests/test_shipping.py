@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from conftest import RepoFactory
 
 from pytest_corrsource.shipping import shipped_tree
 
@@ -73,3 +74,61 @@ def test_a_hostile_git_config_runs_nothing(repo: Path, tmp_path: Path) -> None:
     assert tree is not None
     assert "sample.py" in tree.files
     assert not canary.exists()
+
+
+def _cs402(root: Path, *, working_tree: bool = False) -> object:
+    from pytest_corrsource.checks import CheckContext, Options, RunState
+    from pytest_corrsource.hashing import DigestCache
+    from pytest_corrsource.manifest import load_manifest
+    from pytest_corrsource.plan import build_plan
+    from pytest_corrsource.results import execute
+
+    manifest = load_manifest(root / "corresponding-source.yaml")
+    state, options = RunState(), Options(working_tree=working_tree)
+    result = None
+    for planned in build_plan(manifest):  # CS402 after its prerequisites, as a session runs
+        ctx = CheckContext(
+            manifest, planned.spec.id, planned.subject, options, DigestCache(), state
+        )
+        result = execute(planned, ctx, "corresponding-source")
+        if planned.spec.id == "CS402":
+            return result
+    raise AssertionError("no CS402 planned")
+
+
+def test_an_ignored_file_the_run_needs_fails_as_on_a_fresh_clone(make_repo: RepoFactory) -> None:
+    # nanoGPT's gitignored meta.pkl made the run pass in the checkout and fail on a clone.
+    from conftest import RUN_SCRIPT, RUNNABLE_FILES, RUNNABLE_MANIFEST
+
+    needs_meta = "open('data/meta.txt').read()\n" + RUN_SCRIPT
+    root = make_repo(RUNNABLE_MANIFEST, {**RUNNABLE_FILES, "run.py": needs_meta})
+    (root / "data").mkdir()
+    (root / "data" / "meta.txt").write_text("vocabulary\n")
+    (root / ".gitignore").write_text("data/meta.txt\n")
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "release")
+    assert "data/meta.txt" not in shipped_tree(root).files  # type: ignore[union-attr]
+
+    shipped = _cs402(root)
+    assert shipped.outcome == "failed"  # type: ignore[attr-defined]
+    message = shipped.message  # type: ignore[attr-defined]
+    assert "No such file or directory: 'data/meta.txt'" in message
+    # the fix says what the copy lacked (an ignored folder is named as a folder)
+    assert "left out as untracked or ignored: data/ (--corrsource-working-tree copies" in message
+
+    as_is = _cs402(root, working_tree=True)
+    assert as_is.outcome == "passed", as_is.message  # type: ignore[attr-defined]
+
+
+def test_declared_weights_ship_even_when_git_ignores_them(make_repo: RepoFactory) -> None:
+    # DVC (and other channels) keep weights out of git on purpose: declared, they ship.
+    from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST
+
+    root = make_repo(RUNNABLE_MANIFEST, RUNNABLE_FILES)
+    (root / ".gitignore").write_text("weights/\n")
+    git(root, "init", "-q")
+    git(root, "add", ".")
+    git(root, "commit", "-qm", "release")
+    result = _cs402(root)
+    assert result.outcome == "passed", result.message  # type: ignore[attr-defined]
