@@ -126,7 +126,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "check":
         import pytest
 
-        return int(pytest.main(["--corresponding-source", args.path, *rest]))
+        # The manifest file itself is the argument: the repository's own tests are not
+        # collected, so one that fails to import cannot stop the checks (llama2.c's test_all.py).
+        from pytest_corrsource.manifest import MANIFEST_NAME
+
+        target = Path(args.path)
+        if (target / MANIFEST_NAME).is_file():
+            target = target / MANIFEST_NAME
+        return int(pytest.main(["--corresponding-source", str(target), *rest]))
     from pytest_corrsource.init import run_init
 
     return run_init(args.path, force=args.force, stdout=args.stdout)

@@ -76,6 +76,12 @@ def test_check_is_pytest_with_the_flag(make_repo: RepoFactory, tmp_path: Path) -
                              timeout=120)  # fmt: skip
     assert failing.returncode == 1
     assert "the manifest declares no `run`" in failing.stdout
+    # The repository's own tests are not collected: one that cannot import stops nothing.
+    (root / "test_all.py").write_text("import requests_not_installed_here\n")
+    again = subprocess.run([*base, "--corrsource-level", "open-weights", "-q"], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.returncode == 0, again.stdout
+    assert "verdict: level open-weights met" in again.stdout
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
