@@ -90,16 +90,6 @@ class RunState:
         self._values: dict[str, Any] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._notes: dict[str, set[str]] = {}
-
-    def note(self, kind: str, text: str) -> None:
-        """Remember a remark of a kind (e.g. why a variable was kept from the steps)."""
-        with self._guard:
-            self._notes.setdefault(kind, set()).add(text)
-
-    def notes(self, kind: str) -> list[str]:
-        with self._guard:
-            return sorted(self._notes.get(kind, ()))
 
     def once(self, key: str, compute: Callable[[], Any]) -> Any:
         with self._guard:

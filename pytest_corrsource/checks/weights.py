@@ -131,13 +131,26 @@ def _claim(entry: WeightsEntry, path: Path) -> tuple[tuple[str, ...], str]:
     return (), ""
 
 
+def _is_joblib(path: Path) -> bool:
+    """Whether the file parses to its end as joblib writes it: a pickle whose arrays' bytes sit
+    inline after each ``NumpyArrayWrapper`` (which plain pickle parsing stops at)."""
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.pickled_arrays import read_pickled_arrays
+
+    try:
+        arrays = read_pickled_arrays(path)
+    except (FormatError, OSError):
+        return False
+    return bool(arrays)
+
+
 def _validate_pickle(path: Path, fmt: str) -> None:
     """A pickle-based file must parse as the loaders read it (never unpickled here)."""
     from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.pickle_scan import scan_weights_file
 
     scan = scan_weights_file(path, claims_pickle=True)
-    if scan.errors:
+    if scan.errors and not _is_joblib(path):
         raise FormatError(f"{'; '.join(scan.errors)}.")
     if fmt == "torch-zip" and not any(m.lower().endswith(".pkl") for m in scan.members):
         raise FormatError("the archive holds no pickle member (`data.pkl`).")

@@ -270,12 +270,7 @@ def run_in_scratch(
         raise CheckFailed(f"{step.label}: the command cannot be expanded: {exc}") from None
     if not argv:
         raise CheckFailed(f"{step.label}: the command is empty")
-    dropped: list[str] = []
-    env = scrubbed_environment(
-        path_prefix=[bin_dir], home=home, tmpdir=tmp, extra=manifest.env, warnings=dropped
-    )
-    for warning in dropped:  # the same for every step: said once, by CS202
-        ctx.state.note("environment", warning)
+    env = scrubbed_environment(path_prefix=[bin_dir], home=home, tmpdir=tmp, extra=manifest.env)
     env_root = bin_dir.parent
     env["VIRTUAL_ENV"] = str(env_root)
     limits = step_limits(manifest)
@@ -329,9 +324,14 @@ def _resolve_outputs(step: Step, values: PlaceholderValues, repo: Path) -> dict[
 
 
 def environment_warnings(ctx: CheckContext) -> list[str]:
-    """Why variables of the checker's environment were kept from the steps (a credential in an
-    allowed variable), as recorded by the steps run so far in this process."""
-    return ctx.state.notes("environment")
+    """Why variables of the checker's environment are kept from every step (a credential in an
+    allowed variable): the same for all steps, so CS202 says it once, built or reused."""
+    dropped: list[str] = []
+    scratch = Path(tempfile.gettempdir())
+    scrubbed_environment(
+        path_prefix=[], home=scratch, tmpdir=scratch, extra=ctx.manifest.env, warnings=dropped
+    )
+    return dropped
 
 
 def shipped_files(ctx: CheckContext) -> ShippedTree | None:
