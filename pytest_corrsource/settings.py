@@ -84,25 +84,31 @@ class Settings:
         )
 
 
-def resolve_level(config: pytest.Config) -> str:
-    """Command line > environment (CORRSOURCE_LEVEL) > ini > default; a bad value names its
-    source."""
-    cli = config.getoption("corrsource_level")
+def _choice(
+    config: pytest.Config, option: str, env: str, what: str, choices: tuple[str, ...], default: str
+) -> str:
+    """Command line > environment variable ``env`` > ini key ``option`` > ``default``; a value
+    outside ``choices`` is a usage error naming where it came from (argparse checks the CLI)."""
+    cli = config.getoption(option, None)
     if cli:
-        return str(cli)  # argparse already checked the choices
+        return str(cli)
     for source, value in (
-        (f"environment variable {LEVEL_ENV}", os.environ.get(LEVEL_ENV)),
-        ("ini option corrsource_level", str(config.getini("corrsource_level") or "")),
+        (f"environment variable {env}", os.environ.get(env)),
+        (f"ini option {option}", str(config.getini(option) or "")),
     ):
         if value:
             value = value.strip()
-            if value not in LEVELS:
-                choices = ", ".join(LEVELS)
+            if value not in choices:
                 raise pytest.UsageError(
-                    f"{source}: unknown level `{value}` (choose from {choices})"
+                    f"{source}: unknown {what} `{value}` (choose from {', '.join(choices)})"
                 )
             return value
-    return DEFAULT_LEVEL
+    return default
+
+
+def resolve_level(config: pytest.Config) -> str:
+    """Command line > environment (CORRSOURCE_LEVEL) > ini > default."""
+    return _choice(config, "corrsource_level", LEVEL_ENV, "level", LEVELS, DEFAULT_LEVEL)
 
 
 def resolve_sandbox(config: pytest.Config) -> str:
@@ -113,24 +119,7 @@ def resolve_sandbox(config: pytest.Config) -> str:
     """
     from pytest_corrsource.sandbox.backends import MODES, SandboxUnavailable, select_backend
 
-    mode = "auto"
-    cli = config.getoption("corrsource_sandbox", None)
-    if cli:
-        mode = str(cli)
-    else:
-        for source, value in (
-            ("environment variable CORRSOURCE_SANDBOX", os.environ.get("CORRSOURCE_SANDBOX")),
-            ("ini option corrsource_sandbox", str(config.getini("corrsource_sandbox") or "")),
-        ):
-            if value:
-                value = value.strip()
-                if value not in MODES:
-                    choices = ", ".join(MODES)
-                    raise pytest.UsageError(
-                        f"{source}: unknown sandbox `{value}` (choose from {choices})"
-                    )
-                mode = value
-                break
+    mode = _choice(config, "corrsource_sandbox", "CORRSOURCE_SANDBOX", "sandbox", MODES, "auto")
     if mode == "bwrap":
         try:
             select_backend(mode)
