@@ -448,7 +448,8 @@ def test_levels_decide_what_must_pass(repo: RepoBuilder, run: Runner) -> None:
     assert weights_only.parseoutcomes().get("failed", 0) == 0
     weights_only.stdout.fnmatch_lines(
         [
-            f"XFAIL {esc(MANIFEST)}::run::files - not required at level `open-weights` "
+            # pytest 8.0.0 alone writes "- reason: …" in the short summary: `*` covers both.
+            f"XFAIL {esc(MANIFEST)}::run::files - *not required at level `open-weights` "
             "(required from level `corresponding-source`)*",
         ],
         consecutive=False,
@@ -485,7 +486,7 @@ def test_weights_only_manifest_at_default_level_lacks_run(repo: RepoBuilder, run
     )
     # Beyond the level: the model card is informational, reported as xfail.
     result.stdout.fnmatch_lines(
-        [f"XFAIL {esc(MANIFEST)}::docs::model-card - not required at level*"], consecutive=False
+        [f"XFAIL {esc(MANIFEST)}::docs::model-card - *not required at level*"], consecutive=False
     )
     assert_clean(result)
 
