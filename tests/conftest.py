@@ -35,7 +35,7 @@ from safetensors.numpy import save_file
 #: Set by the controller to its session folder; xdist workers and subprocess runs inherit it.
 SESSION_ROOT_VARIABLE = "CORRSOURCE_TEST_SESSION_ROOT"
 #: What the test environments may install: the test venv's own copies, repacked as wheels.
-LOCAL_INDEX_PACKAGES = ("numpy", "safetensors")
+LOCAL_INDEX_PACKAGES = ("numpy", "safetensors", "setuptools")  # setuptools: `pip install .`
 #: Every command a check starts carries this variable (pytest_corrsource's runner,
 #: ``STEP_MARKER_VARIABLE``); hard-coded so this conftest does not depend on where it lives.
 STEP_MARKER_VARIABLE = "PYTEST_CORRSOURCE_STEP"

@@ -87,6 +87,9 @@ class EnvironmentSpec:
     commands: tuple[str, ...] = ()
     files: tuple[Path, ...] = ()
     env: tuple[tuple[str, str], ...] = ()
+    # sha256 of the repository's own source when the install commands install the repository
+    # itself (`pip install .`, `-e .`): its code is then part of what the environment holds.
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -275,6 +278,7 @@ def _key_document(spec: EnvironmentSpec, info: InterpreterInfo) -> dict[str, Any
         "files": [list(e) for e in file_entries],
         # Variables behave like a mapping: sorted by name, last value wins.
         "env": sorted(dict(spec.env).items()),
+        "source": spec.source,
     }
 
 

@@ -12,8 +12,10 @@ snapshotted around each step, ``.git/`` and caches included, as defence in depth
 from __future__ import annotations
 
 import atexit
+import hashlib
 import posixpath
 import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Mapping
@@ -28,6 +30,7 @@ from pytest_corrsource.checks import (
     Options,
     RunState,
 )
+from pytest_corrsource.hashing import sha256_file
 from pytest_corrsource.manifest import Manifest
 from pytest_corrsource.sandbox.backends import (
     Backend,
@@ -163,15 +166,68 @@ def new_dir(base: Path, name: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=re.sub(r"[^A-Za-z0-9]+", "-", name) + "-", dir=base))
 
 
-def environment_spec(manifest: Manifest) -> EnvironmentSpec:
+_INSTALLERS = ("pip", "pip3", "uv")
+
+
+def installs_repository(command: str, root: Path) -> bool:
+    """Whether an install command installs the repository's own code: ``pip install .``,
+    ``pip install -e .``, ``uv pip install ./pkg``, ``python setup.py install|develop``."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    if "setup.py" in (Path(w).name for w in words) and {"install", "develop"} & set(words):
+        return True
+    if "install" not in words or not any(Path(w).name in _INSTALLERS for w in words):
+        return False
+    targets = words[words.index("install") + 1 :]
+    for i, word in enumerate(targets):
+        if word.startswith("-") and word not in ("-e", "--editable"):
+            continue
+        if i and targets[i - 1] in ("-r", "--requirement", "-c", "--constraint"):
+            continue
+        local = word.removeprefix("{repo}").lstrip("/") or "."
+        if word.startswith(("{repo}", ".", "/")) or (root / local).is_dir():
+            candidate = (root / local).resolve() if not word.startswith("/") else Path(word)
+            if candidate == root.resolve() or root.resolve() in candidate.parents:
+                return True
+    return False
+
+
+def source_digest(ctx: CheckContext) -> str:
+    """sha256 over the names and contents of the repository files that ship (see
+    :func:`shipped_files`), declared weights, checkpoints and data excluded: the code an
+    install of the repository itself puts into the environment."""
+    manifest = ctx.manifest
+    shipped = shipped_files(ctx)
+    heavy = {posixpath.normpath(e.path) for e in (*manifest.weights, *manifest.checkpoints)}
+    if manifest.data is not None:
+        heavy |= {posixpath.normpath(s.path) for s in manifest.data.sources if s.path}
+    digest = hashlib.sha256()
+    root = manifest.root
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if rel.split("/", 1)[0] in (".git",) or rel in heavy or path.is_symlink():
+            continue
+        if not path.is_file() or (shipped is not None and not shipped.ships(rel)):
+            continue
+        digest.update(rel.encode("utf-8", "surrogateescape") + b"\0")
+        digest.update(sha256_file(path).encode() + b"\0")
+    return digest.hexdigest()
+
+
+def environment_spec(ctx: CheckContext) -> EnvironmentSpec:
+    manifest = ctx.manifest
     install = manifest.install
     if install is None:
         return EnvironmentSpec(env=tuple(sorted(manifest.env.items())))
+    own_code = any(installs_repository(c, manifest.root) for c in install.commands)
     return EnvironmentSpec(
         python=install.python,
         commands=install.commands,
         files=tuple(manifest.root / r.path for r in install.requirements),
         env=tuple(sorted(manifest.env.items())),
+        source=source_digest(ctx) if own_code else None,
     )
 
 
@@ -182,7 +238,7 @@ def get_environment(ctx: CheckContext) -> Environment:
     the install commands fail.
     """
     manifest = ctx.manifest
-    spec = environment_spec(manifest)
+    spec = environment_spec(ctx)
 
     def build() -> Environment:
         if find_interpreter(spec.python) is None:
@@ -194,12 +250,22 @@ def get_environment(ctx: CheckContext) -> Environment:
 
         def run_install(python: Path) -> InstallOutcome:
             logs = []
+            source = None
+            if spec.source is not None:
+                # The repository installs itself: its copy lives inside the environment, so an
+                # editable install (`pip install -e .`) still points at it in every later step
+                # and session, read-only like the rest of the environment; the key holds the
+                # digest of that code, so a change to it builds a new environment.
+                source = create_scratch_copy(
+                    manifest.root, python.parent.parent / "src", shipped=shipped_files(ctx)
+                ).root
             for command in spec.commands:
                 run = run_in_scratch(
                     ctx,
                     Step("install", command, timeout),
                     python=python,
                     bin_dir=python.parent,
+                    repo=source,
                     building_environment=True,
                 )
                 logs.append(f"$ {command}\n{run.result.describe(max_lines=40)}")
