@@ -28,14 +28,11 @@ class CheckFailure(Exception):
         self.result = result
 
 
-def _session(config: pytest.Config) -> Any:
-    from pytest_corrsource.plugin import SESSION_PLUGIN_NAME
-
-    return config.pluginmanager.get_plugin(SESSION_PLUGIN_NAME)
-
-
 class ManifestFile(pytest.File):
     manifest: Manifest
+    # The enabled plugin object (session.CorrSourceSession) that collected this file: it holds
+    # the options, digests and run state the checks share. Set by that object, not imported.
+    corrsource: Any = None
 
     def collect(self) -> Iterator[pytest.Collector]:
         try:
@@ -86,7 +83,9 @@ class CheckItem(pytest.Item):
         return parent.manifest
 
     def runtest(self) -> None:
-        session = _session(self.config)
+        parent = self.parent.parent if self.parent else None
+        assert isinstance(parent, ManifestFile)
+        session = parent.corrsource
         ctx = CheckContext(
             manifest=self.manifest,
             check_id=self.planned.spec.id,

@@ -37,11 +37,10 @@ class Corrsource:
         )
 
 
-def corrsource_for(config: pytest.Config) -> Corrsource:
-    from pytest_corrsource.plugin import SESSION_PLUGIN_NAME
+def corrsource_for(config: pytest.Config, session: Any) -> Corrsource:
+    """``session``: the enabled plugin object, or None without ``--corresponding-source``."""
     from pytest_corrsource.settings import resolve_level, resolve_manifests
 
-    session: Any = config.pluginmanager.get_plugin(SESSION_PLUGIN_NAME)
     if session is not None:
         path, options, state = session.manifests[0], session.options, session.state
     else:
@@ -258,9 +257,9 @@ def regenerated_weights_for(cs: Corrsource) -> Path:
     return path
 
 
-def apply_training_markers(item: pytest.Item) -> None:
+def apply_training_markers(item: pytest.Item, session: Any) -> None:
     """Skip (or, when the level requires them, fail) tests whose training parts are missing."""
-    cs = corrsource_for(item.config)
+    cs = corrsource_for(item.config, session)
     required = cs.options.level == "open-source-ai"
     training = cs.manifest.training
     data = cs.manifest.data

@@ -1065,40 +1065,17 @@ _RAW_KINDS = {
     "float64": _Kind("float", np.dtype("<f8")),
     "bfloat16": _Kind("bf16"),
 }
-_RAW_SIZES = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 2}
-
-
-def raw_ranges(path: Path, layout: RawLayout) -> list[tuple[str, int, int, str]]:
-    """(name, offset, length, dtype) of each declared range, checked against the file: inside
-    it, a whole number of elements, no overlap. Names are ``range0``, ``range1`` …"""
-    size = path.stat().st_size
-    out: list[tuple[str, int, int, str]] = []
-    for index, declared in enumerate(layout.ranges):
-        length = size - declared.offset if declared.length is None else declared.length
-        name = f"range{index}"
-        if declared.offset > size or length < 0 or declared.offset + length > size:
-            raise PerturbUnsupported(
-                f"layout: {name} (bytes {declared.offset}..{declared.offset + length}) lies "
-                f"outside {path.name} ({size} bytes)",
-                format="raw",
-            )
-        if length % _RAW_SIZES[declared.dtype]:
-            raise PerturbUnsupported(
-                f"layout: {name} is {length} bytes, not a whole number of {declared.dtype}",
-                format="raw",
-            )
-        out.append((name, declared.offset, length, declared.dtype))
-    for (a, a_off, a_len, _), (b, b_off, _, _) in itertools.pairwise(
-        sorted(out, key=lambda r: r[1])
-    ):
-        if b_off < a_off + a_len:
-            raise PerturbUnsupported(f"layout: {a} and {b} overlap", format="raw")
-    return out
 
 
 def _perturb_raw(src: Path, dst: Path, seed: int, layout: RawLayout) -> PerturbResult:
     """The manifest says which bytes are floats (``weights[].layout``): change exactly those."""
-    ranges = raw_ranges(src, layout)
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.tensors import RAW_ITEMSIZE, raw_ranges
+
+    try:
+        ranges = raw_ranges(src, layout)
+    except FormatError as exc:
+        raise PerturbUnsupported(str(exc), format="raw") from None
     regions = [
         _Region(offset, length, _RAW_KINDS[dtype], name)
         for name, offset, length, dtype in ranges
@@ -1107,7 +1084,7 @@ def _perturb_raw(src: Path, dst: Path, seed: int, layout: RawLayout) -> PerturbR
     _rewrite_regions(src, dst, regions, seed)
     if dst.stat().st_size != src.stat().st_size:  # pragma: no cover - _rewrite_regions keeps it
         raise PerturbUnsupported(f"raw: {src.name}: the copy changed size", format="raw")
-    total = sum(length // _RAW_SIZES[dtype] for _, _, length, dtype in ranges)
+    total = sum(length // RAW_ITEMSIZE[dtype] for _, _, length, dtype in ranges)
     return PerturbResult(
         "raw",
         tuple(sorted(r.name for r in regions)),

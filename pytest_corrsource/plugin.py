@@ -208,7 +208,8 @@ def corrsource(request: pytest.FixtureRequest) -> Any:
     """The parsed manifest and repository root (a ``pytest_corrsource.fixtures.Corrsource``)."""
     from pytest_corrsource import fixtures
 
-    return fixtures.corrsource_for(request.config)
+    session = request.config.pluginmanager.get_plugin(SESSION_PLUGIN_NAME)
+    return fixtures.corrsource_for(request.config, session)
 
 
 @pytest.fixture
@@ -258,4 +259,5 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("training_code") or item.get_closest_marker("training_data"):
         from pytest_corrsource import fixtures
 
-        fixtures.apply_training_markers(item)
+        session = item.config.pluginmanager.get_plugin(SESSION_PLUGIN_NAME)
+        fixtures.apply_training_markers(item, session)

@@ -85,7 +85,9 @@ class CorrSourceSession:
         if file_path.resolve() in self.manifests:
             from pytest_corrsource.collect import ManifestFile
 
-            return ManifestFile.from_parent(parent, path=file_path)
+            node: ManifestFile = ManifestFile.from_parent(parent, path=file_path)
+            node.corrsource = self
+            return node
         return None
 
     def pytest_collectreport(self, report: pytest.CollectReport) -> None:

@@ -14,6 +14,7 @@ says it is a limit of this reader ("cannot read tensors of format X"), not a fau
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import struct
@@ -284,13 +285,37 @@ def _torch_zip(path: Path, legacy: bool = False) -> dict[str, TensorEntry]:
 _RAW_NAMES = {"float32": "F32", "float16": "F16", "float64": "F64", "bfloat16": "BF16"}
 
 
-def _raw(path: Path, layout: Any) -> dict[str, TensorEntry]:
-    from pytest_corrsource.perturb import PerturbUnsupported, raw_ranges
+RAW_ITEMSIZE = {"float32": 4, "float16": 2, "float64": 8, "bfloat16": 2}
 
-    try:
-        ranges = raw_ranges(path, layout)
-    except PerturbUnsupported as exc:
-        raise FormatError(str(exc)) from None
+
+def raw_ranges(path: Path, layout: Any) -> list[tuple[str, int, int, str]]:
+    """(name, offset, length, dtype) of each declared range, checked against the file: inside
+    it, a whole number of elements, no overlap. Names are ``range0``, ``range1`` …"""
+    size = path.stat().st_size
+    out: list[tuple[str, int, int, str]] = []
+    for index, declared in enumerate(layout.ranges):
+        length = size - declared.offset if declared.length is None else declared.length
+        name = f"range{index}"
+        if declared.offset > size or length < 0 or declared.offset + length > size:
+            raise FormatError(
+                f"layout: {name} (bytes {declared.offset}..{declared.offset + length}) lies "
+                f"outside {path.name} ({size} bytes)",
+            )
+        if length % RAW_ITEMSIZE[declared.dtype]:
+            raise FormatError(
+                f"layout: {name} is {length} bytes, not a whole number of {declared.dtype}",
+            )
+        out.append((name, declared.offset, length, declared.dtype))
+    for (a, a_off, a_len, _), (b, b_off, _, _) in itertools.pairwise(
+        sorted(out, key=lambda r: r[1])
+    ):
+        if b_off < a_off + a_len:
+            raise FormatError(f"layout: {a} and {b} overlap")
+    return out
+
+
+def _raw(path: Path, layout: Any) -> dict[str, TensorEntry]:
+    ranges = raw_ranges(path, layout)
     entries = {}
     for name, offset, length, dtype in ranges:
         size = np.dtype(_RAW_DTYPES[_RAW_NAMES[dtype]]).itemsize
