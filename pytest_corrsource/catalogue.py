@@ -11,14 +11,6 @@ from dataclasses import dataclass
 LEVELS: tuple[str, ...] = ("open-weights", "corresponding-source", "open-source-ai")
 DEFAULT_LEVEL = "corresponding-source"
 
-# Which clause a level stands on, quoted in summaries.
-LEVEL_REFERENCES: dict[str, str] = {
-    "open-weights": "the weights themselves: present, valid, as declared, safe and licensed",
-    "corresponding-source": "GPLv3 §1 (Corresponding Source) and §6 (Installation Information); "
-    "FSF freedom 1 (no tivoization); Open Source Definition §2 (preferred form)",
-    "open-source-ai": "OSI Open Source AI Definition 1.0 (Data Information, Code, Parameters)",
-}
-
 
 def level_rank(level: str | None) -> int:
     """Order of levels; None (required by no level) sorts after all of them."""
@@ -330,10 +322,6 @@ COMPONENTS: tuple[tuple[str, str | None], ...] = (
     ("checkpoints", None),
     ("docs", None),
 )
-
-
-def explain_link(check_id: str) -> str:
-    return f"run `corrsource explain {check_id}` for details"
 
 
 def markdown_table() -> str:

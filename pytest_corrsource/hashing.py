@@ -4,7 +4,8 @@ Stage: below the checks; standard library only. Imported by the checks that need
 never at pytest start-up.
 
 Why SHA-256: it is the interoperable choice (Git LFS oids, OpenSSF model signing, the Hub),
-and with SHA-NI it is faster than BLAKE2b (docs/reference: ~1.2 GB/s through hashlib here).
+and with SHA-NI it is faster than BLAKE2b (benchmarks/bench_hashing.py: ~1.8 GB/s through
+hashlib on the development machine).
 
 The cache makes a warm re-run cheap: a digest is reused while the file's (size, mtime_ns,
 inode) are unchanged, the same trust model as ``git status`` and ``make``. Content rewritten
@@ -42,8 +43,9 @@ __all__ = [
 #: Bump the version if the JSON shape or the identity rule changes: old caches are then ignored.
 CACHE_KEY = "corrsource/v1/sha256"
 
-# Read size for the Python 3.10 fallback. 1 MiB into a preallocated buffer measured ~1.18 GB/s,
-# the same as hashlib.file_digest; larger buffers do not help (hashing, not I/O, is the limit).
+# Read size for the Python 3.10 fallback. 1 MiB into a preallocated buffer runs as fast as
+# hashlib.file_digest (see the README's benchmark table); larger buffers do not help
+# (hashing, not I/O, is the limit).
 _BUFSIZE = 1 << 20
 
 # A digest is only cached if the file's mtime is at least this much older than the moment we

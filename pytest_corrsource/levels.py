@@ -113,11 +113,6 @@ MOF_CLASSES: dict[str, tuple[str, ...]] = {
         "Model parameters (Intermediate)",
     ),
 }
-MOF_LABELS = {
-    "I": "Class I - Open Science Model",
-    "II": "Class II - Open Tooling Model",
-    "III": "Class III - Open Model",
-}
 # The licence kind that governs each component.
 MOF_KIND = {
     "Model architecture": "code",

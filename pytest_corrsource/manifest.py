@@ -118,6 +118,12 @@ class Expect:
     files: tuple[str, ...] = ()
 
 
+#: The one default for every step's ``timeout:`` (seconds), and for ``install.timeout``, which
+#: builds a whole environment. The JSON schema, docs/manifest.md and the README quote these.
+DEFAULT_TIMEOUT = 600.0
+INSTALL_TIMEOUT = 1800.0
+
+
 @dataclass(frozen=True)
 class Step:
     """A command with declared outputs: a generate step, `modify`, data preprocessing."""
@@ -125,7 +131,7 @@ class Step:
     command: str
     line: int
     produces: tuple[str, ...] = ()
-    timeout: float = 600.0
+    timeout: float = DEFAULT_TIMEOUT
     code: tuple[PathRef, ...] = ()
     network: bool = True  # `network: false`: run with the network cut
 
@@ -136,14 +142,14 @@ class Install:
     requirements: tuple[PathRef, ...] = ()
     commands: tuple[str, ...] = ()
     python: str | None = None
-    timeout: float = 1800.0
+    timeout: float = INSTALL_TIMEOUT
 
 
 @dataclass(frozen=True)
 class Run:
     command: str
     line: int
-    timeout: float = 600.0
+    timeout: float = DEFAULT_TIMEOUT
     deterministic: bool = True
     expect: Expect = Expect()
     network: bool = True
@@ -157,7 +163,7 @@ class Training:
     produces: str | None = None
     reproduce: str = "schema"
     tolerance: float = 0.0
-    timeout: float = 600.0
+    timeout: float = DEFAULT_TIMEOUT
     network: bool = True
 
 
@@ -186,7 +192,7 @@ class Evaluation:
     code: tuple[PathRef, ...] = ()
     data: tuple[PathRef, ...] = ()
     command: str | None = None
-    timeout: float = 600.0
+    timeout: float = DEFAULT_TIMEOUT
     expect: Expect = Expect()
     network: bool = True
 
@@ -434,7 +440,7 @@ class _Builder:
             )
         return tuple(entries)
 
-    def step(self, loc: Located, keypath: str, default_timeout: float = 600.0) -> Step:
+    def step(self, loc: Located, keypath: str, default_timeout: float = DEFAULT_TIMEOUT) -> Step:
         return Step(
             command=_req(loc, "command"),
             line=loc.line,
@@ -498,19 +504,19 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             requirements=b.refs(inst.get("requirements"), "install.requirements"),
             commands=tuple(_strings(inst.get("commands"))),
             python=None if inst.get("python") is None else str(_req(inst, "python")),
-            timeout=float(_opt(inst, "timeout", 1800.0)),
+            timeout=float(_opt(inst, "timeout", INSTALL_TIMEOUT)),
         )
 
     generate: tuple[Step, ...] = ()
     if (gen := tree.get("generate")) is not None:
-        generate = tuple(b.step(s, f"generate[{i}]", 300.0) for i, s in enumerate(gen.value))
+        generate = tuple(b.step(s, f"generate[{i}]") for i, s in enumerate(gen.value))
 
     run = None
     if (r := tree.get("run")) is not None:
         run = Run(
             command=_req(r, "command"),
             line=r.line,
-            timeout=float(_opt(r, "timeout", 600.0)),
+            timeout=float(_opt(r, "timeout", DEFAULT_TIMEOUT)),
             deterministic=bool(_opt(r, "deterministic", True)),
             expect=b.expect(r.get("expect"), "run.expect"),
             network=bool(_opt(r, "network", True)),
@@ -531,7 +537,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             else b.output(produces, "training.produces"),
             reproduce=_opt(t, "reproduce", "schema"),
             tolerance=float(_opt(t, "tolerance", 0.0)),
-            timeout=float(_opt(t, "timeout", 900.0)),
+            timeout=float(_opt(t, "timeout", DEFAULT_TIMEOUT)),
             network=bool(_opt(t, "network", True)),
         )
 
@@ -569,7 +575,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             code=b.refs(e.get("code"), "evaluation.code"),
             data=b.refs(e.get("data"), "evaluation.data"),
             command=_opt(e, "command"),
-            timeout=float(_opt(e, "timeout", 600.0)),
+            timeout=float(_opt(e, "timeout", DEFAULT_TIMEOUT)),
             expect=b.expect(e.get("expect"), "evaluation.expect"),
             network=bool(_opt(e, "network", True)),
         )

@@ -99,12 +99,12 @@ NOTES: dict[str, str] = {
 #: Defaults the loader applies (tests/test_readme.py loads a manifest and compares).
 DEFAULTS: dict[str, object] = {
     "install.timeout": 1800,
-    "generate[].timeout": 300,
+    "generate[].timeout": 600,
     "run.timeout": 600,
     "run.deterministic": True,
     "modify.timeout": 600,
     "training.reproduce": "schema",
-    "training.timeout": 900,
+    "training.timeout": 600,
     "data.preprocessing.timeout": 600,
     "evaluation.timeout": 600,
 }
