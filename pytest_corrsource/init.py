@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from pytest_corrsource import init_sources as src
+from pytest_corrsource.errors import CorrsourceError
 from pytest_corrsource.manifest import MANIFEST_NAME, load_manifest
 from pytest_corrsource.schema import SCHEMA_URL
 
@@ -47,7 +48,7 @@ _MAX_DATA_SOURCES = 100
 _UNSAFE = "pickle-based: unsafe format; convert to safetensors"
 
 
-class InitError(Exception):
+class InitError(CorrsourceError):
     """The draft could not be built (a bug when it is about the draft's own validity)."""
 
 

@@ -24,6 +24,8 @@ import re
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
+from pytest_corrsource.errors import CorrsourceError
+
 __all__ = [
     "CONTENT_TYPES",
     "And",
@@ -91,7 +93,7 @@ _GNU_BASES = frozenset(
 )
 
 
-class LicenseError(ValueError):
+class LicenseError(CorrsourceError, ValueError):
     """A licence expression that does not follow the SPDX grammar."""
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pytest_corrsource.errors import CorrsourceError
 from pytest_corrsource.schema.spec import Located, SpecError
 
 MANIFEST_NAME = "corresponding-source.yaml"
@@ -50,7 +51,7 @@ def _depth_limited_loader(text: str) -> Any:
     return Loader(text)
 
 
-class ManifestError(Exception):
+class ManifestError(CorrsourceError):
     """The manifest cannot be used. ``str()`` is ``file:line:col: keypath: what was expected``."""
 
     def __init__(

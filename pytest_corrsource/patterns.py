@@ -15,6 +15,8 @@ import functools
 
 import regex
 
+from pytest_corrsource.errors import CorrsourceError
+
 __all__ = ["MATCH_TIMEOUT_SECONDS", "PatternTimeout", "compile_error", "search"]
 
 #: How long one manifest pattern may run over one output. The output is already bounded by the
@@ -22,7 +24,7 @@ __all__ = ["MATCH_TIMEOUT_SECONDS", "PatternTimeout", "compile_error", "search"]
 MATCH_TIMEOUT_SECONDS = 2.0
 
 
-class PatternTimeout(Exception):
+class PatternTimeout(CorrsourceError):
     """A manifest pattern did not finish within :data:`MATCH_TIMEOUT_SECONDS`."""
 
     def __init__(self, pattern: str, length: int, seconds: float) -> None:

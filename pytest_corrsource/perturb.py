@@ -88,6 +88,8 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from pytest_corrsource.errors import CorrsourceError
+
 __all__ = [
     "PerturbResult",
     "PerturbUnsupported",
@@ -112,7 +114,7 @@ if TYPE_CHECKING:
 U8Array = npt.NDArray[np.uint8]
 
 
-class PerturbUnsupported(Exception):
+class PerturbUnsupported(CorrsourceError):
     """The source cannot be rewritten safely (pickle, unknown format, corrupt file)."""
 
     def __init__(self, message: str, *, format: str = "unknown") -> None:

@@ -22,6 +22,8 @@ import stat
 from pathlib import Path
 from typing import BinaryIO
 
+from pytest_corrsource.errors import CorrsourceError
+
 __all__ = [
     "MAX_DOCUMENT_BYTES",
     "FileTooLarge",
@@ -55,7 +57,7 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-class NotRegularFile(OSError):
+class NotRegularFile(CorrsourceError, OSError):
     """The path is a FIFO, device, socket or directory: the checker does not read it."""
 
     def __init__(self, path: Path | str, kind: str) -> None:
@@ -68,7 +70,7 @@ class NotRegularFile(OSError):
         return str(self.args[0])
 
 
-class FileTooLarge(OSError):
+class FileTooLarge(CorrsourceError, OSError):
     """The file is larger than what the checker reads of that kind of file."""
 
     def __init__(self, path: Path | str, size: int, limit: int) -> None:

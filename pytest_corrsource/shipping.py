@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from pytest_corrsource.errors import CorrsourceError
+
 __all__ = ["GitListingError", "ShippedTree", "shipped_tree"]
 
 _MAX_LISTING_BYTES = 64 << 20  # a listing beyond this is not a repository we can verify
@@ -67,7 +69,7 @@ class ShippedTree:
         return ShippedTree(self.files, left_out, tree.declared, tree.declared_folders)
 
 
-class GitListingError(RuntimeError):
+class GitListingError(CorrsourceError, RuntimeError):
     """git answered, but not with a listing we can trust (it failed, timed out, or overflowed)."""
 
 

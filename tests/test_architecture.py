@@ -74,3 +74,20 @@ def test_no_import_loops() -> None:
 
 def test_cycles_are_found() -> None:
     assert cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == [["a", "b", "c", "a"]]
+
+
+def test_the_public_names_resolve_and_every_error_is_a_corrsource_error() -> None:
+    import pytest_corrsource
+    from pytest_corrsource.errors import CorrsourceError
+
+    for name in pytest_corrsource.__all__:
+        assert getattr(pytest_corrsource, name) is not None, name
+    from pytest_corrsource.checks import CheckFailed, CheckSkipped
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.manifest import ManifestError
+    from pytest_corrsource.safe_io import NotRegularFile
+    from pytest_corrsource.sandbox.backends import SandboxUnavailable
+
+    for error in (CheckFailed, CheckSkipped, FormatError, ManifestError, SandboxUnavailable):
+        assert issubclass(error, CorrsourceError), error
+    assert issubclass(NotRegularFile, OSError)  # built-in bases kept for existing handlers

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_corrsource.errors import CorrsourceError
+
 if TYPE_CHECKING:
     from pytest_corrsource.hashing import DigestCache
     from pytest_corrsource.manifest import Manifest
 
 
-class CheckFailed(Exception):
+class CheckFailed(CorrsourceError):
     """The requirement is not met. ``message`` says what was found; ``fix`` how to fix it."""
 
     def __init__(self, message: str, *, fix: str | None = None, details: str = "") -> None:
@@ -29,7 +31,7 @@ class CheckFailed(Exception):
         self.details = details  # e.g. the tail of a command's output
 
 
-class CheckSkipped(Exception):
+class CheckSkipped(CorrsourceError):
     """The check cannot run on this repository (e.g. no floating-point tensors to perturb); says
     why. Skipped is a verdict only for a check the selected level does not require: a required
     check that is skipped is failed "could not be verified" unless waived (``results.py``)."""

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pytest_corrsource.errors import CorrsourceError
 
-class FormatError(Exception):
+
+class FormatError(CorrsourceError):
     """The file is not a valid instance of its format.
 
     ``str(error)`` is a complete sentence naming what is wrong (and where, e.g. a byte

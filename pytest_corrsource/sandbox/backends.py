@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from pytest_corrsource.errors import CorrsourceError
 from pytest_corrsource.sandbox.limits import Limits, PidsCgroup, prlimit_prefix
 
 __all__ = [
@@ -51,7 +52,7 @@ _MASKED_DIRS = ("/etc/ssh", "/etc/sudoers.d")
 _PROBE_TIMEOUT = 20.0
 
 
-class SandboxUnavailable(RuntimeError):
+class SandboxUnavailable(CorrsourceError, RuntimeError):
     """``--corrsource-sandbox=bwrap`` was asked for and no bubblewrap can run here."""
 
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from pytest_corrsource.errors import CorrsourceError
+
 __all__ = [
     "KEY_SCHEMA_VERSION",
     "MARKER_NAME",
@@ -121,7 +123,7 @@ class InterpreterInfo:
     machine: str
 
 
-class EnvironmentBuildError(Exception):
+class EnvironmentBuildError(CorrsourceError):
     """Creating the venv or running the install commands failed; ``log`` has the output."""
 
     def __init__(self, message: str, log: str = "") -> None:
@@ -129,7 +131,7 @@ class EnvironmentBuildError(Exception):
         self.log = log
 
 
-class InterpreterNotFoundError(LookupError):
+class InterpreterNotFoundError(CorrsourceError, LookupError):
     """No interpreter matching the requested version exists on this machine.
 
     Callers should turn this into a skip (with ``str(exc)`` as the reason), not a failure.

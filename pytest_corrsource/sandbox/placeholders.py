@@ -14,6 +14,8 @@ import re
 import shlex
 from dataclasses import dataclass
 
+from pytest_corrsource.errors import CorrsourceError
+
 __all__ = [
     "KNOWN_PLACEHOLDERS",
     "PlaceholderError",
@@ -35,7 +37,7 @@ _TOKEN = re.compile(r"\{\{|\}\}|\{([^{}]*)\}|\{|\}")
 _WEIGHTS_INDEX = re.compile(r"weights\[([^\]]*)\]")
 
 
-class PlaceholderError(ValueError):
+class PlaceholderError(CorrsourceError, ValueError):
     """A command or path template cannot be expanded."""
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_corrsource import progress
+from pytest_corrsource.errors import CorrsourceError
 from pytest_corrsource.sandbox.backends import Backend, Mounts, bwrap_command
 from pytest_corrsource.sandbox.limits import Limits, PidsCgroup, exceeded_limit
 from pytest_corrsource.secrets import redact, without_credentials
@@ -61,7 +62,7 @@ _DRAIN_GRACE_SECONDS = 2.0
 _READ_CHUNK = 1 << 16
 
 
-class IsolationUnavailable(RuntimeError):
+class IsolationUnavailable(CorrsourceError, RuntimeError):
     """``network=False`` was requested but this platform cannot isolate the network."""
 
     def __init__(self, reason: str) -> None:

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
+from pytest_corrsource.errors import CorrsourceError
+
 if TYPE_CHECKING:
     from pytest_corrsource.shipping import ShippedTree
 
@@ -44,7 +46,7 @@ _FICLONE = 0x40049409  # _IOW(0x94, 9, int)
 _COPY_CHUNK = 1 << 24
 
 
-class WorkspaceError(Exception):
+class WorkspaceError(CorrsourceError):
     """The scratch copy cannot be made as asked."""
 
 

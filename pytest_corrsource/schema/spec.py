@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from pytest_corrsource.errors import CorrsourceError
 from pytest_corrsource.schema import SCHEMA_URL
 
 # A YAML file whose aliases fan out (a "billion laughs" document) would make a naive walk
@@ -24,7 +25,7 @@ _YAML_TAG = "tag:yaml.org,2002:"
 _PYTHON_TAG = _YAML_TAG + "python/"
 
 
-class SpecError(Exception):
+class SpecError(CorrsourceError):
     """A value does not fit the spec; ``line``/``column`` are 1-based."""
 
     def __init__(self, message: str, line: int, column: int, keypath: str) -> None:
