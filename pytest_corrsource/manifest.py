@@ -144,6 +144,7 @@ class Install:
     commands: tuple[str, ...] = ()
     python: str | None = None
     timeout: float = INSTALL_TIMEOUT
+    system: tuple[str, ...] = ()  # programs needed from the system (`install.system`)
 
 
 @dataclass(frozen=True)
@@ -506,6 +507,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             commands=tuple(_strings(inst.get("commands"))),
             python=None if inst.get("python") is None else str(_req(inst, "python")),
             timeout=float(_opt(inst, "timeout", INSTALL_TIMEOUT)),
+            system=tuple(_strings(inst.get("system"))),
         )
 
     generate: tuple[Step, ...] = ()

@@ -572,3 +572,21 @@ def test_cs403_modifies_every_shard_of_a_sharded_checkpoint(make_repo: RepoFacto
     assert "weights/model-00001-of-00002.safetensors" in result.message
     assert "weights/model-00002-of-00002.safetensors" in result.message
     assert tree_digests(root) == before
+
+
+def test_cs202_needs_the_declared_system_programs(make_repo: RepoFactory) -> None:
+    # llama2.c builds run.c with cc and make: a machine without them cannot verify the
+    # repository, which is not the repository's failure ("could not be verified", waivable).
+    root = runnable(
+        make_repo,
+        replace={"  commands:\n": "  system: [sh, no-such-compiler-xyz]\n  commands:\n"},
+    )
+    result = Checks(root)("CS202")
+    assert result.outcome == "failed"
+    assert (
+        "found: could not be verified on this machine: `install.system` needs "
+        "no-such-compiler-xyz, not installed here (install it with the system's package manager)"
+    ) in result.message
+    manifest = root / "corresponding-source.yaml"
+    manifest.write_text(manifest.read_text().replace(", no-such-compiler-xyz]", "]"))
+    assert Checks(root)("CS202").outcome == "passed"

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+import shutil
+
+from pytest_corrsource.checks import (
+    CheckContext,
+    CheckFailed,
+    CheckFunction,
+    CheckUnverifiable,
+    Finding,
+)
 
 
 def check_declared(ctx: CheckContext) -> Finding:
@@ -27,9 +35,18 @@ def check_declared(ctx: CheckContext) -> Finding:
 
 
 def check_environment(ctx: CheckContext) -> Finding:
-    """CS202: the install commands succeed in a fresh isolated environment."""
+    """CS202: the install commands succeed in a fresh isolated environment (after the system
+    programs ``install.system`` declares are found on this machine)."""
     from pytest_corrsource.sandbox.steps import environment_warnings, get_environment
 
+    install = ctx.manifest.install
+    missing = [tool for tool in (install.system if install else ()) if not shutil.which(tool)]
+    if missing:
+        # A limit of this machine, not of the repository: it declared what it needs.
+        raise CheckUnverifiable(
+            f"`install.system` needs {', '.join(missing)}, not installed here (install "
+            f"{'them' if len(missing) > 1 else 'it'} with the system's package manager)"
+        )
     env = get_environment(ctx)
     how = "reused from the cache" if env.reused else "built"
     return Finding(

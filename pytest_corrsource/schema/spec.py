@@ -490,6 +490,15 @@ MANIFEST_SPEC = Struct(
                     pattern="[0-9]+(\\.[0-9]+){0,2}",
                 ),
                 "timeout": TIMEOUT,
+                "system": ListOf(
+                    Scalar(
+                        "string",
+                        description="a program the install or the steps need from the system "
+                        "(e.g. cc, make), found on PATH",
+                        pattern="[A-Za-z0-9][A-Za-z0-9._+-]*",
+                    ),
+                    single_ok=True,
+                ),
             }
         ),
         "generate": ListOf(STEP, single_ok=True),
