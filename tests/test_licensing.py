@@ -529,3 +529,15 @@ def test_data_file_covers_the_commonly_seen_licences() -> None:
         "OGL-Canada-2.0", "OGL-UK-2.0", "OGL-UK-3.0",
     ]  # fmt: skip
     assert [ident for ident in mof_open_data if not is_open_id(ident)] == []
+
+
+def test_cc_pddc_is_an_open_data_licence() -> None:
+    # The public-domain dedication some data sets ship under (issue 14): known, open for data.
+    from pytest_corrsource.licensing import is_open_id, license_info, normalize
+
+    assert normalize("CC-PDDC") == "CC-PDDC"
+    assert is_open_id("CC-PDDC")
+    info = license_info("CC-PDDC")
+    assert info is not None
+    assert info.open_data
+    assert "data" in info.types
