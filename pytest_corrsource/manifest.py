@@ -186,6 +186,7 @@ class Data:
     sources: tuple[DataSource, ...] = ()
     preprocessing: Step | None = None
     card: PathRef | None = None
+    no_preprocessing: str | None = None  # `data.no-preprocessing`: why none is needed
 
 
 @dataclass(frozen=True)
@@ -569,6 +570,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             sources=tuple(sources),
             preprocessing=None if pre is None else b.step(pre, "data.preprocessing"),
             card=None if card is None else b.ref(card, "data.card"),
+            no_preprocessing=_opt(d, "no-preprocessing"),
         )
 
     evaluation = None

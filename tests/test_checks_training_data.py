@@ -650,6 +650,45 @@ def test_cs703_fails_when_preprocessing_is_not_declared(make_repo: RepoFactory) 
     assert "the manifest declares no `data.preprocessing`" in failure(Checks(root)("CS703"))
 
 
+NO_PREPROCESSING = section(
+    """
+    training:
+      code: [train.py]
+      command: python train.py --input data/corpus.txt --out {outdir}/model.safetensors
+      produces: "{outdir}/model.safetensors"
+    data:
+      sources:
+        - path: data/corpus.txt
+      no-preprocessing: the training reads the raw text (like makemore's names.txt)
+    """
+)
+
+
+def test_cs703_accepts_training_that_reads_the_sources_directly(make_repo: RepoFactory) -> None:
+    root = make_repo(
+        MINIMAL_MANIFEST + NO_PREPROCESSING,
+        {"data/corpus.txt": CORPUS, "train.py": "print('train')\n"},
+    )
+    assert passed(Checks(root)("CS703")).message == (
+        "no preprocessing (the training reads the raw text (like makemore's names.txt)): "
+        "`training.command` reads data/corpus.txt directly"
+    )
+
+
+def test_cs703_no_preprocessing_must_be_true(make_repo: RepoFactory) -> None:
+    # Saying "no preprocessing" while the training names none of the declared sources is a
+    # claim nothing supports: the preprocessing that made the training input is missing.
+    text = MINIMAL_MANIFEST + NO_PREPROCESSING.replace("--input data/corpus.txt ", "")
+    root = make_repo(text, {"data/corpus.txt": CORPUS, "train.py": "open('tokens.bin')\n"})
+    message = failure(Checks(root)("CS703"))
+    assert (
+        "but neither `training.command` nor the training code names one of data/corpus.txt"
+    ) in message
+    # ... and the training code naming it is enough
+    (root / "train.py").write_text("open('data/corpus.txt')\n")
+    assert passed(Checks(root)("CS703")).message.endswith("train.py reads data/corpus.txt directly")
+
+
 # --------------------------------------------------------------------------- CS801 evaluation
 
 

@@ -13,6 +13,7 @@ import os
 import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from pytest_corrsource import patterns
 from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
@@ -165,13 +166,51 @@ def check_card(ctx: CheckContext) -> Finding:
     return Finding(message=f"{data.card.path} covers {', '.join(covered)}")
 
 
+def _reads_sources_directly(ctx: CheckContext, reason: str) -> Finding:
+    """CS703 without a preprocessing step: the training command, or its code, must name a
+    declared local data source (makemore reads names.txt; mlflow-example reads its CSV)."""
+    data = ctx.manifest.data
+    training = ctx.manifest.training
+    assert data is not None
+    sources = [s.path for s in data.sources if s.path]
+    if training is None or not training.command:
+        raise CheckFailed(
+            f"`data.no-preprocessing` says the training reads the sources directly ({reason}), "
+            "but no `training.command` is declared"
+        )
+    texts = {"`training.command`": training.command}
+    for ref in training.code:
+        try:
+            texts[ref.path] = read_text_bounded(ctx.root / ref.path, MAX_DOCUMENT_BYTES)
+        except OSError:
+            continue  # CS601 reports missing or unreadable training code
+    for source in sources:
+        for where, text in texts.items():
+            if source in text or Path(source).name in text:
+                return Finding(
+                    message=f"no preprocessing ({reason}): {where} reads {source} directly"
+                )
+    raise CheckFailed(
+        f"`data.no-preprocessing` says the training reads the sources directly ({reason}), "
+        f"but neither `training.command` nor the training code names one of "
+        f"{', '.join(sources) or 'the declared sources (none is local)'}",
+        fix="declare the preprocessing step that turns the sources into the training input",
+    )
+
+
 def check_preprocessing(ctx: CheckContext) -> Finding:
     """CS703: the preprocessing command succeeds and produces its outputs."""
     data = ctx.manifest.data
     assert data is not None
     pre = data.preprocessing
+    if pre is None and data.no_preprocessing:
+        return _reads_sources_directly(ctx, data.no_preprocessing)
     if pre is None:
-        raise CheckFailed("the manifest declares no `data.preprocessing`")
+        raise CheckFailed(
+            "the manifest declares no `data.preprocessing`",
+            fix="declare the preprocessing command, or `data.no-preprocessing: <why>` when the "
+            "training reads the declared sources as they are",
+        )
     missing_code = [r.path for r in pre.code if not (ctx.root / r.path).is_file()]
     if missing_code:
         raise CheckFailed(f"preprocessing code not in the repository: {', '.join(missing_code)}")

@@ -544,6 +544,11 @@ MANIFEST_SPEC = Struct(
                     )
                 ),
                 "preprocessing": STEP,
+                "no-preprocessing": Scalar(
+                    "string",
+                    description="why there is no preprocessing step: the training reads the "
+                    "declared sources as they are (CS703 checks that it names one)",
+                ),
                 "card": REPO_PATH,
             }
         ),
