@@ -179,6 +179,24 @@ def _tensor_of(name: str, call: Call) -> TorchTensor | None:
     return TorchTensor(name, dtype, shape, stride, offset, key)
 
 
+def _tensors_and_storages(
+    tree: object,
+) -> tuple[list[TorchTensor], dict[str, tuple[str | None, int]]]:
+    """The tensors a checkpoint's object tree rebuilds, and every storage it references
+    (key -> dtype, element count), for the zip and the legacy layouts alike."""
+    tensors: list[TorchTensor] = []
+    for name, value in walk_named(tree):
+        if isinstance(value, Call):
+            tensor = _tensor_of(name, value)
+            if tensor is not None:
+                tensors.append(tensor)
+    referenced: dict[str, tuple[str | None, int]] = {}
+    for pid in _all_pers_ids(tree):
+        key, dtype, numel = _storage_ref(pid)
+        referenced[key] = (dtype, numel)
+    return tensors, referenced
+
+
 def _all_pers_ids(value: Any) -> Any:
     """Every persistent id anywhere in the tree (storages may be referenced outside tensors);
     each container is looked into once, however many times it is referenced."""
@@ -255,16 +273,7 @@ def read_torch_zip(path: Path) -> TorchZip:
     if byteorder not in ("little", "big"):
         raise FormatError(f"unknown byteorder {byteorder!r}.")
     tree = evaluate_pickle(io.BytesIO(raw), len(raw))
-    tensors: list[TorchTensor] = []
-    for name, value in walk_named(tree):
-        if isinstance(value, Call):
-            tensor = _tensor_of(name, value)
-            if tensor is not None:
-                tensors.append(tensor)
-    referenced: dict[str, tuple[str | None, int]] = {}
-    for pid in _all_pers_ids(tree):
-        key, dtype, numel = _storage_ref(pid)
-        referenced[key] = (dtype, numel)
+    tensors, referenced = _tensors_and_storages(tree)
     storages: dict[str, TorchStorage] = {}
     with open(path, "rb") as handle:
         for key, (dtype, numel) in sorted(referenced.items()):
@@ -349,16 +358,7 @@ def read_torch_legacy(path: Path) -> TorchZip:
         keys = evaluate_pickle(handle, end)
         if not isinstance(keys, list) or not all(isinstance(k, str) for k in keys):
             raise FormatError("the storage key list is not a list of strings.")
-        tensors: list[TorchTensor] = []
-        for name, value in walk_named(tree):
-            if isinstance(value, Call):
-                tensor = _tensor_of(name, value)
-                if tensor is not None:
-                    tensors.append(tensor)
-        referenced: dict[str, tuple[str | None, int]] = {}
-        for pid in _all_pers_ids(tree):
-            key, dtype, numel = _storage_ref(pid)
-            referenced[key] = (dtype, numel)
+        tensors, referenced = _tensors_and_storages(tree)
         if set(keys) != set(referenced):
             raise FormatError("the storage key list does not match the storages the object uses.")
         storages: dict[str, TorchStorage] = {}
