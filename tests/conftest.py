@@ -27,6 +27,7 @@ import zipfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -285,3 +286,21 @@ RUNNABLE_FILES: dict[str, str | bytes] = {
     "LICENSE": "MIT License\n",
     "README.md": "---\nlicense: cc-by-4.0\n---\n# tiny\n",
 }
+
+
+# Read at import: the autouse fixture above removes CI from each test's environment.
+IN_CI = os.environ.get("CI") == "true"
+
+
+def require_bwrap() -> Any:
+    """The working bubblewrap backend; without one a sandbox test skips, and under CI=true it
+    fails (CI must exercise the sandbox, never pass by skipping it)."""
+    from pytest_corrsource.sandbox.backends import probe_backends
+
+    best = probe_backends()[0]
+    if best.name != "bwrap":
+        message = "no bubblewrap can run here: " + "; ".join(best.notes)
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return best

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
 import socket
 import textwrap
 import threading
@@ -20,32 +19,25 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory
+from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, require_bwrap
 
 from pytest_corrsource.checks import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
 from pytest_corrsource.results import CheckResult, execute
-from pytest_corrsource.sandbox.backends import Backend, probe_backends
+from pytest_corrsource.sandbox.backends import Backend
 from pytest_corrsource.sandbox.steps import StepRun, get_environment, run_pipeline
 
 LEVEL = "corresponding-source"
-# Read at import: the conftest removes CI from each test's environment.
-IN_CI = os.environ.get("CI") == "true"
 OUTPUT = 'print("model output: 00")\n'
 
 
 @pytest.fixture(scope="module", autouse=True)
 def bwrap() -> Backend:
     """The bubblewrap backend; a skip here, a failure under CI=true."""
-    best = probe_backends()[0]
-    if best.name != "bwrap":
-        message = "no bubblewrap can run here: " + "; ".join(best.notes)
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return best
+    backend: Backend = require_bwrap()
+    return backend
 
 
 class Checks:

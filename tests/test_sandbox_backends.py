@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RepoFactory
+from conftest import RepoFactory, require_bwrap
 
 from pytest_corrsource.sandbox import backends
 from pytest_corrsource.sandbox.backends import (
@@ -27,18 +27,11 @@ from pytest_corrsource.sandbox.limits import DEFAULT_LIMITS, Limits, format_byte
 from pytest_corrsource.sandbox.process import Confinement, run_command
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-# Read at import: the conftest removes CI from each test's environment.
-IN_CI = os.environ.get("CI") == "true"
 
 
 def working_bwrap() -> Backend:
-    best = probe_backends()[0]
-    if best.name != "bwrap":
-        message = "no bubblewrap can run here: " + "; ".join(best.notes)
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
-    return best
+    backend: Backend = require_bwrap()
+    return backend
 
 
 @pytest.fixture

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, RepoFactory, require_bwrap
 
 from pytest_corrsource.sandbox import backends
-from pytest_corrsource.sandbox.backends import Backend, probe_backends
+from pytest_corrsource.sandbox.backends import Backend
 
-IN_CI = os.environ.get("CI") == "true"
 ARGS = ("-p", "no:randomly", "--corresponding-source", "--corrsource-level=open-weights")
 
 
@@ -76,12 +74,7 @@ def test_sandbox_none_is_stated_in_every_report(
 
 
 def test_the_bubblewrap_isolation_in_the_reports(pytester: pytest.Pytester, repo: None) -> None:
-    best = probe_backends()[0]
-    if best.name != "bwrap":
-        message = "no bubblewrap can run here: " + "; ".join(best.notes)
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    best = require_bwrap()
     result = pytester.runpytest(*ARGS, "--corrsource-report=r.json")
     assert result.ret == 0
     result.stdout.fnmatch_lines([f"isolation: bubblewrap ({best.origin}): own pid, mount*"])
@@ -108,12 +101,7 @@ def test_nothing_a_run_starts_outlives_the_pytest_session(make_repo: RepoFactory
 
     from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST
 
-    best = probe_backends()[0]
-    if best.name != "bwrap":
-        message = "no bubblewrap can run here: " + "; ".join(best.notes)
-        if IN_CI:
-            pytest.fail(message)
-        pytest.skip(message)
+    require_bwrap()
     marker = f"corrsource-daemon-{uuid.uuid4().hex}"
     root = make_repo(RUNNABLE_MANIFEST, {**RUNNABLE_FILES})
     late = root / "late.txt"
