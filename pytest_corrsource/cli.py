@@ -17,7 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pytest_corrsource import __version__
-from pytest_corrsource.catalogue import BY_ID, CHECKS, LEVELS, CheckSpec, level_rank
+from pytest_corrsource.catalogue import (
+    BUILTIN,
+    BY_ID,
+    CHECKS,
+    CUSTOM_ID,
+    LEVELS,
+    CheckRegistry,
+    CheckSpec,
+    level_rank,
+)
 
 
 def levels_requiring(spec: CheckSpec) -> list[str]:
@@ -27,20 +36,18 @@ def levels_requiring(spec: CheckSpec) -> list[str]:
     return [level for level in LEVELS if level_rank(level) >= level_rank(spec.level)]
 
 
-def explain(check_id: str) -> str:
+def explain(check_id: str, checks: CheckRegistry = BUILTIN) -> str:
     """The rule documentation of one check, like a linter's."""
-    from pytest_corrsource.catalogue import SNIPPETS, WHY
-
-    spec = BY_ID[check_id]
+    spec = checks[check_id]
     required = ", ".join(levels_requiring(spec)) or "none (informational: reported, never required)"
-    snippet = SNIPPETS.get(spec.component, "")
+    snippet = spec.example
     parts = [
         f"{spec.id} {spec.component}::{spec.check}",
         "",
         f"What it verifies: {spec.title}.",
         "",
         "Why it matters:",
-        textwrap.indent(textwrap.fill(WHY.get(spec.id, spec.clause), 88), "  "),
+        textwrap.indent(textwrap.fill(spec.explanation, 88), "  "),
         f"  Enforces: {spec.clause}",
         "",
         f"Required at levels: {required}",
@@ -51,6 +58,17 @@ def explain(check_id: str) -> str:
     if snippet:
         parts += ["", "In corresponding-source.yaml:", textwrap.indent(snippet.strip("\n"), "  ")]
     return "\n".join(parts) + "\n"
+
+
+def explain_in_project(checks: CheckRegistry, check_id: str) -> int:
+    """``pytest --corrsource-explain ID``: explain a check, added ones included."""
+    check_id = check_id.upper()
+    if check_id not in checks:
+        known = ", ".join(spec.id for spec in checks)
+        sys.stderr.write(f"corrsource: unknown check `{check_id}` (known here: {known})\n")
+        return 2
+    sys.stdout.write(explain(check_id, checks))
+    return 0
 
 
 def checks_table() -> str:
@@ -117,6 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "explain":
         check_id = args.check_id.upper()
+        if CUSTOM_ID.fullmatch(check_id):
+            import pytest
+
+            # A check a plugin or conftest.py adds: pytest loads them, here, and explains it.
+            return int(pytest.main(["-p", "no:cacheprovider", "--corrsource-explain", check_id]))
         if check_id not in BY_ID:
             known = ", ".join(BY_ID)
             sys.stderr.write(f"corrsource: unknown check `{args.check_id}` (known: {known})\n")

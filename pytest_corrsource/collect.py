@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from pytest_corrsource.checks import CheckContext
+from pytest_corrsource.checks.api import CheckContext
 from pytest_corrsource.manifest import Manifest, ManifestError, load_manifest
 from pytest_corrsource.plan import PlannedCheck, build_plan
 from pytest_corrsource.report.sanitize import sanitize
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, refuse_unknown_waivers, run_planned
 
 
 class CheckFailure(Exception):
@@ -30,7 +30,7 @@ class CheckFailure(Exception):
 
 class ManifestFile(pytest.File):
     manifest: Manifest
-    # The enabled plugin object (session.CorrSourceSession) that collected this file: it holds
+    # The enabled plugin object (verification.Verification) that collected this file: it holds
     # the options, digests and run state the checks share. Set by that object, not imported.
     corrsource: Any = None
 
@@ -41,10 +41,11 @@ class ManifestFile(pytest.File):
             display = str(self.path)
         try:
             self.manifest = load_manifest(self.path, display=display)
+            refuse_unknown_waivers(self.manifest, self.corrsource.checks)
         except ManifestError as exc:
             raise self.CollectError(sanitize(str(exc))) from None
         by_component: dict[str, list[PlannedCheck]] = {}
-        for planned in build_plan(self.manifest):
+        for planned in build_plan(self.manifest, self.corrsource.checks):
             by_component.setdefault(planned.component, []).append(planned)
         for component, checks in by_component.items():
             yield ComponentCollector.from_parent(self, name=component, checks=checks)
@@ -85,19 +86,20 @@ class CheckItem(pytest.Item):
     def runtest(self) -> None:
         parent = self.parent.parent if self.parent else None
         assert isinstance(parent, ManifestFile)
-        session = parent.corrsource
+        verification = parent.corrsource
         ctx = CheckContext(
             manifest=self.manifest,
             check_id=self.planned.spec.id,
             subject=self.planned.subject,
-            options=session.options,
-            digests=session.digests,
-            state=session.state,
+            options=verification.options,
+            digests=verification.digests,
+            state=verification.state,
             component=self.planned.component,
         )
-        result = execute(self.planned, ctx, session.options.level)
+        level = verification.options.level
+        result = run_planned(self.planned, ctx, level, verification.checks)
         self.corrsource_result = result
-        if session.settings.junit_properties:
+        if verification.settings.junit_properties:
             # Opt-in: testcase <properties> break strict xunit2 schema validators.
             self.user_properties += [
                 ("corrsource.check", result.id),

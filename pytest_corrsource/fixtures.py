@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckSkipped, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, CheckFailed, CheckSkipped, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import Manifest, ManifestError, load_manifest
 

@@ -66,9 +66,11 @@ def component_status(
 ) -> list[tuple[str, str]]:
     """(component, status) with status one of: verified, failed, present, not declared."""
     rows = []
-    for component, _required_by in COMPONENTS:
+    builtin = [component for component, _required_by in COMPONENTS]
+    added = [p.component for p in plan if p.component not in builtin and p.component != "manifest"]
+    for component in [*builtin, *dict.fromkeys(added)]:  # plugins' components after ours
         checks = [p for p in plan if p.component == component]
-        declared = _declared(manifest, component)
+        declared = _declared(manifest, component) if component in builtin else True
         if not declared:
             rows.append((component, "not declared"))
             continue

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_corrsource.catalogue import BY_ID, CHECKS, COMPONENTS, CheckSpec, level_rank
+from pytest_corrsource.catalogue import BUILTIN, COMPONENTS, CheckRegistry, CheckSpec, level_rank
 from pytest_corrsource.manifest import Manifest
+from pytest_corrsource.subjects import SPEC_LEVEL, Undeclared
 
 
 @dataclass(frozen=True)
@@ -38,128 +39,46 @@ class PlannedCheck:
         return self.required_by is not None and level_rank(self.required_by) <= level_rank(level)
 
 
-def _component_checks(component: str) -> list[CheckSpec]:
-    return [c for c in CHECKS if c.component == component]
+def build_plan(manifest: Manifest, checks: CheckRegistry = BUILTIN) -> list[PlannedCheck]:
+    """Every check of ``checks`` that applies to ``manifest``, in report order.
+
+    Each spec's ``subjects`` rule says what it is planned on. Order: by component (the
+    registry's order), then by subject in order of first appearance, then by spec: all checks
+    on one weights file together, as the report reads.
+    """
+    components = checks.components
+    planned: list[PlannedCheck] = []
+    undeclared: set[str] = set()
+    for spec in checks:
+        found = spec.subjects(manifest)
+        if isinstance(found, Undeclared):
+            if spec.component not in undeclared:  # one "not declared" item per section
+                undeclared.add(spec.component)
+                required_by = _declared_from(spec.component, spec.level)
+                line = manifest.line_of("version")
+                planned.append(PlannedCheck(spec, spec.component, "", line, required_by, True))
+            continue
+        for subject in found:
+            level = spec.level if subject.required_by == SPEC_LEVEL else subject.required_by
+            component = subject.component or spec.component
+            planned.append(PlannedCheck(spec, component, subject.name, subject.line, level))
+    first_seen: dict[tuple[str, str], int] = {}
+    for item in planned:
+        first_seen.setdefault((item.component, item.subject), len(first_seen))
+    rank = {spec.id: index for index, spec in enumerate(checks)}
+    return sorted(
+        planned,
+        key=lambda p: (
+            components.index(p.component) if p.component in components else len(components),
+            first_seen[(p.component, p.subject)],
+            rank[p.spec.id],
+        ),
+    )
 
 
-def _license_kinds(manifest: Manifest) -> list[tuple[str, str | None]]:
-    """The kinds of component present, with the level from which each is required."""
-    kinds: list[tuple[str, str | None]] = [("weights", "open-weights")]
-    has_code = bool(manifest.architecture or manifest.run or manifest.training or manifest.install)
-    if has_code:
-        kinds.append(("code", "corresponding-source"))
-    if manifest.data is not None:
-        kinds.append(("data", "corresponding-source"))
-    return kinds
-
-
-def build_plan(manifest: Manifest) -> list[PlannedCheck]:
-    """Every check that applies to ``manifest``, in report order."""
-    plan: list[PlannedCheck] = []
-
-    def add(
-        spec_id: str,
-        subject: str,
-        line: int,
-        component: str | None = None,
-        required_by: str | bool | None = True,
-    ) -> None:
-        spec = BY_ID[spec_id]
-        level = spec.level if required_by is True else required_by
-        assert level is None or isinstance(level, str)
-        plan.append(PlannedCheck(spec, component or spec.component, subject, line, level))
-
-    def undeclared(component: str, required_by: str | None) -> None:
-        first = _component_checks(component)[0]
-        plan.append(
-            PlannedCheck(first, component, "", manifest.line_of("version"), required_by, True)
-        )
-
-    # Before every component: a manifest with TODOs left is a draft, which meets no level.
-    add("CS001", "", manifest.line_of("version"))
-    for component, required_by in COMPONENTS:
-        if component == "weights":
-            for entry in manifest.weights:
-                for check_id in ("CS101", "CS102", "CS103", "CS104", "CS105"):
-                    add(check_id, entry.path, entry.line)
-        elif component == "checkpoints":
-            for entry in manifest.checkpoints:
-                for check_id in ("CS101", "CS102", "CS103", "CS104", "CS105"):
-                    add(check_id, entry.path, entry.line, "checkpoints", None)
-        elif component == "licenses":
-            line = manifest.licenses.line or manifest.line_of("version")
-            for kind, level in _license_kinds(manifest):
-                add("CS901", kind, manifest.licenses.lines.get(kind, line), required_by=level)
-            if manifest.declares("licenses"):
-                for kind, _level in _license_kinds(manifest):
-                    add("CS902", kind, manifest.licenses.lines.get(kind, line))
-        elif component == "install":
-            if manifest.install is None:
-                undeclared(component, required_by)
-            else:
-                for check_id in ("CS201", "CS202"):
-                    add(check_id, "", manifest.line_of("install"))
-        elif component == "generate":
-            for index, step in enumerate(manifest.generate):
-                add("CS301", str(index), step.line)
-        elif component == "run":
-            if manifest.run is None:
-                undeclared(component, required_by)
-            else:
-                for check_id in ("CS401", "CS402", "CS403", "CS404"):
-                    add(check_id, "", manifest.line_of("run"))
-        elif component == "source":
-            add("CS501", "", manifest.line_of("source-form") or manifest.line_of("version"))
-            if manifest.architecture:
-                add("CS502", "", manifest.architecture[0].line)
-            else:
-                plan.append(
-                    PlannedCheck(
-                        BY_ID["CS502"],
-                        "source",
-                        "",
-                        manifest.line_of("version"),
-                        BY_ID["CS502"].level,
-                        True,
-                    )
-                )
-        elif component == "modify":
-            if manifest.modify is not None:
-                add("CS405", "", manifest.line_of("modify"))
-        elif component == "training":
-            if manifest.training is None:
-                undeclared(component, required_by)
-            else:
-                for check_id in ("CS601", "CS602", "CS603"):
-                    add(check_id, "", manifest.line_of("training"))
-        elif component == "data":
-            if manifest.data is None:
-                undeclared(component, required_by)
-            else:
-                for source in manifest.data.sources:
-                    add("CS701", source.path or source.url or "", source.line)
-                if not manifest.data.sources:
-                    add("CS701", "", manifest.data.line)
-                add(
-                    "CS702",
-                    "",
-                    manifest.data.card.line if manifest.data.card else manifest.data.line,
-                )
-                pre = manifest.data.preprocessing
-                add("CS703", "", pre.line if pre else manifest.data.line)
-        elif component == "evaluation":
-            if manifest.evaluation is None:
-                undeclared(component, required_by)
-            else:
-                add("CS801", "", manifest.line_of("evaluation"))
-        elif component == "docs":
-            line = (
-                manifest.line_of("docs")
-                if manifest.declares("docs")
-                else manifest.line_of("version")
-            )
-            add("CS903", "", line)
-    return plan
+def _declared_from(component: str, spec_level: str | None) -> str | None:
+    """The level from which a section must be declared (a section plugins add: its check's)."""
+    return dict(COMPONENTS).get(component, spec_level)
 
 
 def component_label(component: str) -> str:

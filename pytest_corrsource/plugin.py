@@ -2,8 +2,8 @@
 
 Installed but not enabled, this module is all of pytest-corrsource that runs: it imports only
 the standard library and pytest, registers the markers (so ``--strict-markers`` suites keep
-working) and returns. With ``--corresponding-source`` it registers the session object
-(``session.py``), which holds every other hook.
+working) and returns. With ``--corresponding-source`` it registers
+(``verification.py``: one :class:`Verification` per enabled run), which holds every other hook.
 """
 
 from __future__ import annotations
@@ -27,6 +27,12 @@ MARKERS = (
 )
 
 
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from pytest_corrsource import hookspecs
+
+    pluginmanager.add_hookspecs(hookspecs)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("corrsource", "Corresponding Source checks (pytest-corrsource)")
     group.addoption(
@@ -35,6 +41,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         dest="corrsource",
         default=False,
         help="verify the repository's corresponding-source.yaml (collects one item per check)",
+    )
+    group.addoption(
+        "--corrsource-explain",
+        metavar="ID",
+        dest="corrsource_explain",
+        default=None,
+        help="explain one check (those conftest.py files and plugins add too) and exit; "
+        "`corrsource explain ID` runs this for added checks",
     )
     group.addoption(
         "--corrsource-manifest",
@@ -163,20 +177,32 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    check_id = config.getoption("corrsource_explain", None)
+    if not check_id:
+        return None
+    # `corrsource explain X101`: conftest.py files and plugins are loaded by now, so checks
+    # they add are explained like built-in ones.
+    from pytest_corrsource.cli import explain_in_project
+    from pytest_corrsource.verification import added_checks
+
+    return explain_in_project(added_checks(config), check_id)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
     if not config.getoption("corrsource", False):
         _warn_ignored_options(config)
         return
-    from pytest_corrsource.session import CorrSourceSession
+    from pytest_corrsource.verification import Verification
 
-    session = CorrSourceSession.from_config(config)
-    config.pluginmanager.register(session, SESSION_PLUGIN_NAME)
+    verification = Verification.from_config(config)
+    config.pluginmanager.register(verification, SESSION_PLUGIN_NAME)
     if config.pluginmanager.hasplugin("xdist"):
-        from pytest_corrsource.session import XdistHooks
+        from pytest_corrsource.verification import XdistHooks
 
-        config.pluginmanager.register(XdistHooks(session), "corrsource-xdist")
+        config.pluginmanager.register(XdistHooks(verification), "corrsource-xdist")
 
 
 def _warn_ignored_options(config: pytest.Config) -> None:

@@ -13,15 +13,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from pytest_corrsource.catalogue import BY_ID
-from pytest_corrsource.checks import (
+from pytest_corrsource.catalogue import BUILTIN, BY_ID, CUSTOM_ID, CheckRegistry
+from pytest_corrsource.checks.api import (
     CheckContext,
     CheckFailed,
     CheckSkipped,
     CheckUnverifiable,
-    implemented,
-    run_check,
+    Finding,
 )
+from pytest_corrsource.manifest import Manifest, ManifestError
 from pytest_corrsource.plan import PlannedCheck, build_plan, component_label
 
 # "waived": a required check that could not run here and that the user waived explicitly; the
@@ -29,7 +29,7 @@ from pytest_corrsource.plan import PlannedCheck, build_plan, component_label
 # did not pass, so the check did not run (the prerequisite's own result carries the failure).
 OUTCOMES = ("passed", "failed", "skipped", "not-required", "waived")
 _BLOCKING = ("failed", "not-required", "skipped")
-_WAIVER = re.compile(r"(CS[0-9]{3})(?:=(.*))?", re.DOTALL)
+_WAIVER = re.compile(r"(CS[0-9]{3}|X[A-Z]{0,8}[0-9]{3})(?:=(.*))?", re.DOTALL)
 
 
 @dataclass
@@ -74,12 +74,27 @@ def failure_text(planned: PlannedCheck, found: str, fix: str | None, details: st
 def parse_waiver(text: str) -> tuple[str, str]:
     """``CS404`` or ``CS404=reason`` -> (id, reason). Raises ValueError for anything else."""
     match = _WAIVER.fullmatch(text.strip())
-    if match is None or match.group(1) not in BY_ID:
+    # An added check's id (X…) is known only once plugins are loaded: accepted by its shape.
+    if match is None or not (match.group(1) in BY_ID or CUSTOM_ID.fullmatch(match.group(1))):
         raise ValueError(
             f"`{text}` is not a waiver: write a known check id, optionally with a reason "
             "(CS404 or CS404=no network namespaces on this runner)"
         )
     return match.group(1), (match.group(2) or "").strip()
+
+
+def refuse_unknown_waivers(manifest: Manifest, checks: CheckRegistry) -> None:
+    """A ``waive:`` key naming no check of this run is a manifest error (file:line), not a
+    waiver silently unused: checks added by plugins are known only once they are loaded."""
+    for check_id in manifest.waive:
+        if check_id not in checks:
+            raise ManifestError(
+                manifest.display or manifest.path.name,
+                manifest.waive_lines.get(check_id, 0),
+                1,
+                f"`{check_id}` is not a check id (see `corrsource checks`)",
+                f"waive.{check_id}",
+            )
 
 
 def waivers_for(ctx: CheckContext) -> dict[str, str]:
@@ -98,9 +113,9 @@ def _short(result: CheckResult) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
-def _plan(ctx: CheckContext) -> list[PlannedCheck]:
+def _plan(ctx: CheckContext, checks: CheckRegistry) -> list[PlannedCheck]:
     plan: list[PlannedCheck] = ctx.state.once(
-        f"plan:{ctx.manifest.path}", lambda: build_plan(ctx.manifest)
+        f"plan:{ctx.manifest.path}", lambda: build_plan(ctx.manifest, checks)
     )
     return plan
 
@@ -119,37 +134,43 @@ def prerequisites(planned: PlannedCheck, plan: list[PlannedCheck]) -> list[Plann
     return found
 
 
-def execute(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult:
+def run_planned(
+    planned: PlannedCheck, ctx: CheckContext, level: str, checks: CheckRegistry = BUILTIN
+) -> CheckResult:
     """Run ``planned`` at ``level``; never raises for a check's own failures.
 
     Memoised per process in ``ctx.state``: a check run as another's prerequisite is not run a
     second time for its own item (under pytest-xdist each worker runs what it needs).
     """
     key = f"result:{ctx.manifest.path}:{planned.key}:{level}"
-    result: CheckResult = ctx.state.once(key, lambda: _execute(planned, ctx, level))
+    result: CheckResult = ctx.state.once(key, lambda: _run(planned, ctx, level, checks))
     return result
 
 
-def _blocker(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult | None:
+def _blocker(
+    planned: PlannedCheck, ctx: CheckContext, level: str, checks: CheckRegistry
+) -> CheckResult | None:
     """The first prerequisite that did not pass (its result), or None."""
-    for pre in prerequisites(planned, _plan(ctx)):
+    for pre in prerequisites(planned, _plan(ctx, checks)):
         pre_ctx = dataclasses.replace(
             ctx, check_id=pre.spec.id, subject=pre.subject, component=pre.component
         )
-        result = execute(pre, pre_ctx, level)
+        result = run_planned(pre, pre_ctx, level, checks)
         if result.outcome != "passed":
             return result
     return None
 
 
-def _execute(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResult:
+def _run(
+    planned: PlannedCheck, ctx: CheckContext, level: str, checks: CheckRegistry
+) -> CheckResult:
     required = planned.required_at(level)
     start = time.perf_counter()
     warnings: list[str] = []
     data: dict[str, Any] = {}
     waivers = waivers_for(ctx)
     waiver = waivers.get(planned.spec.id)
-    blocker = None if planned.undeclared else _blocker(planned, ctx, level)
+    blocker = None if planned.undeclared else _blocker(planned, ctx, level, checks)
     if blocker is not None and blocker.outcome in _BLOCKING:
         root = blocker.data.get("blocked_by", blocker.id)
         reason = _short(blocker)
@@ -164,14 +185,11 @@ def _execute(planned: PlannedCheck, ctx: CheckContext, level: str) -> CheckResul
         else:
             outcome = "skipped"
             message = f"{section} is not declared (optional at level `{level}`)"
-    elif not implemented(planned.spec.id):
-        outcome = "skipped"
-        message = f"{planned.spec.id} is not implemented in this version of pytest-corrsource"
     else:
         try:
             if blocker is not None:  # waived: this check cannot run here either
                 raise CheckUnverifiable(f"it needs {blocker.id}, which was waived")
-            finding = run_check(ctx)
+            finding = planned.spec.implementation()(ctx) or Finding()
         except CheckFailed as exc:
             text = failure_text(planned, exc.message, exc.fix, exc.details)
             if required:

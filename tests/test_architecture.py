@@ -82,7 +82,7 @@ def test_the_public_names_resolve_and_every_error_is_a_corrsource_error() -> Non
 
     for name in pytest_corrsource.__all__:
         assert getattr(pytest_corrsource, name) is not None, name
-    from pytest_corrsource.checks import CheckFailed, CheckSkipped
+    from pytest_corrsource.checks.api import CheckFailed, CheckSkipped
     from pytest_corrsource.formats import FormatError
     from pytest_corrsource.manifest import ManifestError
     from pytest_corrsource.safe_io import NotRegularFile

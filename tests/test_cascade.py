@@ -2,7 +2,7 @@
 
 One missing weights file used to yield 11 failures and 2 errors; now it is one failure (CS101)
 plus whatever fails for its own reasons. Prerequisites are declared per check
-(``CheckSpec.after``) and evaluated by ``results.execute`` itself, memoised per process, so the
+(``CheckSpec.after``) and evaluated by ``results.run_planned`` itself, memoised per process, so the
 cascade holds under pytest-xdist where a check and its prerequisite run in different workers.
 """
 

@@ -22,11 +22,11 @@ from pathlib import Path
 import pytest
 from conftest import RUN_SCRIPT, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, sha256
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 from pytest_corrsource.sandbox.process import network_isolation
 from pytest_corrsource.sandbox.steps import run_pipeline
 
@@ -49,7 +49,7 @@ class Checks:
 
     def __call__(self, check_id: str, subject: str = "") -> CheckResult:
         planned = next(p for p in self.plan if p.spec.id == check_id and p.subject == subject)
-        return execute(planned, self.context(check_id, subject), self.level)
+        return run_planned(planned, self.context(check_id, subject), self.level)
 
 
 def runnable(

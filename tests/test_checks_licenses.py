@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from conftest import RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 
 LICENSE_TEXT = {"LICENSE": "MIT License\n"}
 
@@ -28,7 +28,7 @@ def check(
         p for p in build_plan(manifest) if p.spec.id == check_id and p.subject == subject
     )
     ctx = CheckContext(manifest, check_id, subject, Options(level=level), DigestCache(), RunState())
-    return execute(planned, ctx, level)
+    return run_planned(planned, ctx, level)
 
 
 def manifest(licenses: str = "", extra: str = "") -> str:

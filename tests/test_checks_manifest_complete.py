@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from conftest import MINIMAL_MANIFEST, RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.checks.manifest import MAX_QUOTED, Todo, find_todos
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 
 WITH_TODOS = """\
 # Draft written by corrsource init: review every TODO, then run pytest --corresponding-source
@@ -36,7 +36,7 @@ def check_cs001(root: Path) -> CheckResult:
     [planned] = [p for p in build_plan(manifest) if p.spec.id == "CS001"]
     assert planned.required_by == "open-weights"
     ctx = CheckContext(manifest, "CS001", "", Options(), DigestCache(), RunState())
-    return execute(planned, ctx, "open-weights")
+    return run_planned(planned, ctx, "open-weights")
 
 
 def test_a_manifest_without_todo_passes(make_repo: RepoFactory) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 from conftest import MINIMAL_MANIFEST, RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 
 LEVEL = "open-source-ai"
 ELF = b"\x7fELF" + bytes(60)
@@ -29,7 +29,7 @@ def check(root: Path, check_id: str) -> CheckResult:
     manifest = load_manifest(root / "corresponding-source.yaml")
     planned = next(p for p in build_plan(manifest) if p.spec.id == check_id)
     ctx = CheckContext(manifest, check_id, "", Options(level=LEVEL), DigestCache(), RunState())
-    return execute(planned, ctx, LEVEL)
+    return run_planned(planned, ctx, LEVEL)
 
 
 def passed(result: CheckResult) -> CheckResult:

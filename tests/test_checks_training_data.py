@@ -24,11 +24,11 @@ import pytest
 from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory
 from safetensors.numpy import load_file
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 
 LEVEL = "open-source-ai"
 
@@ -222,7 +222,7 @@ class Checks:
         planned = next(p for p in self.plan if p.spec.id == check_id and p.subject == subject)
         options = Options(level=LEVEL, fetch=self.fetch, cache_dir=self.cache_dir)
         ctx = CheckContext(self.manifest, check_id, subject, options, DigestCache(), self.state)
-        return execute(planned, ctx, LEVEL)
+        return run_planned(planned, ctx, LEVEL)
 
 
 def passed(result: CheckResult) -> CheckResult:

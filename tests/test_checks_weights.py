@@ -21,11 +21,11 @@ import pytest
 from conftest import MINIMAL_MANIFEST, RepoFactory, sha256, write_weights
 from safetensors.numpy import save_file
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 
 LEVEL = "corresponding-source"
 
@@ -53,7 +53,7 @@ def check(
         if p.spec.id == check_id and p.subject == subject and p.component == component
     )
     ctx = CheckContext(manifest, check_id, subject, Options(level=level), DigestCache(), RunState())
-    return execute(planned, ctx, level)
+    return run_planned(planned, ctx, level)
 
 
 def weights_manifest(*entries: str) -> str:

@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 from conftest import MINIMAL_MANIFEST, RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.checks.command_files import analyse_command
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def cs401(
     manifest = load_manifest(root / "corresponding-source.yaml")
     planned = next(p for p in build_plan(manifest) if p.spec.id == "CS401")
     ctx = CheckContext(manifest, "CS401", "", Options(), DigestCache(), RunState())
-    return execute(planned, ctx, "corresponding-source")
+    return run_planned(planned, ctx, "corresponding-source")
 
 
 def test_cs401_accepts_a_file_a_generate_step_builds(make_repo: RepoFactory) -> None:

@@ -21,7 +21,7 @@ from conftest import RUNNABLE_FILES, RepoFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.formats import FormatError
 from pytest_corrsource.formats.tensors import open_tensors, read_schema
 from pytest_corrsource.formats.torch_zip import read_torch_zip
@@ -29,7 +29,7 @@ from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.perturb import PerturbUnsupported, perturb_weights
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHECKPOINT = FIXTURES / "torch_checkpoint.pt"
@@ -344,7 +344,7 @@ def check(root: Path, check_id: str, state: RunState | None = None) -> CheckResu
     planned = next(p for p in build_plan(manifest) if p.spec.id == check_id)
     options = Options(level="open-source-ai")
     ctx = CheckContext(manifest, check_id, "", options, DigestCache(), state or RunState())
-    return execute(planned, ctx, "open-source-ai")
+    return run_planned(planned, ctx, "open-source-ai")
 
 
 def test_cs403_passes_a_run_that_honours_a_torch_checkpoint(make_repo: RepoFactory) -> None:

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 from conftest import MINIMAL_MANIFEST, RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 from pytest_corrsource.sandbox.steps import installs_repository
 
 
@@ -77,7 +77,7 @@ def cs402(root: Path) -> CheckResult:
             ctx = CheckContext(
                 manifest, planned.spec.id, planned.subject, Options(), DigestCache(), state
             )
-            result = execute(planned, ctx, "corresponding-source")
+            result = run_planned(planned, ctx, "corresponding-source")
             if planned.spec.id == "CS202":
                 assert result.outcome == "passed", result.message
     assert result is not None

@@ -61,10 +61,10 @@ def ran_ids(result: pytest.RunResult) -> list[str]:
 def test_the_enabled_plugin_object_is_hashable() -> None:
     # pytest < 9.1 keeps registered plugin objects in a set: an unhashable one is an
     # INTERNALERROR at start-up (seen on pytest 8.4.2 and 9.0.3).
-    from pytest_corrsource.session import CorrSourceSession
+    from pytest_corrsource.verification import Verification
 
-    assert CorrSourceSession.__hash__ is not None
-    assert CorrSourceSession.__hash__ is object.__hash__
+    assert Verification.__hash__ is not None
+    assert Verification.__hash__ is object.__hash__
 
 
 def test_last_failed_reruns_every_failed_check(

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, require_bwrap
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 from pytest_corrsource.sandbox.backends import Backend
 from pytest_corrsource.sandbox.steps import StepRun, get_environment, run_pipeline
 
@@ -54,7 +54,7 @@ class Checks:
 
     def __call__(self, check_id: str, subject: str = "") -> CheckResult:
         planned = next(p for p in self.plan if p.spec.id == check_id and p.subject == subject)
-        return execute(planned, self.context(check_id, subject), LEVEL)
+        return run_planned(planned, self.context(check_id, subject), LEVEL)
 
     def run(self, variant: str = "released", *, network: bool = True) -> StepRun:
         step = run_pipeline(self.context("CS402"), variant, network=network).step("run")

@@ -173,11 +173,11 @@ def test_cs202_reports_a_variable_kept_from_the_steps(
     # which variable was kept back (never its value).
     from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST
 
-    from pytest_corrsource.checks import CheckContext, Options, RunState
+    from pytest_corrsource.checks.api import CheckContext, Options, RunState
     from pytest_corrsource.hashing import DigestCache
     from pytest_corrsource.manifest import load_manifest
     from pytest_corrsource.plan import build_plan
-    from pytest_corrsource.results import execute
+    from pytest_corrsource.results import run_planned
 
     token = "glpat-s3cretvalue1234"
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", f"https://ci:{token}@packages.example.invalid/simple")
@@ -185,7 +185,7 @@ def test_cs202_reports_a_variable_kept_from_the_steps(
     manifest = load_manifest(root / "corresponding-source.yaml")
     planned = next(p for p in build_plan(manifest) if p.spec.id == "CS202")
     ctx = CheckContext(manifest, "CS202", "", Options(), DigestCache(), RunState())
-    result = execute(planned, ctx, "corresponding-source")
+    result = run_planned(planned, ctx, "corresponding-source")
     assert result.outcome == "passed", result.message
     assert any(
         w.startswith("PIP_EXTRA_INDEX_URL was not passed to the step: its value carries")

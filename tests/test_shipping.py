@@ -77,11 +77,11 @@ def test_a_hostile_git_config_runs_nothing(repo: Path, tmp_path: Path) -> None:
 
 
 def _cs402(root: Path, *, working_tree: bool = False) -> object:
-    from pytest_corrsource.checks import CheckContext, Options, RunState
+    from pytest_corrsource.checks.api import CheckContext, Options, RunState
     from pytest_corrsource.hashing import DigestCache
     from pytest_corrsource.manifest import load_manifest
     from pytest_corrsource.plan import build_plan
-    from pytest_corrsource.results import execute
+    from pytest_corrsource.results import run_planned
 
     manifest = load_manifest(root / "corresponding-source.yaml")
     state, options = RunState(), Options(working_tree=working_tree)
@@ -90,7 +90,7 @@ def _cs402(root: Path, *, working_tree: bool = False) -> object:
         ctx = CheckContext(
             manifest, planned.spec.id, planned.subject, options, DigestCache(), state
         )
-        result = execute(planned, ctx, "corresponding-source")
+        result = run_planned(planned, ctx, "corresponding-source")
         if planned.spec.id == "CS402":
             return result
     raise AssertionError("no CS402 planned")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, sha256
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.formats import FormatError
 from pytest_corrsource.formats.tensors import (
     UnreadableTensors,
@@ -30,7 +30,7 @@ from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.perturb import PerturbUnsupported, perturb_weights
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult, run_planned
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOGISTIC = FIXTURES / "sklearn_logistic.pkl"
@@ -302,7 +302,7 @@ def check(root: Path, check_id: str) -> CheckResult:
     ctx = CheckContext(
         manifest, check_id, "", Options(level="open-source-ai"), DigestCache(), RunState()
     )
-    return execute(planned, ctx, "open-source-ai")
+    return run_planned(planned, ctx, "open-source-ai")
 
 
 def test_cs403_passes_on_a_joblib_model(make_repo: RepoFactory) -> None:

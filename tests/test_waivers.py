@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.catalogue import BUILTIN
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.levels import judge_levels
 from pytest_corrsource.manifest import ManifestError, load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute, parse_waiver
+from pytest_corrsource.results import CheckResult, parse_waiver, refuse_unknown_waivers, run_planned
 from pytest_corrsource.sandbox import process, steps
 from pytest_corrsource.sandbox.backends import Backend
 
@@ -48,7 +49,7 @@ def run_all(
             manifest, planned.spec.id, planned.subject, options, DigestCache(), state,
             planned.component,
         )  # fmt: skip
-        results[planned.key] = execute(planned, ctx, level)
+        results[planned.key] = run_planned(planned, ctx, level)
     return results
 
 
@@ -80,8 +81,9 @@ def test_parse_waiver_refuses_anything_else(text: str) -> None:
 
 def test_the_manifest_refuses_a_waiver_of_an_unknown_check(make_repo: RepoFactory) -> None:
     root = make_repo(MINIMAL_MANIFEST + "waive:\n  CS999: because\n")
+    manifest = load_manifest(root / "corresponding-source.yaml")
     with pytest.raises(ManifestError) as info:
-        load_manifest(root / "corresponding-source.yaml")
+        refuse_unknown_waivers(manifest, BUILTIN)
     assert (info.value.line, info.value.keypath) == (8, "waive.CS999")
     assert "`CS999` is not a check id" in info.value.message
 

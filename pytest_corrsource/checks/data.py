@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 
 from pytest_corrsource import patterns
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+from pytest_corrsource.checks.api import CheckContext, CheckFailed, Finding
 from pytest_corrsource.manifest import DataSource
 from pytest_corrsource.safe_io import MAX_DOCUMENT_BYTES, read_text_bounded, regular_file_problem
 from pytest_corrsource.sandbox.steps import Step, run_step
@@ -274,11 +274,3 @@ def check_evaluation(ctx: CheckContext) -> Finding:
     run.require_produced("the evaluation (`evaluation.expect.files`)")
     message = f"evaluation: {metric['metric']}" if metric else "evaluation succeeded"
     return Finding(message=message, data=metric)
-
-
-CHECKS: dict[str, CheckFunction] = {
-    "CS701": check_sources,
-    "CS702": check_card,
-    "CS703": check_preprocessing,
-    "CS801": check_evaluation,
-}

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import shutil
 
-from pytest_corrsource.checks import (
+from pytest_corrsource.checks.api import (
     CheckContext,
     CheckFailed,
-    CheckFunction,
     CheckUnverifiable,
     Finding,
 )
@@ -54,6 +53,3 @@ def check_environment(ctx: CheckContext) -> Finding:
         warnings=environment_warnings(ctx),
         data={"environment": env.key, "reused": env.reused},
     )
-
-
-CHECKS: dict[str, CheckFunction] = {"CS201": check_declared, "CS202": check_environment}

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+from pytest_corrsource.checks.api import CheckContext, CheckFailed, Finding
 from pytest_corrsource.manifest import Manifest
 from pytest_corrsource.safe_io import read_head, regular_file_problem
 
@@ -282,10 +282,3 @@ def check_model_card(ctx: CheckContext) -> Finding:
         f"{next(iter(candidates.values()))} licence is {next(iter(candidates))}",
         fix="make the model card's `license:` and the manifest agree",
     )
-
-
-CHECKS: dict[str, CheckFunction] = {
-    "CS901": check_declared,
-    "CS902": check_open,
-    "CS903": check_model_card,
-}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+from pytest_corrsource.checks.api import CheckContext, CheckFailed, Finding
 from pytest_corrsource.manifest import MAX_MANIFEST_BYTES
 
 # A YAML comment starts at a `#` at the start of a line or after whitespace.
@@ -59,6 +59,3 @@ def check_complete(ctx: CheckContext) -> Finding:
         f"{path.name} still has {len(todos)} TODO{'' if len(todos) == 1 else 's'}:\n"
         + "\n".join("    " + q for q in quoted)
     )
-
-
-CHECKS: dict[str, CheckFunction] = {"CS001": check_complete}

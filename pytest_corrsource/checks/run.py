@@ -11,10 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_corrsource import patterns
-from pytest_corrsource.checks import (
+from pytest_corrsource.checks.api import (
     CheckContext,
     CheckFailed,
-    CheckFunction,
     CheckSkipped,
     CheckUnverifiable,
     Finding,
@@ -343,12 +342,3 @@ def check_offline(ctx: CheckContext) -> Finding:
         else "in a network namespace with no network (unshare: partial isolation)"
     )
     return Finding(message=f"ran {where}")
-
-
-CHECKS: dict[str, CheckFunction] = {
-    "CS301": check_generate_step,
-    "CS401": check_run_files,
-    "CS402": check_released,
-    "CS403": check_modified,
-    "CS404": check_offline,
-}

@@ -16,7 +16,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+from pytest_corrsource.checks.api import CheckContext, CheckFailed, Finding
 from pytest_corrsource.safe_io import (
     open_regular,
     read_head,
@@ -302,6 +302,3 @@ def check_architecture(ctx: CheckContext) -> Finding:
     if problems:
         raise CheckFailed("; ".join(problems))
     return Finding(message=", ".join(r.path for r in ctx.manifest.architecture))
-
-
-CHECKS: dict[str, CheckFunction] = {"CS501": check_preferred_form, "CS502": check_architecture}

@@ -14,7 +14,7 @@ import dataclasses
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+from pytest_corrsource.checks.api import CheckContext, CheckFailed, Finding
 from pytest_corrsource.formats import WeightsHeader
 from pytest_corrsource.safe_io import read_head, same_content
 from pytest_corrsource.sandbox.steps import (
@@ -343,11 +343,3 @@ def check_modify(ctx: CheckContext) -> Finding:
                 f"{declared} does not have the schema of {released_name}: " + "; ".join(differences)
             )
     return Finding(message=f"wrote {', '.join(sorted(run.outputs)) or 'nothing declared'}")
-
-
-CHECKS: dict[str, CheckFunction] = {
-    "CS405": check_modify,
-    "CS601": check_training_code,
-    "CS602": check_training_run,
-    "CS603": check_reproduce,
-}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from pytest_corrsource.checks import CheckContext, CheckFailed, CheckFunction, Finding
+from pytest_corrsource.checks.api import CheckContext, CheckFailed, Finding
 from pytest_corrsource.manifest import WeightsEntry
 from pytest_corrsource.safe_io import regular_file_problem
 
@@ -446,12 +446,3 @@ def check_safe_to_load(ctx: CheckContext) -> Finding:
         raise CheckFailed(f"{entry.path}: cannot be read: {exc.strerror}") from None
     message = summaries[0] if len(set(summaries)) == 1 else "; ".join(sorted(set(summaries)))
     return Finding(message=message, warnings=warnings)
-
-
-CHECKS: dict[str, CheckFunction] = {
-    "CS101": check_present,
-    "CS102": check_not_a_pointer,
-    "CS103": check_header,
-    "CS104": check_hash,
-    "CS105": check_safe_to_load,
-}

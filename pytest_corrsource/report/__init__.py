@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pytest_corrsource.catalogue import BUILTIN, CheckRegistry
 from pytest_corrsource.levels import (
     LevelVerdict,
     MofVerdict,
@@ -22,7 +23,7 @@ from pytest_corrsource.levels import (
 from pytest_corrsource.manifest import Manifest, ManifestError, load_manifest
 from pytest_corrsource.plan import PlannedCheck, build_plan
 from pytest_corrsource.report.sanitize import sanitize_data
-from pytest_corrsource.results import CheckResult
+from pytest_corrsource.results import CheckResult, refuse_unknown_waivers
 
 if TYPE_CHECKING:
     from pytest_corrsource.settings import ReportPaths
@@ -45,6 +46,34 @@ class ManifestReport:
     not_run: str = "deselected"
     # {backend, pid, net, mount, limits} of the sandbox the steps ran in.
     isolation: dict[str, Any] = field(default_factory=dict)
+    # (title, text) added by plugins (pytest_corrsource_report_sections), sanitized.
+    sections: list[tuple[str, str]] = field(default_factory=list)
+
+    def add_sections(self, contributed: Iterable[object]) -> None:
+        """Keep the ``(title, text)`` pairs each hook implementation returned, as plain text.
+
+        What a plugin returns is checked here: anything but a list of two strings is reported
+        as a section saying so, not a crash after every check ran.
+        """
+        from pytest_corrsource.report.sanitize import sanitize
+
+        for sections in contributed:
+            for section in sections if isinstance(sections, (list, tuple)) else [sections]:
+                if (
+                    isinstance(section, tuple)
+                    and len(section) == 2
+                    and all(isinstance(part, str) for part in section)
+                ):
+                    title, text = section
+                    self.sections.append((sanitize(title), sanitize(text)))
+                else:
+                    self.sections.append(
+                        (
+                            "invalid report section",
+                            f"a pytest_corrsource_report_sections hook returned "
+                            f"{type(section).__name__}, not a (title, text) pair of strings",
+                        )
+                    )
 
     @property
     def name(self) -> str:
@@ -130,6 +159,8 @@ class ManifestReport:
         out["components"] = dict(self.components)
         if self.isolation:
             out["isolation"] = self.isolation
+        if self.sections:
+            out["sections"] = [{"title": t, "text": x} for t, x in self.sections]
         # Every string may come from the repository (messages, subjects, names, paths).
         sanitized: dict[str, Any] = sanitize_data(out)
         return sanitized
@@ -142,6 +173,7 @@ def build_reports(
     rootpath: Path,
     not_run: str = "deselected",
     sandbox_mode: str = "auto",
+    checks: CheckRegistry = BUILTIN,
 ) -> list[ManifestReport]:
     """One report per manifest from the results gathered; ``not_run`` says why a planned check
     has no result; ``sandbox_mode`` (``--corrsource-sandbox``) which isolation to describe."""
@@ -155,11 +187,12 @@ def build_reports(
         report = ManifestReport(path=path, display=display, level=level, not_run=not_run)
         try:
             report.manifest = load_manifest(path, display=display)
+            refuse_unknown_waivers(report.manifest, checks)
         except ManifestError as exc:
             report.error = str(exc)
             reports.append(report)
             continue
-        report.plan = build_plan(report.manifest)
+        report.plan = build_plan(report.manifest, checks)
         for result in results:
             if Path(result.manifest).resolve() == path:
                 report.results[result.key] = result

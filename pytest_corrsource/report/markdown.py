@@ -68,6 +68,8 @@ def render_one(report: ManifestReport) -> str:
             f"| {planned.spec.id} {cell(planned.component)}::{cell(planned.spec.check)} | "
             f"{cell(planned.subject)} | {outcome} | {planned.line} | {seconds} |"
         )
+    for title, text in report.sections:  # added by plugins: plain text, shown as such
+        lines += ["", f"### {inline(title)}", "", fenced(text)]
     failures = [
         (p, report.results[p.key])
         for p in report.plan

@@ -40,6 +40,10 @@ def write_summary(reports: list[ManifestReport], tr: Any) -> None:
                     f"warning: {planned.spec.id} {planned.subject or planned.component}: {warning}"
                 )
                 tr.write_line(sanitize(text), yellow=True)
+        for title, text in report.sections:  # added by plugins (sanitized when added)
+            tr.write_line(sanitize(f"{title}:"), bold=True)
+            for line in text.splitlines():
+                tr.write_line(sanitize(f"  {line}"))
         if not report.complete:
             missing = sum(1 for p in report.plan if p.key not in report.results)
             tr.write_line(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pytest_corrsource import evidence, progress
-from pytest_corrsource.checks import (
+from pytest_corrsource.checks.api import (
     CheckContext,
     CheckFailed,
     CheckUnverifiable,

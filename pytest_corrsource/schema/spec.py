@@ -588,7 +588,7 @@ MANIFEST_SPEC = Struct(
         ),
         "waive": MapOf(
             Scalar("string", description="the reason"),
-            key_pattern="CS[0-9]{3}",
+            key_pattern="CS[0-9]{3}|X[A-Z]{0,8}[0-9]{3}",
             doc="checks that cannot run where the manifest is verified, by id, with the reason; "
             "a waived required check is reported, and the level reads 'met, with waivers'",
         ),

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pytest_corrsource.checks import Options, RunState
+from pytest_corrsource.catalogue import BUILTIN, CheckRegistry, RegistryError
+from pytest_corrsource.checks.api import Options, RunState
 from pytest_corrsource.hashing import CACHE_KEY, DigestCache
 from pytest_corrsource.results import CheckResult
 from pytest_corrsource.settings import Settings, arg_paths
@@ -31,10 +32,28 @@ def is_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def added_checks(config: pytest.Config) -> CheckRegistry:
+    """The built-in checks plus those every ``pytest_corrsource_checks`` implementation adds.
+
+    Each implementation is called on its own so an invalid spec names the plugin (or
+    ``conftest.py``) it came from; a bad one is a usage error, reported before collection.
+    """
+    registry = BUILTIN
+    hook = config.pluginmanager.hook.pytest_corrsource_checks
+    for impl in reversed(hook.get_hookimpls()):  # registration order
+        returned = impl.function(*(dict(config=config)[name] for name in impl.argnames))
+        specs: list[Any] = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+        try:
+            registry = registry.extended(specs if returned else (), source=impl.plugin_name)
+        except RegistryError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return registry
+
+
 # eq=False keeps identity hashing: pytest < 9.1 puts registered plugins in a set, and a
 # dataclass with the default eq=True is unhashable (INTERNALERROR on pytest 8.x and 9.0).
 @dataclass(eq=False)
-class CorrSourceSession:
+class Verification:
     config: pytest.Config
     settings: Settings
     options: Options
@@ -46,9 +65,10 @@ class CorrSourceSession:
     # Other files' collection errors ("tests/test_all.py: ModuleNotFoundError: …"): pytest stops
     # before running anything, and the report says why the checks did not run.
     collection_errors: list[str] = field(default_factory=list)
+    checks: CheckRegistry = BUILTIN  # built-in checks and those plugins added
 
     @classmethod
-    def from_config(cls, config: pytest.Config) -> CorrSourceSession:
+    def from_config(cls, config: pytest.Config) -> Verification:
         settings = Settings.from_config(config)
         options = Options(
             level=settings.level,
@@ -63,9 +83,9 @@ class CorrSourceSession:
         )
         cache = getattr(config, "cache", None)
         digests = DigestCache.from_json(cache.get(CACHE_KEY, {}) if cache is not None else {})
-        session = cls(config, settings, options, digests)
-        session._add_unvisited_manifests()
-        return session
+        verification = cls(config, settings, options, digests, checks=added_checks(config))
+        verification._add_unvisited_manifests()
+        return verification
 
     @property
     def manifests(self) -> tuple[Path, ...]:
@@ -160,7 +180,11 @@ class CorrSourceSession:
             self.config.rootpath,
             not_run,
             sandbox_mode=self.options.sandbox,
+            checks=self.checks,
         )
+        for report in self.reports:
+            hook = self.config.pluginmanager.hook.pytest_corrsource_report_sections
+            report.add_sections(hook(report=report))
         write_reports(self.reports, self.settings.reports)
         self._github_output()
         # Skipped required checks fail no item, yet leave the level unverified: a complete run
@@ -201,7 +225,7 @@ class CorrSourceSession:
 class XdistHooks:
     """Controller-side pytest-xdist hooks, registered only when xdist is active."""
 
-    def __init__(self, session: CorrSourceSession) -> None:
+    def __init__(self, session: Verification) -> None:
         self.session = session
 
     def pytest_testnodedown(self, node: Any, error: Any) -> None:
