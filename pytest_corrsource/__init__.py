@@ -11,18 +11,34 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-#: The public names: the fixture types, the check catalogue's entry type, the errors.
+#: The public names: the fixture types, what a check added by a plugin is made of (its spec,
+#: what it receives and returns, what it is planned on), the report a plugin may add to, and
+#: the errors. The hooks themselves are documented in ``pytest_corrsource.hookspecs``.
 __all__ = [
+    "CheckContext",
+    "CheckFailed",
+    "CheckSkipped",
     "CheckSpec",
+    "CheckUnverifiable",
     "Corrsource",
     "CorrsourceError",
+    "Finding",
     "FormatError",
     "ManifestError",
+    "ManifestReport",
+    "Subject",
     "Weights",
     "__version__",
 ]
 
 _LAZY = {
+    "CheckContext": "pytest_corrsource.checks.api",
+    "CheckFailed": "pytest_corrsource.checks.api",
+    "CheckSkipped": "pytest_corrsource.checks.api",
+    "CheckUnverifiable": "pytest_corrsource.checks.api",
+    "Finding": "pytest_corrsource.checks.api",
+    "ManifestReport": "pytest_corrsource.report",
+    "Subject": "pytest_corrsource.subjects",
     "CheckSpec": "pytest_corrsource.catalogue",
     "Corrsource": "pytest_corrsource.fixtures",
     "CorrsourceError": "pytest_corrsource.errors",

@@ -591,7 +591,8 @@ class CheckRegistry:
         for spec in specs:
             problem = _custom_spec_problem(spec, self.by_id, added)
             if problem:
-                raise RegistryError(f"{source}: check {spec.id!r} cannot be added: {problem}")
+                name = repr(spec.id) if isinstance(spec, CheckSpec) else "?"
+                raise RegistryError(f"{source}: check {name} cannot be added: {problem}")
             added.append(spec)
         return CheckRegistry((*self.specs, *added))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -32,7 +33,8 @@ def run_example(
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--corresponding-source", str(EXAMPLES / name),
          "-p", "no:randomly", "-p", "no:cacheprovider", "--corrsource-report", str(report), *args],
-        capture_output=True, text=True, timeout=900, cwd=tmp_path, env=dict(os.environ),
+        capture_output=True, text=True, timeout=900, cwd=tmp_path,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},  # custom-check's conftest.py
     )  # fmt: skip
     assert report.is_file(), proc.stdout + proc.stderr
     return proc, json.loads(report.read_text())
@@ -137,3 +139,44 @@ def test_example_test_module_uses_the_fixtures(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=900, cwd=tmp_path,
     )  # fmt: skip
     assert "2 passed" in proc.stdout
+
+
+@pytest.mark.slow
+def test_custom_check_fails_without_the_evaluation_table(tmp_path: Path) -> None:
+    """The example's added check can fail: the same repository without its table."""
+    repo = tmp_path / "repo"
+    shutil.copytree(EXAMPLES / "custom-check", repo)
+    card = repo / "README.md"
+    text = card.read_text(encoding="utf-8")
+    card.write_text(text[: text.index("| metric")] + text[text.index("**Expected") :])
+    out = tmp_path / "out"
+    out.mkdir()
+    report = out / "report.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--corresponding-source", str(repo), "-p", "no:randomly",
+         "-p", "no:cacheprovider", "--corrsource-level", "open-weights",
+         "--corrsource-report", str(report)],
+        capture_output=True, text=True, timeout=900, cwd=out,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    data = json.loads(report.read_text())
+    assert failed(data) == ["XORG101"], proc.stdout[-3000:]
+    message = next(c["message"] for c in data["checks"] if c["id"] == "XORG101")
+    assert "the model card has no evaluation table (README.md)" in message
+    assert data["levels_met"] == []
+    assert proc.returncode == 1
+    assert "XORG101 evaluation table: failed" in proc.stdout  # the added report section
+    assert data["sections"] == [
+        {"title": "house rules", "text": "XORG101 evaluation table: failed"}
+    ]
+
+
+def test_custom_check_is_explained_in_its_folder() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_corrsource", "explain", "XORG101"],
+        capture_output=True, text=True, timeout=120, cwd=EXAMPLES / "custom-check",
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("XORG101 docs::evaluation-table\n")
+    assert "Required at levels: open-weights, corresponding-source, open-source-ai" in proc.stdout
