@@ -14,16 +14,15 @@ import importlib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final, Literal, get_args
 
 from pytest_corrsource import subjects
 from pytest_corrsource.checks.api import CheckFunction
 from pytest_corrsource.errors import CorrsourceError
 from pytest_corrsource.subjects import SubjectRule
+from pytest_corrsource.vocabulary import DEFAULT_LEVEL, LEVELS, Level, level_rank
 
-Level = Literal["open-weights", "corresponding-source", "open-source-ai"]
-LEVELS: tuple[Level, ...] = get_args(Level)
-DEFAULT_LEVEL: Final[Level] = "corresponding-source"
+__all__ = ["DEFAULT_LEVEL", "LEVELS", "Level", "level_rank"]  # re-exported: the levels' old home
+
 
 #: Built-in ids: ``CS`` and three digits. Ids of checks other plugins add: ``X``, up to eight
 #: capitals naming the organisation or plugin, and three digits (``X101``, ``XACME101``), so
@@ -31,11 +30,6 @@ DEFAULT_LEVEL: Final[Level] = "corresponding-source"
 BUILTIN_ID = re.compile(r"CS\d{3}")
 CUSTOM_ID = re.compile(r"X[A-Z]{0,8}\d{3}")
 _CHECK_NAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
-
-
-def level_rank(level: str | None) -> int:
-    """Order of levels; None (required by no level) sorts after all of them."""
-    return LEVELS.index(level) if level in LEVELS else len(LEVELS)
 
 
 class RegistryError(CorrsourceError, ValueError):
@@ -541,7 +535,7 @@ CHECKS: tuple[CheckSpec, ...] = (
 )
 
 # Components in report order, and the level from which each must be declared (None: optional).
-COMPONENTS: tuple[tuple[str, str | None], ...] = (
+COMPONENTS: tuple[tuple[str, Level | None], ...] = (
     ("weights", "open-weights"),
     ("licenses", "open-weights"),
     ("install", "corresponding-source"),

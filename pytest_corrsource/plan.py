@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pytest_corrsource.catalogue import BUILTIN, COMPONENTS, CheckRegistry, CheckSpec, level_rank
 from pytest_corrsource.manifest import Manifest
 from pytest_corrsource.subjects import SPEC_LEVEL, Undeclared
+from pytest_corrsource.vocabulary import Level
 
 
 @dataclass(frozen=True)
@@ -22,7 +23,7 @@ class PlannedCheck:
     component: str  # usually spec.component; "checkpoints" for weights checks on checkpoints
     subject: str
     line: int
-    required_by: str | None  # the lowest level requiring it; None: informational
+    required_by: Level | None  # the lowest level requiring it; None: informational
     undeclared: bool = False  # the manifest lacks the component this check needs
 
     @property
@@ -76,7 +77,7 @@ def build_plan(manifest: Manifest, checks: CheckRegistry = BUILTIN) -> list[Plan
     )
 
 
-def _declared_from(component: str, spec_level: str | None) -> str | None:
+def _declared_from(component: str, spec_level: Level | None) -> Level | None:
     """The level from which a section must be declared (a section plugins add: its check's)."""
     return dict(COMPONENTS).get(component, spec_level)
 

@@ -23,11 +23,8 @@ from pytest_corrsource.checks.api import (
 )
 from pytest_corrsource.manifest import Manifest, ManifestError
 from pytest_corrsource.plan import PlannedCheck, build_plan, component_label
+from pytest_corrsource.vocabulary import Outcome
 
-# "waived": a required check that could not run here and that the user waived explicitly; the
-# level then reads "met, with waivers". "skipped" with ``data["blocked_by"]``: a prerequisite
-# did not pass, so the check did not run (the prerequisite's own result carries the failure).
-OUTCOMES = ("passed", "failed", "skipped", "not-required", "waived")
 _BLOCKING = ("failed", "not-required", "skipped")
 _WAIVER = re.compile(r"(CS[0-9]{3}|X[A-Z]{0,8}[0-9]{3})(?:=(.*))?", re.DOTALL)
 
@@ -37,7 +34,7 @@ class CheckResult:
     id: str
     component: str
     subject: str
-    outcome: str  # one of OUTCOMES
+    outcome: Outcome
     message: str  # "" when passed without remarks; the full failure text when failed
     line: int
     seconds: float
@@ -171,6 +168,7 @@ def _run(
     waivers = waivers_for(ctx)
     waiver = waivers.get(planned.spec.id)
     blocker = None if planned.undeclared else _blocker(planned, ctx, level, checks)
+    outcome: Outcome
     if blocker is not None and blocker.outcome in _BLOCKING:
         root = blocker.data.get("blocked_by", blocker.id)
         reason = _short(blocker)
@@ -239,7 +237,7 @@ def _run(
 
 def _unverified(
     planned: PlannedCheck, exc: CheckSkipped, required: bool, waiver: str | None
-) -> tuple[str, str]:
+) -> tuple[Outcome, str]:
     """(outcome, message) for a check that could not run.
 
     Not required: skipped. Required: failed "could not be verified", unless waived; a skipped

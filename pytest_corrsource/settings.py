@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_corrsource.catalogue import DEFAULT_LEVEL, LEVELS
 from pytest_corrsource.manifest import MANIFEST_NAME
+from pytest_corrsource.vocabulary import DEFAULT_LEVEL, LEVELS, Level, as_level
 
 __all__ = [
     "LEVEL_ENV",
@@ -39,7 +39,7 @@ class ReportPaths:
 
 @dataclass(frozen=True)
 class Settings:
-    level: str
+    level: Level
     manifests: tuple[Path, ...]
     reports: ReportPaths
     junit_properties: bool
@@ -106,9 +106,9 @@ def _choice(
     return default
 
 
-def resolve_level(config: pytest.Config) -> str:
+def resolve_level(config: pytest.Config) -> Level:
     """Command line > environment (CORRSOURCE_LEVEL) > ini > default."""
-    return _choice(config, "corrsource_level", LEVEL_ENV, "level", LEVELS, DEFAULT_LEVEL)
+    return as_level(_choice(config, "corrsource_level", LEVEL_ENV, "level", LEVELS, DEFAULT_LEVEL))
 
 
 def resolve_sandbox(config: pytest.Config) -> str:

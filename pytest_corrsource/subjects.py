@@ -12,11 +12,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, Literal
 
+from pytest_corrsource.vocabulary import Level
+
 if TYPE_CHECKING:
     from pytest_corrsource.manifest import Manifest
 
 #: ``required_by`` of a :class:`Subject` that takes the check's own level.
 SPEC_LEVEL: Final = "spec-level"
+SpecLevel = Literal["spec-level"]
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Subject:
     # The lowest level that requires the check on this subject: the spec's own level unless a
     # subject says otherwise (CS901 on data is required from corresponding-source; checks on
     # checkpoints are informational).
-    required_by: str | None = SPEC_LEVEL
+    required_by: Level | SpecLevel | None = SPEC_LEVEL
 
 
 class Undeclared:
@@ -53,9 +56,9 @@ def weights_files(manifest: Manifest) -> list[Subject]:
     ]
 
 
-def _licence_kinds(manifest: Manifest) -> list[tuple[LicenceKind, str]]:
+def _licence_kinds(manifest: Manifest) -> list[tuple[LicenceKind, Level]]:
     """The kinds of component present, with the level from which each needs a licence."""
-    kinds: list[tuple[LicenceKind, str]] = [("weights", "open-weights")]
+    kinds: list[tuple[LicenceKind, Level]] = [("weights", "open-weights")]
     if manifest.architecture or manifest.run or manifest.training or manifest.install:
         kinds.append(("code", "corresponding-source"))
     if manifest.data is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_corrsource.errors import CorrsourceError
+from pytest_corrsource.vocabulary import DEFAULT_LEVEL, Level
 
 if TYPE_CHECKING:
     from pytest_corrsource.hashing import DigestCache
@@ -62,7 +63,7 @@ class Finding:
 class Options:
     """Run-wide settings the checks read (resolved from the command line / ini / env)."""
 
-    level: str = "corresponding-source"
+    level: Level = DEFAULT_LEVEL
     fresh_env: bool = False
     # Copy the whole working tree into scratch copies, not only what git tracks (and the
     # files the manifest declares): --corrsource-working-tree.
