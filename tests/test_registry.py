@@ -205,12 +205,15 @@ def _write_repo(
     card: str,
     level_102: str = "None",
     extra: str = "",
+    bad_id: bool = False,
 ) -> None:
+    """The repository in ``pytester.path`` with CONFTEST; ``bad_id``: XACME101 claims CS101."""
     import shutil
 
     source = make_repo(MINIMAL_MANIFEST + extra, {"LICENSE": "MIT License\n", "README.md": card})
     shutil.copytree(source, pytester.path, dirs_exist_ok=True)
-    pytester.makeconftest(CONFTEST.replace("LEVEL_102", level_102))
+    conftest = CONFTEST.replace("LEVEL_102", level_102)
+    pytester.makeconftest(conftest.replace('id="XACME101"', 'id="CS101"') if bad_id else conftest)
 
 
 def _run(pytester: pytest.Pytester, *args: str) -> tuple[pytest.RunResult, dict[str, Any]]:
@@ -294,9 +297,7 @@ def test_report_sections_from_a_plugin_are_sanitized(
 def test_an_invalid_added_check_is_a_usage_error(
     pytester: pytest.Pytester, make_repo: RepoFactory
 ) -> None:
-    _write_repo(pytester, make_repo, "house\n")
-    conftest = pytester.path / "conftest.py"
-    conftest.write_text(conftest.read_text().replace('id="XACME101"', 'id="CS101"'))
+    _write_repo(pytester, make_repo, "house\n", bad_id=True)
     result, _ = _run(pytester)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert "check 'CS101' cannot be added: ids of added checks are X" in result.stderr.str()
@@ -316,9 +317,7 @@ def test_explain_knows_added_checks(pytester: pytest.Pytester, make_repo: RepoFa
 def test_the_hooks_cost_nothing_without_the_flag(
     pytester: pytest.Pytester, make_repo: RepoFactory
 ) -> None:
-    _write_repo(pytester, make_repo, "house\n")
-    conftest = pytester.path / "conftest.py"
-    conftest.write_text(conftest.read_text().replace('id="XACME101"', 'id="CS101"'))
+    _write_repo(pytester, make_repo, "house\n", bad_id=True)
     pytester.makepyfile(test_one="def test_one():\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:randomly", "test_one.py")
     assert result.ret == 0  # the bad spec is never asked for: the plugin is not enabled
