@@ -9,13 +9,19 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pytest_corrsource.checks.api import CheckContext, CheckFailed, CheckSkipped, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import Manifest, ManifestError, load_manifest
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from pytest_corrsource.sandbox.steps import StepRun
+    from pytest_corrsource.verification import Verification
 
 
 @dataclass
@@ -37,7 +43,7 @@ class Corrsource:
         )
 
 
-def corrsource_for(config: pytest.Config, session: Any) -> Corrsource:
+def corrsource_for(config: pytest.Config, session: Verification | None) -> Corrsource:
     """``session``: the enabled plugin object, or None without ``--corresponding-source``."""
     from pytest_corrsource.settings import resolve_level, resolve_manifests
 
@@ -71,16 +77,18 @@ def _nearest_manifest(config: pytest.Config) -> Path | None:
     return None
 
 
-class Weights(Mapping[str, Any]):
+class Weights(Mapping[str, "NDArray[Any]"]):
     """Read-only mapping of tensor name -> numpy array; tensors are read on first access."""
 
-    def __init__(self, path: Path, names: Sequence[str], load: Callable[[str], Any]) -> None:
+    def __init__(
+        self, path: Path, names: Sequence[str], load: Callable[[str], NDArray[Any]]
+    ) -> None:
         self.path = path
         self._names = list(names)
         self._load = load
-        self._cache: dict[str, Any] = {}
+        self._cache: dict[str, NDArray[Any]] = {}
 
-    def __getitem__(self, name: str) -> Any:
+    def __getitem__(self, name: str) -> NDArray[Any]:
         if name not in self._cache:
             if name not in self._names:
                 raise KeyError(f"{name!r} is not a tensor of {self.path.name}")
@@ -180,7 +188,7 @@ class RunOutput:
     timed_out: bool = False
 
     @classmethod
-    def of(cls, step: Any) -> RunOutput:
+    def of(cls, step: StepRun) -> RunOutput:
         return cls(
             exit_code=step.result.returncode,
             stdout=step.result.stdout,
@@ -257,7 +265,7 @@ def regenerated_weights_for(cs: Corrsource) -> Path:
     return path
 
 
-def apply_training_markers(item: pytest.Item, session: Any) -> None:
+def apply_training_markers(item: pytest.Item, session: Verification | None) -> None:
     """Skip (or, when the level requires them, fail) tests whose training parts are missing."""
     cs = corrsource_for(item.config, session)
     required = cs.options.level == "open-source-ai"

@@ -8,9 +8,14 @@ working) and returns. With ``--corresponding-source`` it registers
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:  # types only: pytest start-up imports none of these
+    from pytest_corrsource.fixtures import Corrsource, IsolatedEnvironment, RunOutput, Weights
 
 LEVEL_CHOICES = ("open-weights", "corresponding-source", "open-source-ai")
 SESSION_PLUGIN_NAME = "corrsource-session"
@@ -230,7 +235,7 @@ def _warn_ignored_options(config: pytest.Config) -> None:
 
 
 @pytest.fixture(scope="session")
-def corrsource(request: pytest.FixtureRequest) -> Any:
+def corrsource(request: pytest.FixtureRequest) -> Corrsource:
     """The parsed manifest and repository root (a ``pytest_corrsource.fixtures.Corrsource``)."""
     from pytest_corrsource import fixtures
 
@@ -239,7 +244,7 @@ def corrsource(request: pytest.FixtureRequest) -> Any:
 
 
 @pytest.fixture
-def model_weights(request: pytest.FixtureRequest, corrsource: Any) -> Any:
+def model_weights(request: pytest.FixtureRequest, corrsource: Corrsource) -> Weights:
     """Lazy, read-only mapping of tensor name -> numpy array for the declared weights."""
     from pytest_corrsource import fixtures
 
@@ -247,7 +252,7 @@ def model_weights(request: pytest.FixtureRequest, corrsource: Any) -> Any:
 
 
 @pytest.fixture(scope="session")
-def corrsource_env(corrsource: Any) -> Any:
+def corrsource_env(corrsource: Corrsource) -> IsolatedEnvironment:
     """The isolated environment built from the manifest's ``install`` section."""
     from pytest_corrsource import fixtures
 
@@ -256,8 +261,10 @@ def corrsource_env(corrsource: Any) -> Any:
 
 @pytest.fixture
 def run_model(
-    corrsource: Any, corrsource_env: Any, tmp_path_factory: pytest.TempPathFactory
-) -> Any:
+    corrsource: Corrsource,
+    corrsource_env: IsolatedEnvironment,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[..., RunOutput]:
     """Callable running the declared ``run`` command; returns exit code, output and files."""
     from pytest_corrsource import fixtures
 
@@ -265,7 +272,7 @@ def run_model(
 
 
 @pytest.fixture(scope="session")
-def modified_weights(corrsource: Any, tmp_path_factory: pytest.TempPathFactory) -> Any:
+def modified_weights(corrsource: Corrsource, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path to a perturbed copy of the first declared weights (same schema, other values)."""
     from pytest_corrsource import fixtures
 
@@ -273,7 +280,7 @@ def modified_weights(corrsource: Any, tmp_path_factory: pytest.TempPathFactory) 
 
 
 @pytest.fixture(scope="session")
-def regenerated_weights(corrsource: Any) -> Any:
+def regenerated_weights(corrsource: Corrsource) -> Path:
     """Path to the weights the declared (smoke-sized) training command writes."""
     from pytest_corrsource import fixtures
 
