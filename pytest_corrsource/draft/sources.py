@@ -1,9 +1,9 @@
 """What ``corrsource init`` reads besides the file tree: README commands, model-card front
-matter, licence texts, dependency specs, DVC pipelines and MLflow projects.
+matter, licence texts and conda environment files (DVC and MLflow: ``pipelines.py``).
 
 Every function here is a pure reader: it returns plain data (:class:`Command`, :class:`Card`,
 …) and never raises for malformed input (a broken dvc.yaml or README just yields less).
-``init.py`` decides what to do with what is found.
+``discover.py`` and ``commands.py`` decide what to do with what is found.
 """
 
 from __future__ import annotations
@@ -17,13 +17,8 @@ from typing import Any
 __all__ = [
     "Card",
     "Command",
-    "DvcStage",
-    "MlflowProject",
     "read_card",
     "read_conda_env",
-    "read_dvc",
-    "read_mlflow",
-    "read_python_env",
     "readme_commands",
     "role_of",
     "sniff_license_text",
@@ -65,7 +60,7 @@ def read_text(path: Path) -> str | None:
     return raw.decode("utf-8-sig", errors="replace")
 
 
-def _yaml(text: str | None) -> Any:
+def read_yaml(text: str | None) -> Any:
     import yaml
 
     if text is None:
@@ -78,7 +73,7 @@ def _yaml(text: str | None) -> Any:
 
 # --- commands -------------------------------------------------------------------------------
 
-_SHELL_SYNTAX = re.compile(r"[|<>;&`]|\$\(|\$\{|^\s*[A-Za-z_][A-Za-z0-9_]*=")
+SHELL_SYNTAX = re.compile(r"[|<>;&`]|\$\(|\$\{|^\s*[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def strip_comment(line: str) -> str:
@@ -102,7 +97,7 @@ def to_manifest_command(line: str) -> str:
     line = " ".join(strip_comment(line).split())
     line = re.sub(r"^python3(\.\d+)?(?=\s)", "python", line)
     line = line.replace("{", "{{").replace("}", "}}")
-    if _SHELL_SYNTAX.search(line):
+    if SHELL_SYNTAX.search(line):
         return f"sh -c {shlex.quote(line)}"
     return line
 
@@ -245,7 +240,7 @@ def read_card(root: Path, rel: str) -> Card:
     end = text.find("\n---", 3)
     if end == -1:
         return card
-    data = _yaml(text[3:end])
+    data = read_yaml(text[3:end])
     if isinstance(data, dict):
         card.front = {str(k): v for k, v in data.items()}
     else:
@@ -292,7 +287,7 @@ def sniff_license_text(path: Path) -> str | None:
 
 # --- environments ---------------------------------------------------------------------------
 
-_PY_VERSION = re.compile(r"^\d+(?:\.\d+){0,2}$")
+PYTHON_VERSION = re.compile(r"^\d+(?:\.\d+){0,2}$")
 
 
 @dataclass
@@ -308,7 +303,7 @@ def read_conda_env(path: Path, rel: str) -> EnvSpec:
     """environment.yml / conda.yaml: its ``pip:`` part becomes a pip command; conda packages
     become a TODO (the isolated environment is a virtualenv, not conda)."""
     spec = EnvSpec()
-    data = _yaml(read_text(path))
+    data = read_yaml(read_text(path))
     deps = data.get("dependencies") if isinstance(data, dict) else None
     if not isinstance(deps, list):
         spec.notes.append(f"TODO: {rel} lists no dependencies that could be read")
@@ -322,7 +317,7 @@ def read_conda_env(path: Path, rel: str) -> EnvSpec:
             name = re.split(r"[=<>!\s]", dep, maxsplit=1)[0]
             if name == "python":
                 version = dep[len(name) :].lstrip("=").strip()
-                if _PY_VERSION.match(version):
+                if PYTHON_VERSION.match(version):
                     spec.python = version
             elif name != "pip":
                 conda.append(dep)
@@ -336,173 +331,6 @@ def read_conda_env(path: Path, rel: str) -> EnvSpec:
             f"in install.commands: {shown}"
         )
     return spec
-
-
-def read_python_env(path: Path, rel: str) -> EnvSpec:
-    """MLflow's python_env.yaml: ``python``, ``build_dependencies``, ``dependencies``."""
-    spec = EnvSpec()
-    data = _yaml(read_text(path))
-    if not isinstance(data, dict):
-        spec.notes.append(f"TODO: {rel} could not be read")
-        return spec
-    python = data.get("python")
-    if python is not None and _PY_VERSION.match(str(python)):
-        spec.python = str(python)
-    for key in ("build_dependencies", "dependencies"):
-        items = data.get(key)
-        if isinstance(items, list):
-            args = [a for item in items for a in str(item).split() if str(item) != "pip"]
-            if not args:
-                continue
-            spec.commands.append(to_manifest_command("python -m pip install " + shlex.join(args)))
-    return spec
-
-
-# --- DVC ------------------------------------------------------------------------------------
-
-
-@dataclass
-class DvcStage:
-    name: str
-    command: str
-    deps: list[str]
-    outs: list[str]
-    metrics: list[str]
-    lock_md5: dict[str, str]  # out path -> md5 (or "md5:…" / "hash" text) from dvc.lock
-
-
-def _paths(items: Any) -> list[str]:
-    out: list[str] = []
-    if not isinstance(items, list):
-        return out
-    for item in items:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, dict):
-            out += [str(k) for k in item]
-    return [p.rstrip("/") for p in out]
-
-
-def read_dvc(root: Path) -> tuple[list[DvcStage], list[str]]:
-    """Stages of ``dvc.yaml`` (with output digests from ``dvc.lock``), and notes."""
-    data = _yaml(read_text(root / "dvc.yaml"))
-    notes: list[str] = []
-    if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
-        return [], ["TODO: dvc.yaml has no readable `stages`"]
-    lock = _yaml(read_text(root / "dvc.lock")) if (root / "dvc.lock").is_file() else None
-    lock_stages = lock.get("stages") if isinstance(lock, dict) else None
-    stages: list[DvcStage] = []
-    for name, body in data["stages"].items():
-        if not isinstance(body, dict):
-            continue
-        if "foreach" in body or "matrix" in body:
-            notes.append(f"TODO: dvc.yaml stage `{name}` uses foreach/matrix: not imported")
-            continue
-        cmd = body.get("cmd")
-        if isinstance(cmd, list):
-            command = " && ".join(str(c) for c in cmd)
-        elif isinstance(cmd, str):
-            command = cmd
-        else:
-            continue
-        if body.get("wdir") not in (None, ".", "./"):
-            command = f"cd {shlex.quote(str(body['wdir']))} && {command}"
-        md5: dict[str, str] = {}
-        locked = lock_stages.get(str(name)) if isinstance(lock_stages, dict) else None
-        if isinstance(locked, dict):
-            for out in locked.get("outs") or []:
-                if isinstance(out, dict) and "path" in out:
-                    digest = out.get("md5") or out.get("hash") or out.get("etag")
-                    if digest:
-                        md5[str(out["path"]).rstrip("/")] = str(digest)
-        stages.append(
-            DvcStage(
-                name=str(name),
-                command=command,
-                deps=_paths(body.get("deps")),
-                outs=_paths(body.get("outs")),
-                metrics=_paths(body.get("metrics")),
-                lock_md5=md5,
-            )
-        )
-    return stages, notes
-
-
-# --- MLflow ---------------------------------------------------------------------------------
-
-
-@dataclass
-class MlflowProject:
-    name: str | None
-    env_file: str | None
-    env_kind: str | None  # python_env | conda_env | docker_env
-    entry_points: dict[str, tuple[str, list[str]]]  # name -> (command, notes)
-
-
-_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
-
-
-def read_mlflow(root: Path) -> MlflowProject | None:
-    data = _yaml(read_text(root / "MLproject"))
-    if not isinstance(data, dict):
-        return None
-    env_file = env_kind = None
-    for kind in ("python_env", "conda_env", "docker_env"):
-        if data.get(kind) is not None:
-            env_kind = kind
-            value = data[kind]
-            env_file = str(value) if isinstance(value, str) else None
-            break
-    entries: dict[str, tuple[str, list[str]]] = {}
-    points = data.get("entry_points")
-    if isinstance(points, dict):
-        for name, body in points.items():
-            if not isinstance(body, dict) or not isinstance(body.get("command"), str):
-                continue
-            params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
-            assert isinstance(params, dict)
-            notes: list[str] = []
-            raw = " ".join(body["command"].split())
-            # Literal braces first, then each {param} becomes its default.
-            pieces: list[str] = []
-            pos = 0
-            for match in _PARAM.finditer(raw):
-                pieces.append(raw[pos : match.start()].replace("{", "{{").replace("}", "}}"))
-                pos = match.end()
-                param = match.group(1)
-                spec = params.get(param)
-                default = spec.get("default") if isinstance(spec, dict) else None
-                if default is None:
-                    pieces.append(f"TODO-{param}")
-                    notes.append(f"TODO: MLproject parameter `{param}` has no default: set a value")
-                else:
-                    value = str(default).lower() if isinstance(default, bool) else str(default)
-                    pieces.append(shlex.quote(value).replace("{", "{{").replace("}", "}}"))
-            pieces.append(raw[pos:].replace("{", "{{").replace("}", "}}"))
-            command = "".join(pieces)
-            if _SHELL_SYNTAX.search(command):
-                command = f"sh -c {shlex.quote(command)}"
-            entries[str(name)] = (command, notes)
-    name = data.get("name")
-    return MlflowProject(
-        name=str(name) if name is not None else None,
-        env_file=env_file,
-        env_kind=env_kind,
-        entry_points=entries,
-    )
-
-
-def mlflow_role(entry_point: str) -> str | None:
-    lower = entry_point.lower()
-    if lower in ("main", "train") or lower.startswith("train"):
-        return "training"
-    if lower.startswith(("predict", "generate", "infer", "sample", "serve")):
-        return "run"
-    if lower.startswith(("eval", "validate", "test")):
-        return "evaluation"
-    if lower.startswith(("prepare", "preprocess", "etl", "load_raw", "ingest")):
-        return "preprocessing"
-    return role_of(lower)
 
 
 def script_in(command: str, repo_files: set[str]) -> list[str]:
