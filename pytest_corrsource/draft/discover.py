@@ -16,130 +16,17 @@ from pytest_corrsource.draft.commands import find_steps
 from pytest_corrsource.draft.files import (
     CODE_EXTS,
     DATA_LICENSE_TODO,
-    PICKLE_EXTS,
-    WEIGHT_EXTS,
     hash_file,
     in_data,
     listing,
 )
-from pytest_corrsource.draft.findings import Draft, DraftSource, DraftStep, DraftWeights
+from pytest_corrsource.draft.findings import Draft, DraftSource, DraftStep
 from pytest_corrsource.draft.pipelines import import_dvc, import_mlflow
+from pytest_corrsource.draft.weights import find_weights
 
 __all__ = ["build_draft"]
 
-_TRAINING_STATE = re.compile(r"^(optimizer|scheduler|rng_state|training_args|trainer_state)")
-_CHECKPOINT_DIR = re.compile(r"^(checkpoints?|ckpts?|checkpoint-\d+)$")
-_FORMAT_ORDER = ("safetensors-index", "safetensors", "gguf", "npz", "npy", "torch-zip", "pickle")
 _MAX_DATA_SOURCES = 100
-_UNSAFE = "pickle-based: unsafe format; convert to safetensors"
-
-
-# --- weights ---------------------------------------------------------------------------------
-
-
-def _classify_weights(root: Path, rel: str) -> tuple[str | None, DraftWeights | None]:
-    """("weights", entry) for a weights file, ("pointer", entry) for a pointer to one,
-    (None, None) otherwise."""
-    from pytest_corrsource.formats import FormatError
-    from pytest_corrsource.formats.detect import detect_format
-    from pytest_corrsource.formats.pointers import detect_pointer
-
-    path = root / rel
-    ext = PurePosixPath(rel).suffix.lower()
-    inside_data = in_data(rel)
-    pointer = detect_pointer(path, root) if ext in WEIGHT_EXTS else None
-    if pointer is not None:
-        entry = DraftWeights(rel, pointer=True)
-        if pointer.oid and pointer.oid.startswith("sha256:"):
-            entry.sha256 = pointer.oid.removeprefix("sha256:")
-            entry.notes.append(f"sha256 from the {pointer.kind} pointer (the content's digest)")
-        entry.notes.append(f"TODO: this is a {pointer.kind} pointer: {pointer.fetch_hint}")
-        return "pointer", entry
-    try:
-        fmt = detect_format(path)
-    except FormatError:
-        return None, None
-    if fmt in ("safetensors", "gguf", "torch-zip") or (
-        fmt == "safetensors-index" and rel.endswith(".index.json")
-    ):
-        return "weights", DraftWeights(rel, fmt)
-    if inside_data:
-        return None, None  # npy/npz/pickles and raw files in data folders are data
-    if fmt in ("npy", "npz"):
-        return "weights", DraftWeights(rel, fmt)
-    if fmt == "pickle" and (ext in PICKLE_EXTS or ext == ""):
-        return "weights", DraftWeights(rel, fmt)
-    if ext in WEIGHT_EXTS and ext not in (".npy", ".npz", ".pkl", ".pickle", ".joblib"):
-        entry = DraftWeights(rel)
-        entry.notes.append(
-            "TODO: format not recognised from its bytes (reported as opaque): "
-            "is this really weights?"
-        )
-        return "weights", entry
-    return None, None
-
-
-def _find_weights(draft: Draft, files: list[str], log: Callable[[str], None]) -> None:
-    from pytest_corrsource.formats import FormatError
-    from pytest_corrsource.formats.shards import read_safetensors_index
-
-    root = draft.root
-    found: list[DraftWeights] = []
-    file_set = set(files)
-    for rel in files:
-        _kind, entry = _classify_weights(root, rel)
-        if entry is not None:
-            found.append(entry)
-    # DVC stubs `X.dvc` for weights that were never pulled.
-    for rel in files:
-        if rel.endswith(".dvc"):
-            target = rel[: -len(".dvc")]
-            if target not in file_set and PurePosixPath(target).suffix.lower() in WEIGHT_EXTS:
-                _kind, entry = _classify_weights(root, target)
-                if entry is not None:
-                    found.append(entry)
-    shard_files: set[str] = set()
-    for entry in found:
-        if entry.format == "safetensors-index":
-            try:
-                index = read_safetensors_index(root / entry.path, root)
-            except FormatError as exc:
-                entry.notes.append(f"TODO: the index cannot be read: {exc}")
-                continue
-            folder = PurePosixPath(entry.path).parent
-            for shard in index.shards:
-                rel = str(folder / shard) if str(folder) != "." else shard
-                shard_files.add(rel)
-                if (root / rel).is_file():
-                    entry.shards[shard] = hash_file(root, rel, log)
-                else:
-                    entry.notes.append(f"TODO: shard {shard} is missing")
-    found = [e for e in found if e.path not in shard_files]
-    for entry in found:
-        if entry.format in ("pickle", "torch-zip"):
-            entry.inline = _UNSAFE
-        if not entry.pointer and (root / entry.path).is_file():
-            entry.sha256 = hash_file(root, entry.path, log)
-    found.sort(key=lambda e: (_rank(e), e.path))
-    main = [e for e in found if not _is_checkpoint(e.path)]
-    if main:
-        draft.checkpoints = [e for e in found if _is_checkpoint(e.path)]
-        for entry in draft.checkpoints:
-            entry.notes.insert(0, "intermediate checkpoint or training state")
-        found = main
-    draft.weights = found
-
-
-def _rank(entry: DraftWeights) -> int:
-    order = {fmt: i for i, fmt in enumerate(_FORMAT_ORDER)}
-    return order.get(entry.format or "", len(order))
-
-
-def _is_checkpoint(rel: str) -> bool:
-    posix = PurePosixPath(rel)
-    return any(_CHECKPOINT_DIR.match(p) for p in posix.parts[:-1]) or bool(
-        _TRAINING_STATE.match(posix.name)
-    )
 
 
 # --- install ----------------------------------------------------------------------------------
@@ -405,7 +292,7 @@ def build_draft(root: Path, log: Callable[[str], None] | None = None) -> Draft:
     files = listing(root)
     file_set = set(files)
     draft.files = file_set
-    _find_weights(draft, files, emit)
+    find_weights(draft, files, emit)
     card = _find_card(draft, files)
     readme_cmds: list[src.Command] = []
     top = {f.lower(): f for f in files if "/" not in f}
