@@ -155,19 +155,75 @@ def find_steps(
     arch = draft.architecture
     candidates = _script_candidates(files)
     chosen: dict[str, DraftStep] = dict(imported)
+    chosen_from: dict[str, src.Command] = {}
+    skipped: dict[str, list[str]] = {}
+    skipped_scripts: set[str] = set()
     for cmd in readme_cmds:
-        if cmd.role in (None, "pip") or cmd.role in chosen:
+        if cmd.role == "pip":
             continue
-        assert cmd.role is not None
+        if cmd.placeholder is not None:
+            # Someone else's model behind a stand-in path (llama2.c's Meta 7B export): not a
+            # step of this release; said, so the reviewer sees what was left out.
+            what = cmd.script or cmd.command.split(" ", 1)[0]
+            skipped.setdefault(cmd.role or "generate", []).append(
+                f"{cmd.where} runs {what} with a placeholder path ({cmd.placeholder}): not drafted"
+            )
+            if cmd.script:
+                skipped_scripts.add(cmd.script)
+            continue
+        if cmd.role is None:
+            continue
         extra = arch if cmd.role in ("training", "run", "evaluation", "modify") else []
-        chosen[cmd.role] = step_from_command(cmd.command, cmd.origin, file_set, extra)
+        earlier = chosen_from.get(cmd.role)
+        if cmd.role not in chosen:
+            chosen[cmd.role] = step_from_command(cmd.command, cmd.origin, file_set, extra)
+            chosen_from[cmd.role] = cmd
+        elif (
+            earlier is not None
+            and earlier.script == cmd.script
+            and src.is_cpu_variant(cmd.command)
+            and not src.is_cpu_variant(earlier.command)
+        ):
+            # The CPU variant of the same command is the one a checker can run.
+            step = step_from_command(cmd.command, cmd.origin, file_set, extra)
+            step.notes.append(f"the CPU variant of {earlier.where} ({earlier.command})")
+            chosen[cmd.role] = step
+            chosen_from[cmd.role] = cmd
+    if "training" not in chosen:
+        _training_beside_a_flag(readme_cmds, chosen, chosen_from, file_set, arch)
     for role, scripts in candidates.items():
         if role in chosen:
+            continue
+        if role == "generate":
+            # An export/convert script may serve another model or format: whether the released
+            # model needs it to run is not known here, so no step is invented.
+            shown = [s for s in scripts if s not in skipped_scripts]
+            if shown:
+                skipped.setdefault("generate", []).append(
+                    f"found {', '.join(shown[:3])}: if the released model needs it to run, "
+                    "declare it under `generate` (not drafted: what it converts is not known)"
+                )
             continue
         extra = arch if role in ("training", "run", "evaluation", "modify") else []
         chosen[role] = _step_from_script(role, scripts[0], extra)
         if len(scripts) > 1:
             chosen[role].notes.append(f"also found: {', '.join(scripts[1:4])}")
+    if "training" not in chosen:
+        by_content = _training_by_content(draft, files)
+        if by_content is not None:
+            by_content.code += [a for a in arch if a not in by_content.code]
+            chosen["training"] = by_content
+    for role, notes in skipped.items():
+        if role in chosen:
+            chosen[role].notes += notes
+        elif role == "generate":
+            draft.generate_notes += notes
+        elif role == "training":
+            draft.training_notes += notes
+        elif role == "preprocessing":
+            draft.data_notes += notes
+        else:
+            draft.run_notes += notes
     for role, step in chosen.items():
         _adapt(draft, role, step)
         if any(n.startswith("TODO") for n in step.notes):
@@ -205,6 +261,12 @@ def find_steps(
             draft.run_notes.append(
                 "(llama.cpp is not in this repository: ship or build the runner via `install`)"
             )
+        elif draft.mlflow_models:
+            folder = draft.mlflow_models[0]
+            draft.run_notes.append(
+                f"run: {{command: mlflow models predict -m {folder} -i <input.csv> -t csv "
+                "--env-manager local}"
+            )
         else:
             draft.run_notes.append("run: {command: python generate.py --weights {weights}}")
     if draft.training is None:
@@ -215,3 +277,71 @@ def find_steps(
             "training: {code: [train.py], "
             "command: python train.py --out {outdir}/model.safetensors}"
         )
+
+
+def _training_beside_a_flag(
+    readme_cmds: list[src.Command],
+    chosen: dict[str, DraftStep],
+    chosen_from: dict[str, src.Command],
+    file_set: set[str],
+    arch: list[str],
+) -> None:
+    """One script that trains by default and samples with an option (makemore's
+    ``--sample-only``): its README line without that option is the training command. A guess
+    from the README's own contrast, said so in a note."""
+    flagged = {c.script: c for c in chosen_from.values() if c.flag and c.script}
+    for cmd in readme_cmds:
+        if cmd.role is not None or cmd.placeholder is not None or cmd.script not in flagged:
+            continue
+        other = flagged[cmd.script]
+        step = step_from_command(cmd.command, cmd.origin, file_set, arch)
+        step.notes.append(
+            f"the same script without {other.flag} (the {other.role} command): guessed as training"
+        )
+        chosen["training"] = step
+        return
+
+
+#: What a training script does, read from its text: it optimises and it saves the result.
+_TRAINS = re.compile(r"\.backward\(|\btrainer\.(?:run|train|fit)\(|\boptimizer\.step\(|\.fit\(")
+_SAVES = re.compile(
+    r"\btorch\.save\(|\.save_pretrained\(|\bsave_file\(|\bjoblib\.dump\(|\.save_model\("
+    r"|\.log_model\(|\bskops\.io\.dump\("
+)
+_MAX_SCRIPTS_READ = 50
+
+
+def _training_by_content(draft: Draft, files: list[str]) -> DraftStep | None:
+    """A script that trains and saves a model, found by reading it: top-level scripts and
+    ``projects/<name>/*.py`` (minGPT's adder and chargpt). Which one produces the released
+    weights is not known when several do: the others are named in a TODO."""
+    scripts = [
+        f
+        for f in files
+        if f.endswith(".py")
+        and (
+            ("/" not in f and src.role_of(f) is None)
+            or (f.startswith("projects/") and f.count("/") == 2)
+        )
+    ]
+    found: list[tuple[str, str]] = []
+    for script in sorted(scripts, key=lambda f: (f.count("/"), f))[:_MAX_SCRIPTS_READ]:
+        text = src.read_text(draft.root / script) or ""
+        trains, saves = _TRAINS.search(text), _SAVES.search(text)
+        if trains and saves:
+            signals = ", ".join(m.group().strip(".(") for m in (trains, saves))
+            found.append((script, signals))
+    if not found:
+        return None
+    script, signals = found[0]
+    step = DraftStep(f"python {shlex.quote(script)}", code=[script])
+    step.notes.append(f"{script} trains and saves a model ({signals})")
+    for other, _signals in found[1:4]:
+        step.notes.append(
+            f"TODO: {other} trains too: keep the script whose run produces the released weights"
+        )
+    step.notes.append(
+        "TODO: add smoke-sized arguments (a few steps) and write the weights under {outdir}; "
+        'then declare `produces: "{outdir}/<file>"`'
+    )
+    return step

@@ -5,6 +5,7 @@ had to guess it says so with a ``TODO`` note."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shlex
@@ -19,14 +20,29 @@ from pytest_corrsource.draft.files import (
     hash_file,
     in_data,
     listing,
+    on_disk,
 )
 from pytest_corrsource.draft.findings import Draft, DraftSource, DraftStep
-from pytest_corrsource.draft.pipelines import import_dvc, import_mlflow
+from pytest_corrsource.draft.pipelines import dvc_tracked_note, import_dvc, import_mlflow
 from pytest_corrsource.draft.weights import find_weights
 
 __all__ = ["build_draft"]
 
 _MAX_DATA_SOURCES = 100
+_MAX_SCRIPTS_READ = 50
+#: A class that is a network: `class GPT(nn.Module)`, `class M(tf.keras.Model)`.
+_DEFINES_MODULE = re.compile(
+    r"^class\s+\w+\((?:[\w.]*\.)?(?:nn\.Module|Module|keras\.Model|Model)\)", re.MULTILINE
+)
+#: Extensions of data files outside the data folders (mlflow-example's wine-quality.csv).
+_DATA_EXTS = frozenset({".csv", ".tsv", ".parquet", ".jsonl", ".arrow", ".feather"})
+#: Extensions a data file named by the training command or code may have (makemore's names.txt).
+_NAMED_DATA_EXTS = _DATA_EXTS | {".txt", ".json", ".xml", ".npy", ".npz", ".bin"}
+_NOT_DATA_NAMES = re.compile(
+    r"^(license|licence|copying|readme|requirements|changelog|changes|notice|authors|"
+    r"contributing|citation|code_of_conduct|security)",
+    re.IGNORECASE,
+)
 
 
 # --- install ----------------------------------------------------------------------------------
@@ -80,12 +96,32 @@ def _find_install(draft: Draft, files: list[str], readme_cmds: list[src.Command]
         else:
             for cmd in pip_lines:
                 draft.install_commands.append(cmd.command)
+                for named in _requirement_files(cmd.command, set(files)):
+                    if named not in draft.requirements:
+                        draft.requirements.append(named)
             draft.install_notes.append(f"commands from {pip_lines[0].origin}")
             if not draft.requirements:
                 draft.install_notes.append(
                     "TODO: no dependency specification file: write a requirements.txt "
                     "with pinned versions and install it here"
                 )
+
+
+def _requirement_files(command: str, repo_files: set[str]) -> list[str]:
+    """The repository's files a pip command installs from (``-r src/requirements.txt``)."""
+    try:
+        tokens = shlex.split(command)
+    except ValueError:
+        return []
+    named: list[str] = []
+    for option, value in itertools.pairwise(tokens):
+        if option in ("-r", "--requirement", "-c", "--constraint"):
+            named.append(value.removeprefix("./"))
+    for token in tokens:
+        for prefix in ("--requirement=", "-r"):
+            if token.startswith(prefix) and len(token) > len(prefix) and token != "-r":
+                named.append(token[len(prefix) :].removeprefix("./"))
+    return [n for n in named if n in repo_files]
 
 
 # --- architecture -----------------------------------------------------------------------------
@@ -101,6 +137,19 @@ def _find_architecture(draft: Draft, files: list[str]) -> None:
             draft.architecture = sorted(group, key=lambda p: (p.count("/"), p))[:3]
             break
     if draft.architecture:
+        return
+    shallow = sorted((f for f in py if f.count("/") <= 1), key=lambda p: (p.count("/"), p))
+    defining = [
+        f
+        for f in shallow[:_MAX_SCRIPTS_READ]
+        if _DEFINES_MODULE.search(src.read_text(draft.root / f) or "")
+    ]
+    if defining:
+        draft.architecture = defining[:3]
+        draft.architecture_notes.append(
+            f"{', '.join(defining[:3])}: defines the network (a class derived from nn.Module "
+            "or a Keras Model)"
+        )
         return
     draft.architecture_notes.append(
         "TODO: no model definition found (model.py, modeling_*.py): list the source files "
@@ -228,7 +277,9 @@ def _find_data(draft: Draft, files: list[str], log: Callable[[str], None]) -> No
     candidates: list[str] = []
     for rel in files:
         posix = PurePosixPath(rel)
-        if not in_data(rel) or rel in declared or rel in known or rel == draft.data_card:
+        if rel in declared or rel in known or rel == draft.data_card:
+            continue
+        if not in_data(rel) and not _is_data_file(draft, rel):
             continue
         if posix.suffix.lower() in CODE_EXTS or posix.name.startswith("."):
             continue
@@ -241,10 +292,14 @@ def _find_data(draft: Draft, files: list[str], log: Callable[[str], None]) -> No
         if posix.suffix == ".dvc":
             target = rel[: -len(".dvc")]
             if target not in files and target not in known:
-                source = DraftSource(target)
-                source.notes.append(
-                    f'TODO: tracked by DVC, not in the repository: dvc pull "{rel}"'
-                )
+                if on_disk(draft.root, target):
+                    source = DraftSource(target, hash_file(draft.root, target, log))
+                    source.notes.append(dvc_tracked_note(rel))
+                else:
+                    source = DraftSource(target)
+                    source.notes.append(
+                        f'TODO: tracked by DVC, not in the repository: dvc pull "{rel}"'
+                    )
                 source.notes.append(DATA_LICENSE_TODO)
                 draft.sources.append(source)
             continue
@@ -266,6 +321,70 @@ def _find_data(draft: Draft, files: list[str], log: Callable[[str], None]) -> No
         draft.data_notes.append(
             f"TODO: {len(candidates) - _MAX_DATA_SOURCES} more data files not listed: declare "
             "an archive of them, or list them"
+        )
+
+
+def _is_data_file(draft: Draft, rel: str) -> bool:
+    """A data file outside the data folders, by its format (a CSV at the top), not inside an
+    MLflow model folder (whose files belong to the model)."""
+    if PurePosixPath(rel).suffix.lower() not in _DATA_EXTS:
+        return False
+    return not any(rel.startswith(folder + "/") for folder in draft.mlflow_models if folder)
+
+
+def _sources_read_by_training(draft: Draft, log: Callable[[str], None]) -> None:
+    """Data files the training command or the training code names (makemore's
+    ``-i names.txt``; mlflow-example's train.py reading ``"wine-quality.csv"``) are sources;
+    when no preprocessing step exists, the training reads them as they are."""
+    training = draft.training
+    if training is None:
+        return
+    declared = {w.path for w in (*draft.weights, *draft.checkpoints)}
+    candidates = sorted(
+        f
+        for f in draft.files
+        if PurePosixPath(f).suffix.lower() in _NAMED_DATA_EXTS
+        and not _NOT_DATA_NAMES.match(PurePosixPath(f).name)
+        and f not in declared
+        and not any(f.startswith(folder + "/") for folder in draft.mlflow_models if folder)
+    )
+    named: dict[str, str] = {}  # data file -> what names it
+    command = training.command
+    if command.startswith("sh -c "):
+        command = command[len("sh -c ") :]
+    try:
+        tokens = shlex.split(command)
+    except ValueError:
+        tokens = command.split()
+    for token in tokens[1:]:
+        for value in (token, token.partition("=")[2]):
+            clean = value.removeprefix("./")
+            if clean in candidates:
+                named.setdefault(clean, "the training command")
+    for script in training.code[:_MAX_SCRIPTS_READ]:
+        if not script.endswith(".py"):
+            continue
+        text = src.read_text(draft.root / script) or ""
+        folder = str(PurePosixPath(script).parent)
+        for rel in candidates:
+            name = PurePosixPath(rel).name
+            local = str(PurePosixPath(rel).parent) == folder
+            if any(f"{q}{rel}{q}" in text or (local and f"{q}{name}{q}" in text) for q in "'\""):
+                named.setdefault(rel, script)
+    for rel, where in named.items():
+        note = f"{where} names {rel}"
+        source = next((s for s in draft.sources if s.path == rel), None)
+        if source is None:
+            source = DraftSource(rel, hash_file(draft.root, rel, log))
+            source.notes.append(DATA_LICENSE_TODO)
+            draft.sources.append(source)
+        source.notes.insert(0, note)
+    if named and draft.preprocessing is None:
+        rel, where = next(iter(named.items()))
+        draft.no_preprocessing = f"the training reads {rel} as it is ({where} names it)"
+        draft.no_preprocessing_notes.append(
+            "no preprocessing step was found and the training names its data: check that it "
+            "needs none (CS703 verifies the training names a declared source)"
         )
 
 
@@ -313,6 +432,7 @@ def build_draft(root: Path, log: Callable[[str], None] | None = None) -> Draft:
             step.code += [a for a in draft.architecture if a not in step.code]
     _find_data(draft, files, emit)
     find_steps(draft, files, readme_cmds, imported)
+    _sources_read_by_training(draft, emit)
     _find_licenses(draft, files, card)
     if "data" in draft.licenses:
         # A data licence was recognised (data/LICENSE): `licenses.data` covers every source

@@ -23,6 +23,7 @@ __all__ = [
     "hash_file",
     "in_data",
     "listing",
+    "on_disk",
 ]
 CODE_EXTS = frozenset({".py", ".sh", ".ipynb", ".ps1", ".bat", ".js", ".r", ".jl", ".c", ".cpp"})
 DATA_DIRS = ("data", "datasets")
@@ -87,3 +88,13 @@ def hash_file(root: Path, rel: str, log: Callable[[str], None]) -> str:
     elapsed = max(time.perf_counter() - started, 1e-6)
     log(f"{human(size / elapsed)}/s\n")
     return digest
+
+
+def on_disk(root: Path, rel: str) -> bool:
+    """Whether ``rel`` is a regular file inside ``root`` though the listing left it out (a DVC
+    output or pulled data, ignored by git); a link out of the repository does not count."""
+    path = root / rel
+    try:
+        return path.is_file() and path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):
+        return False

@@ -57,6 +57,7 @@ class Draft:
     license_notes: list[str] = field(default_factory=list)
     weights: list[DraftWeights] = field(default_factory=list)
     weights_notes: list[str] = field(default_factory=list)
+    mlflow_models: list[str] = field(default_factory=list)  # folders holding an MLmodel file
     checkpoints: list[DraftWeights] = field(default_factory=list)
     architecture: list[str] = field(default_factory=list)
     architecture_notes: list[str] = field(default_factory=list)
@@ -65,6 +66,7 @@ class Draft:
     install_python: str | None = None
     install_notes: list[str] = field(default_factory=list)
     generate: list[DraftStep] = field(default_factory=list)
+    generate_notes: list[str] = field(default_factory=list)
     run: DraftStep | None = None
     run_notes: list[str] = field(default_factory=list)
     modify: DraftStep | None = None
@@ -72,6 +74,8 @@ class Draft:
     training_notes: list[str] = field(default_factory=list)
     sources: list[DraftSource] = field(default_factory=list)
     preprocessing: DraftStep | None = None
+    no_preprocessing: str | None = None  # why none is needed (the training reads the sources)
+    no_preprocessing_notes: list[str] = field(default_factory=list)
     data_card: str | None = None
     data_notes: list[str] = field(default_factory=list)
     evaluation: DraftStep | None = None

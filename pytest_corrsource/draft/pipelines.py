@@ -19,6 +19,7 @@ from pytest_corrsource.draft.files import (
     DATA_LICENSE_TODO,
     WEIGHT_EXTS,
     hash_file,
+    on_disk,
 )
 from pytest_corrsource.draft.findings import Draft, DraftSource, DraftStep, DraftWeights
 from pytest_corrsource.draft.sources import (
@@ -29,8 +30,17 @@ from pytest_corrsource.draft.sources import (
     read_yaml,
     to_manifest_command,
 )
+from pytest_corrsource.draft.weights import declare_weights_file
 
-__all__ = ["DvcStage", "MlflowProject", "import_dvc", "import_mlflow", "read_dvc", "read_mlflow"]
+__all__ = [
+    "DvcStage",
+    "MlflowProject",
+    "dvc_tracked_note",
+    "import_dvc",
+    "import_mlflow",
+    "read_dvc",
+    "read_mlflow",
+]
 
 # --- DVC ------------------------------------------------------------------------------------
 
@@ -202,6 +212,11 @@ def read_python_env(path: Path, rel: str) -> EnvSpec:
 # --- importing into the draft ---------------------------------------------------------------
 
 
+def dvc_tracked_note(tracked_by: str) -> str:
+    """The note on a DVC-tracked file that is on disk but not in git."""
+    return f"tracked by DVC ({tracked_by}), not by git: a fresh clone needs `dvc pull`"
+
+
 def import_dvc(draft: Draft, files: list[str], log: Callable[[str], None]) -> dict[str, DraftStep]:
     stages, notes = read_dvc(draft.root)
     draft.data_notes += notes
@@ -241,7 +256,13 @@ def import_dvc(draft: Draft, files: list[str], log: Callable[[str], None]) -> di
         for out in weights_outs:
             digest = stage.lock_md5.get(out)
             entry = next((w for w in draft.weights if w.path == out), None)
-            if entry is None and out not in file_set:
+            if entry is None and out not in file_set and on_disk(draft.root, out):
+                # Pulled (or reproduced) but ignored by git, as DVC arranges for its outputs.
+                entry = declare_weights_file(draft.root, out, log)
+                if entry is not None:
+                    entry.notes.append(dvc_tracked_note("dvc.lock" if digest else "dvc.yaml"))
+                    draft.weights.append(entry)
+            elif entry is None and out not in file_set:
                 entry = DraftWeights(out)
                 entry.notes.append(
                     f"TODO: output of DVC stage `{stage.name}`, not in the repository: "
@@ -260,6 +281,10 @@ def import_dvc(draft: Draft, files: list[str], log: Callable[[str], None]) -> di
                 continue
             if dep in file_set:
                 source = DraftSource(dep, hash_file(draft.root, dep, log))
+            elif on_disk(draft.root, dep):
+                source = DraftSource(dep, hash_file(draft.root, dep, log))
+                stub = f"{dep}.dvc"
+                source.notes.append(dvc_tracked_note(stub if stub in file_set else "dvc.yaml"))
             else:
                 source = DraftSource(dep)
                 inside = [f for f in files if f.startswith(dep + "/")]
@@ -296,7 +321,8 @@ def import_mlflow(draft: Draft, files: list[str]) -> dict[str, DraftStep]:
             if command not in draft.install_commands:
                 draft.install_commands.append(command)
         draft.install_python = draft.install_python or env.python
-        draft.install_notes += env.notes
+        # conda.yaml at the top was read already: its notes once
+        draft.install_notes += [n for n in env.notes if n not in draft.install_notes]
         draft.install_notes.append(f"environment from MLproject `{project.env_kind}: {rel}`")
     elif project.env_kind == "docker_env":
         draft.install_notes.append(

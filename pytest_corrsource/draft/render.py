@@ -149,6 +149,9 @@ def render(draft: Draft) -> str:
     else:
         out.notes(0, draft.install_notes)
 
+    if not draft.generate and draft.generate_notes:
+        out.blank()
+        out.notes(0, draft.generate_notes)
     if draft.generate:
         out.blank()
         out.key(0, "generate", None, "turn the weights into the runnable model")
@@ -183,7 +186,7 @@ def render(draft: Draft) -> str:
     else:
         out.notes(0, draft.training_notes)
 
-    has_data = draft.sources or draft.preprocessing or draft.data_card
+    has_data = draft.sources or draft.preprocessing or draft.no_preprocessing or draft.data_card
     out.blank()
     if has_data:
         out.key(0, "data")
@@ -199,6 +202,9 @@ def render(draft: Draft) -> str:
             out.key(2, "preprocessing")
             out.notes(4, draft.preprocessing.notes)
             _step(out, 4, draft.preprocessing)
+        elif draft.no_preprocessing:
+            out.notes(2, draft.no_preprocessing_notes)
+            out.key(2, "no-preprocessing", scalar(draft.no_preprocessing))
         if draft.data_card:
             out.key(2, "card", scalar(draft.data_card))
         else:

@@ -17,6 +17,9 @@ from typing import Any
 __all__ = [
     "Card",
     "Command",
+    "flag_role",
+    "is_cpu_variant",
+    "placeholder_path",
     "read_card",
     "read_conda_env",
     "readme_commands",
@@ -110,6 +113,65 @@ class Command:
     origin: str  # "README.md line 12 (```sh block)"
     script: str | None = None  # repository-relative path of the Python script it runs
     role: str | None = None
+    flag: str | None = None  # the option that gave the role (`--sample-only`), if one did
+    placeholder: str | None = None  # a stand-in path the reader must replace (path/to/model)
+
+    @property
+    def where(self) -> str:
+        """The origin without the block kind: ``README.md line 12``."""
+        return self.origin.split(" (", 1)[0]
+
+
+#: Options that make a script's command a run or an evaluation whatever the script is called
+#: (makemore: `python makemore.py -i names.txt -o names --sample-only`).
+_FLAG_ROLES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("run", re.compile(r"--(sample[-_]only|sample|generate|predict|inference|infer|interactive)")),
+    ("evaluation", re.compile(r"--(eval[-_]only|evaluate|eval|test[-_]only|do[-_]eval)")),
+)
+_FALSE = frozenset({"false", "0", "no", "off"})
+#: Stand-ins for paths the reader has to supply: `path/to/llama/model/7B`, `<checkpoint>`,
+#: `YOUR_MODEL_DIR`.
+_PLACEHOLDER = re.compile(
+    r"(^|/)path/to(/|$)|<[A-Za-z][\w .-]*>|\bYOUR_[A-Z_]+\b|(^|/)your[_-]\w+(/|$)", re.IGNORECASE
+)
+#: Options that select the CPU in a command (nanoGPT: `--device=cpu` beside the CUDA default).
+_CPU = re.compile(
+    r"(^|\s)(--device[= ]cpu|--cpu|--no[-_]cuda|--use[-_]cpu|--accelerator[= ]cpu)(?=\s|$)"
+)
+
+
+def flag_role(line: str) -> tuple[str, str] | None:
+    """(role, option) when an option of ``line`` says what the command does."""
+    try:
+        tokens = shlex.split(line)
+    except ValueError:
+        tokens = line.split()
+    for token in tokens[1:]:
+        option, _, value = token.partition("=")
+        if value.lower() in _FALSE:
+            continue
+        for role, pattern in _FLAG_ROLES:
+            if pattern.fullmatch(option):
+                return role, option
+    return None
+
+
+def placeholder_path(line: str) -> str | None:
+    """The first argument of ``line`` that is a stand-in for a path the reader must supply."""
+    try:
+        tokens = shlex.split(line)
+    except ValueError:
+        tokens = line.split()
+    for token in tokens[1:]:
+        value = token.partition("=")[2] if token.startswith("-") else token
+        if value and _PLACEHOLDER.search(value):
+            return value
+    return None
+
+
+def is_cpu_variant(command: str) -> bool:
+    """Whether ``command`` asks for the CPU explicitly (the variant a checker can run)."""
+    return bool(_CPU.search(command))
 
 
 _PY_SCRIPT = re.compile(r"^(?:python3?(?:\.\d+)?)(?:\s+-[uOBW]\S*)*\s+(?P<script>[^\s-]\S*\.py)\b")
@@ -212,11 +274,22 @@ def _block_commands(
                 continue  # only pip lines are usable as install commands
             out.append(Command(to_manifest_command(line), origin, script, section))
         elif script is not None:
-            role = role_of(script)
+            # An option says more than the script's name (`train.py --eval_only` evaluates).
+            by_flag = flag_role(line)
+            role = by_flag[0] if by_flag else role_of(script)
             if role is None and PurePosixPath(script).name == "prepare.py":
                 role = "preprocessing"
-            if role is not None:
-                out.append(Command(to_manifest_command(line), origin, script, role))
+            # Kept without a role too: the same script under another option tells what it is.
+            out.append(
+                Command(
+                    to_manifest_command(line),
+                    origin,
+                    script,
+                    role,
+                    flag=by_flag[1] if by_flag else None,
+                    placeholder=placeholder_path(line),
+                )
+            )
     return out
 
 

@@ -10,13 +10,42 @@ from pathlib import Path, PurePosixPath
 
 from pytest_corrsource.draft.files import PICKLE_EXTS, WEIGHT_EXTS, hash_file, in_data
 from pytest_corrsource.draft.findings import Draft, DraftWeights
+from pytest_corrsource.draft.sources import read_text, read_yaml
 
-__all__ = ["classify_weights", "find_weights"]
+__all__ = ["classify_weights", "declare_weights_file", "find_weights", "is_tokenizer"]
 
 _TRAINING_STATE = re.compile(r"^(optimizer|scheduler|rng_state|training_args|trainer_state)")
 _CHECKPOINT_DIR = re.compile(r"^(checkpoints?|ckpts?|checkpoint-\d+)$")
 _FORMAT_ORDER = ("safetensors-index", "safetensors", "gguf", "npz", "npy", "torch-zip", "pickle")
 _UNSAFE = "pickle-based: unsafe format; convert to safetensors"
+#: Tokenizer files: the model needs them, but they hold no weights (llama2.c's tokenizer.bin,
+#: sentencepiece's tokenizer.model, vocab/merges files).
+_TOKENIZER_NAME = re.compile(
+    r"(^|[._-])(tokenizers?|vocab|merges|spiece|sentencepiece|spm)([._\d-]|$)"
+)
+_WEIGHT_FORMATS = ("safetensors", "safetensors-index", "gguf")
+#: MLflow flavour keys that name the model's file or folder, relative to the MLmodel's folder.
+_MLMODEL_KEYS = (
+    "pickled_model",
+    "model_data",
+    "model_path",
+    "data",
+    "saved_model_dir",
+    "model_file",
+)
+_SKOPS_NOTE = (
+    "a skops file (a zip of schema.json and .npy arrays): read as skops; the manifest has no "
+    "`format` value for it"
+)
+
+
+def is_tokenizer(rel: str) -> bool:
+    """A tokenizer file by its name, with an extension a weights file could have."""
+    posix = PurePosixPath(rel)
+    suffix = posix.suffix.lower()
+    return (suffix in WEIGHT_EXTS or suffix == ".model") and bool(
+        _TOKENIZER_NAME.search(posix.stem.lower())
+    )
 
 
 def classify_weights(root: Path, rel: str) -> tuple[str | None, DraftWeights | None]:
@@ -41,6 +70,12 @@ def classify_weights(root: Path, rel: str) -> tuple[str | None, DraftWeights | N
         fmt = detect_format(path)
     except FormatError:
         return None, None
+    if fmt not in _WEIGHT_FORMATS and is_tokenizer(rel):
+        return None, None
+    if fmt == "opaque" and _is_skops(path):
+        entry = DraftWeights(rel)
+        entry.notes.append(_SKOPS_NOTE)
+        return "weights", entry
     if fmt in ("safetensors", "gguf", "torch-zip") or (
         fmt == "safetensors-index" and rel.endswith(".index.json")
     ):
@@ -80,6 +115,11 @@ def find_weights(draft: Draft, files: list[str], log: Callable[[str], None]) -> 
                 _kind, entry = classify_weights(root, target)
                 if entry is not None:
                     found.append(entry)
+    _mlflow_models(draft, files, found)
+    tokenizers = [f for f in files if is_tokenizer(f) and all(e.path != f for e in found)]
+    if tokenizers:
+        shown = ", ".join(tokenizers[:6]) + (" …" if len(tokenizers) > 6 else "")
+        draft.weights_notes.append(f"not weights: {shown} (tokenizer files)")
     shard_files: set[str] = set()
     for entry in found:
         if entry.format == "safetensors-index":
@@ -122,3 +162,69 @@ def _is_checkpoint(rel: str) -> bool:
     return any(_CHECKPOINT_DIR.match(p) for p in posix.parts[:-1]) or bool(
         _TRAINING_STATE.match(posix.name)
     )
+
+
+def _is_skops(path: Path) -> bool:
+    from pytest_corrsource.formats.skops import is_skops
+
+    return is_skops(path)
+
+
+def _mlflow_models(draft: Draft, files: list[str], found: list[DraftWeights]) -> None:
+    """The model files an MLflow model folder's ``MLmodel`` names (``pickled_model: model.pkl``,
+    ``model_data: data``) become weights, with the flavour and serialisation they were saved
+    with; a folder named there contributes the weights files inside it."""
+    root = draft.root
+    for rel in files:
+        if PurePosixPath(rel).name != "MLmodel":
+            continue
+        data = read_yaml(read_text(root / rel))
+        flavors = data.get("flavors") if isinstance(data, dict) else None
+        if not isinstance(flavors, dict):
+            draft.weights_notes.append(f"TODO: {rel} names no readable `flavors`")
+            continue
+        folder = PurePosixPath(rel).parent
+        draft.mlflow_models.append(str(folder))
+        # python_function repeats the native flavour's file: the native one says more.
+        ordered = sorted(flavors.items(), key=lambda item: item[0] == "python_function")
+        for flavor, body in ordered:
+            if not isinstance(body, dict):
+                continue
+            for key in _MLMODEL_KEYS:
+                value = body.get(key)
+                if not isinstance(value, str) or not value or ".." in PurePosixPath(value).parts:
+                    continue
+                target = str(folder / value) if str(folder) != "." else value
+                serialization = body.get("serialization_format")
+                how = f"flavor {flavor}" + (
+                    f", serialization_format {serialization}" if serialization else ""
+                )
+                note = f"model file of the MLflow model {rel} ({how})"
+                members = [f for f in files if f == target or f.startswith(target + "/")]
+                for member in members:
+                    entry = next((e for e in found if e.path == member), None)
+                    if entry is None and member == target:
+                        entry = classify_weights(root, member)[1] or DraftWeights(member)
+                        if entry.format is None and not entry.notes:
+                            entry.notes.append(
+                                "TODO: format not recognised from its bytes (reported as "
+                                "opaque): check it is the model"
+                            )
+                        found.append(entry)
+                    if entry is not None and not any(
+                        n.startswith("model file of") for n in entry.notes
+                    ):
+                        entry.notes.insert(0, note)
+
+
+def declare_weights_file(root: Path, rel: str, log: Callable[[str], None]) -> DraftWeights | None:
+    """The entry for one weights file found outside the listing (a pulled DVC output), hashed,
+    or None when its bytes are not weights."""
+    _kind, entry = classify_weights(root, rel)
+    if entry is None:
+        return None
+    if entry.format in ("pickle", "torch-zip"):
+        entry.inline = _UNSAFE
+    if not entry.pointer:
+        entry.sha256 = hash_file(root, rel, log)
+    return entry
