@@ -53,6 +53,8 @@ def listing(root: Path) -> list[str]:
         try:
             if not path.resolve().is_relative_to(real_root):
                 continue
+            if not path.is_file():
+                continue  # a FIFO or device (git cannot hold one): never opened, never listed
         except (OSError, RuntimeError):
             continue
         files.append(str(posix))

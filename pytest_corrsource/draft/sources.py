@@ -51,12 +51,13 @@ def role_of(path: str) -> str | None:
 
 
 def read_text(path: Path) -> str | None:
-    """A small text file's content (BOM stripped), or None if unreadable, binary or huge."""
+    """A small text file's content (BOM stripped), or None if unreadable, binary, huge or not
+    a regular file (a FIFO named like a script is never opened for reading: it would block)."""
+    from pytest_corrsource.safe_io import read_bounded
+
     try:
-        if path.stat().st_size > _MAX_TEXT:
-            return None
-        raw = path.read_bytes()
-    except OSError:
+        raw = read_bounded(path, _MAX_TEXT)
+    except OSError:  # NotRegularFile and FileTooLarge are OSErrors
         return None
     if b"\x00" in raw:
         return None
@@ -70,7 +71,7 @@ def read_yaml(text: str | None) -> Any:
         return None
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # deep nesting recurses in PyYAML's constructor
         return None
 
 
@@ -211,8 +212,10 @@ def readme_commands(readme: Path, rel: str, repo_files: set[str]) -> list[Comman
 
     ```setup / ```train / ```eval blocks (the Papers-with-Code README template) give their
     first command to that section (setup: every pip line to install). Shell blocks give each
-    ``python <script>.py`` line to the section its script name suggests, and ``pip install``
-    lines to install. Inline ```pip install …``` spans outside blocks count too.
+    ``python <script>.py`` line to the section an option of it says (``--sample-only``: run)
+    or else its script name suggests (kept without a section when neither does), and
+    ``pip install`` lines to install. Inline ```pip install …``` spans outside blocks count
+    too. A line with a stand-in path (``path/to/model``) is marked ``placeholder``.
     """
     text = read_text(readme)
     if text is None:
