@@ -30,9 +30,10 @@ __all__ = ["build_draft"]
 
 _MAX_DATA_SOURCES = 100
 _MAX_SCRIPTS_READ = 50
-#: A class that is a network: `class GPT(nn.Module)`, `class M(tf.keras.Model)`.
+#: A class that is a network: `class GPT(nn.Module)`, `class M(tf.keras.Model)` (not a
+#: Django `models.Model`).
 _DEFINES_MODULE = re.compile(
-    r"^class\s+\w+\((?:[\w.]*\.)?(?:nn\.Module|Module|keras\.Model|Model)\)", re.MULTILINE
+    r"^class\s+\w+\((?:[\w.]*\.)?(?:Module|keras\.Model)\)", re.MULTILINE
 )
 #: Extensions of data files outside the data folders (mlflow-example's wine-quality.csv).
 _DATA_EXTS = frozenset({".csv", ".tsv", ".parquet", ".jsonl", ".arrow", ".feather"})
