@@ -4,10 +4,12 @@ a stand-in path that makes it someone else's recipe, and the CPU variant."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+from test_init import write
 
-from pytest_corrsource.draft import discover
+from pytest_corrsource.draft import build_draft, discover, render
 from pytest_corrsource.draft.sources import flag_role, is_cpu_variant, placeholder_path
 
 
@@ -80,3 +82,15 @@ def test_cpu_variant(command: str, cpu: bool) -> None:
 def test_a_network_definition_is_recognised(source: str, defines: bool) -> None:
     pattern: re.Pattern[str] = discover._DEFINES_MODULE  # private: tested directly
     assert bool(pattern.search(source)) is defines
+
+
+def test_an_export_script_is_named_not_invented_as_a_step(tmp_path: Path) -> None:
+    write(tmp_path, "export.py", "import torch\n")
+    write(tmp_path, "convert_to_gguf.py", "import torch\n")
+    found = build_draft(tmp_path)
+    assert found.generate == []
+    assert found.generate_notes == [
+        "found export.py, convert_to_gguf.py: if the released model needs it to run, declare "
+        "it under `generate` (not drafted: what it converts is not known)"
+    ]
+    assert "command: python export.py" not in render(found)
