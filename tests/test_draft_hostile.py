@@ -11,10 +11,11 @@ from pathlib import Path
 
 import pytest
 from test_checker_reads import returns
-from test_draft_layouts import example_get_started, mlflow_example
-from test_init import write
+from test_draft_layouts import example_get_started, git, mlflow_example
+from test_init import digest, write
 
 from pytest_corrsource.draft import build_draft, render
+from pytest_corrsource.draft.files import dvc_tracked_note
 from pytest_corrsource.draft.sources import read_text
 
 TRAINS = "trainer.run()\ntorch.save(model.state_dict(), 'model.pt')\n"
@@ -96,3 +97,41 @@ def test_unreadable_mlmodel_is_a_todo(tmp_path: Path, mlmodel: str) -> None:
     found = build_draft(repo)
     assert found.weights == []
     assert "TODO: model/MLmodel names no readable `flavors`" in found.weights_notes
+
+
+def dvc_stub_repo(root: Path) -> Path:
+    """Weights tracked by a `.dvc` stub, git-ignored as `dvc add` leaves them."""
+    write(root, "models/.gitignore", "/model.safetensors\n")
+    write(root, "models/model.safetensors.dvc", "outs:\n- md5: 0123\n  path: model.safetensors\n")
+    git(root, "init", "-q")
+    git(root, "add", "-A")
+    git(root, "commit", "-q", "-m", "stub")
+    return root
+
+
+def test_dvc_stub_weights_pulled_not_pulled_and_linked_outside(tmp_path: Path) -> None:
+    import numpy as np
+    from safetensors.numpy import save_file
+
+    pulled = dvc_stub_repo(tmp_path / "pulled")
+    save_file({"w": np.ones(2, dtype=np.float32)}, str(pulled / "models/model.safetensors"))
+    [weights] = build_draft(pulled).weights
+    assert (weights.path, weights.format) == ("models/model.safetensors", "safetensors")
+    assert weights.sha256 == digest(pulled / "models/model.safetensors")
+    assert dvc_tracked_note("models/model.safetensors.dvc") in weights.notes
+
+    missing = dvc_stub_repo(tmp_path / "missing")
+    [weights] = build_draft(missing).weights
+    assert weights.sha256 is None
+    assert (
+        'TODO: tracked by DVC, not in the repository: dvc pull "models/model.safetensors.dvc"'
+        in weights.notes
+    )
+
+    linked = dvc_stub_repo(tmp_path / "linked")
+    outside = tmp_path / "outside.safetensors"
+    save_file({"secret": np.zeros(2, dtype=np.float32)}, str(outside))
+    (linked / "models/model.safetensors").symlink_to(outside)
+    [weights] = build_draft(linked).weights
+    assert weights.sha256 is None  # the file outside the repository is never hashed
+    assert weights.format is None

@@ -17,13 +17,14 @@ from pytest_corrsource.draft.commands import find_steps
 from pytest_corrsource.draft.files import (
     CODE_EXTS,
     DATA_LICENSE_TODO,
+    dvc_tracked_note,
     hash_file,
     in_data,
     listing,
     on_disk,
 )
 from pytest_corrsource.draft.findings import Draft, DraftSource, DraftStep
-from pytest_corrsource.draft.pipelines import dvc_tracked_note, import_dvc, import_mlflow
+from pytest_corrsource.draft.pipelines import import_dvc, import_mlflow
 from pytest_corrsource.draft.weights import find_weights
 
 __all__ = ["build_draft"]
@@ -32,9 +33,7 @@ _MAX_DATA_SOURCES = 100
 _MAX_SCRIPTS_READ = 50
 #: A class that is a network: `class GPT(nn.Module)`, `class M(tf.keras.Model)` (not a
 #: Django `models.Model`).
-_DEFINES_MODULE = re.compile(
-    r"^class\s+\w+\((?:[\w.]*\.)?(?:Module|keras\.Model)\)", re.MULTILINE
-)
+_DEFINES_MODULE = re.compile(r"^class\s+\w+\((?:[\w.]*\.)?(?:Module|keras\.Model)\)", re.MULTILINE)
 #: Extensions of data files outside the data folders (mlflow-example's wine-quality.csv).
 _DATA_EXTS = frozenset({".csv", ".tsv", ".parquet", ".jsonl", ".arrow", ".feather"})
 #: Extensions a data file named by the training command or code may have (makemore's names.txt).

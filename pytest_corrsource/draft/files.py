@@ -20,6 +20,7 @@ __all__ = [
     "DATA_LICENSE_TODO",
     "PICKLE_EXTS",
     "WEIGHT_EXTS",
+    "dvc_tracked_note",
     "hash_file",
     "in_data",
     "listing",
@@ -100,3 +101,8 @@ def on_disk(root: Path, rel: str) -> bool:
         return path.is_file() and path.resolve().is_relative_to(root.resolve())
     except (OSError, RuntimeError):
         return False
+
+
+def dvc_tracked_note(tracked_by: str) -> str:
+    """The note on a DVC-tracked file that is on disk but not in git."""
+    return f"tracked by DVC ({tracked_by}), not by git: a fresh clone needs `dvc pull`"

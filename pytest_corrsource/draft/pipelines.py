@@ -18,6 +18,7 @@ from pytest_corrsource.draft.files import (
     CODE_EXTS,
     DATA_LICENSE_TODO,
     WEIGHT_EXTS,
+    dvc_tracked_note,
     hash_file,
     on_disk,
 )
@@ -35,7 +36,6 @@ from pytest_corrsource.draft.weights import declare_weights_file
 __all__ = [
     "DvcStage",
     "MlflowProject",
-    "dvc_tracked_note",
     "import_dvc",
     "import_mlflow",
     "read_dvc",
@@ -210,11 +210,6 @@ def read_python_env(path: Path, rel: str) -> EnvSpec:
 
 
 # --- importing into the draft ---------------------------------------------------------------
-
-
-def dvc_tracked_note(tracked_by: str) -> str:
-    """The note on a DVC-tracked file that is on disk but not in git."""
-    return f"tracked by DVC ({tracked_by}), not by git: a fresh clone needs `dvc pull`"
 
 
 def import_dvc(draft: Draft, files: list[str], log: Callable[[str], None]) -> dict[str, DraftStep]:

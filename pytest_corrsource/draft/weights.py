@@ -8,7 +8,14 @@ import re
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from pytest_corrsource.draft.files import PICKLE_EXTS, WEIGHT_EXTS, hash_file, in_data
+from pytest_corrsource.draft.files import (
+    PICKLE_EXTS,
+    WEIGHT_EXTS,
+    dvc_tracked_note,
+    hash_file,
+    in_data,
+    on_disk,
+)
 from pytest_corrsource.draft.findings import Draft, DraftWeights
 from pytest_corrsource.draft.sources import read_text, read_yaml
 
@@ -107,14 +114,21 @@ def find_weights(draft: Draft, files: list[str], log: Callable[[str], None]) -> 
         _kind, entry = classify_weights(root, rel)
         if entry is not None:
             found.append(entry)
-    # DVC stubs `X.dvc` for weights that were never pulled.
+    # DVC stubs `X.dvc` for weights: pulled (on disk, ignored by git) or not.
     for rel in files:
         if rel.endswith(".dvc"):
             target = rel[: -len(".dvc")]
-            if target not in file_set and PurePosixPath(target).suffix.lower() in WEIGHT_EXTS:
+            if target in file_set or PurePosixPath(target).suffix.lower() not in WEIGHT_EXTS:
+                continue
+            if on_disk(root, target):
                 _kind, entry = classify_weights(root, target)
                 if entry is not None:
+                    entry.notes.append(dvc_tracked_note(rel))
                     found.append(entry)
+            else:  # a link out of the repository is not the pulled file either
+                entry = DraftWeights(target)
+                entry.notes.append(f'TODO: tracked by DVC, not in the repository: dvc pull "{rel}"')
+                found.append(entry)
     _mlflow_models(draft, files, found)
     tokenizers = [f for f in files if is_tokenizer(f) and all(e.path != f for e in found)]
     if tokenizers:
@@ -140,7 +154,7 @@ def find_weights(draft: Draft, files: list[str], log: Callable[[str], None]) -> 
     for entry in found:
         if entry.format in ("pickle", "torch-zip"):
             entry.inline = _UNSAFE
-        if not entry.pointer and (root / entry.path).is_file():
+        if not entry.pointer and on_disk(root, entry.path):
             entry.sha256 = hash_file(root, entry.path, log)
     found.sort(key=lambda e: (_rank(e), e.path))
     main = [e for e in found if not _is_checkpoint(e.path)]
