@@ -94,3 +94,19 @@ def test_an_export_script_is_named_not_invented_as_a_step(tmp_path: Path) -> Non
         "it under `generate` (not drafted: what it converts is not known)"
     ]
     assert "command: python export.py" not in render(found)
+
+
+def test_a_configuration_named_by_the_training_command_is_not_data(tmp_path: Path) -> None:
+    write(tmp_path, "train.py", "import json\n")
+    write(tmp_path, "configs/train.json", '{"lr": 0.1}\n')
+    write(tmp_path, "corpus.txt", "some text\n")
+    write(tmp_path, "requirements.txt", "numpy\n")
+    write(
+        tmp_path,
+        "README.md",
+        "```sh\npython train.py --config configs/train.json --data corpus.txt "
+        "--reqs requirements.txt\n```\n",
+    )
+    found = build_draft(tmp_path)
+    assert [s.path for s in found.sources] == ["corpus.txt"]
+    assert found.sources[0].notes[0] == "the training command names corpus.txt"

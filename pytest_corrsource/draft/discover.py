@@ -37,7 +37,8 @@ _DEFINES_MODULE = re.compile(r"^class\s+\w+\((?:[\w.]*\.)?(?:Module|keras\.Model
 #: Extensions of data files outside the data folders (mlflow-example's wine-quality.csv).
 _DATA_EXTS = frozenset({".csv", ".tsv", ".parquet", ".jsonl", ".arrow", ".feather"})
 #: Extensions a data file named by the training command or code may have (makemore's names.txt).
-_NAMED_DATA_EXTS = _DATA_EXTS | {".txt", ".json", ".xml", ".npy", ".npz", ".bin"}
+#: Not .json/.yaml (configurations more often than data) nor .bin (weights, tokenizers).
+_NAMED_DATA_EXTS = _DATA_EXTS | {".txt", ".xml", ".npy", ".npz"}
 _NOT_DATA_NAMES = re.compile(
     r"^(license|licence|copying|readme|requirements|changelog|changes|notice|authors|"
     r"contributing|citation|code_of_conduct|security)",
