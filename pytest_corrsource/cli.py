@@ -157,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if (target / MANIFEST_NAME).is_file():
             target = target / MANIFEST_NAME
         return int(pytest.main(["--corresponding-source", str(target), *rest]))
-    from pytest_corrsource.init import run_init
+    from pytest_corrsource.draft.write import run_init
 
     return run_init(args.path, force=args.force, stdout=args.stdout)
 

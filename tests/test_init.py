@@ -28,7 +28,8 @@ import yaml
 from safetensors.numpy import save_file
 
 from pytest_corrsource.checks.manifest import Todo, find_todos
-from pytest_corrsource.init import count_todos, run_init, scalar
+from pytest_corrsource.draft.render import count_todos, scalar
+from pytest_corrsource.draft.write import run_init
 from pytest_corrsource.manifest import MANIFEST_NAME, Manifest, load_manifest
 from pytest_corrsource.schema import SCHEMA_URL
 
@@ -559,7 +560,7 @@ def test_interrupt_leaves_no_manifest(
     def interrupted(*_args: object, **_kwargs: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("pytest_corrsource.init.verify", interrupted)
+    monkeypatch.setattr("pytest_corrsource.draft.write.verify", interrupted)
     assert run_init(repo, force=False, stdout=False) == 130
     assert "interrupted: no manifest written" in capsys.readouterr().err
     assert not (repo / MANIFEST_NAME).exists()

@@ -1,9 +1,9 @@
 """What ``corrsource init`` reads besides the file tree: README commands, model-card front
-matter, licence texts, dependency specs, DVC pipelines and MLflow projects.
+matter, licence texts and conda environment files (DVC and MLflow: ``pipelines.py``).
 
 Every function here is a pure reader: it returns plain data (:class:`Command`, :class:`Card`,
 …) and never raises for malformed input (a broken dvc.yaml or README just yields less).
-``init.py`` decides what to do with what is found.
+``discover.py`` and ``commands.py`` decide what to do with what is found.
 """
 
 from __future__ import annotations
@@ -17,13 +17,11 @@ from typing import Any
 __all__ = [
     "Card",
     "Command",
-    "DvcStage",
-    "MlflowProject",
+    "flag_role",
+    "is_cpu_variant",
+    "placeholder_path",
     "read_card",
     "read_conda_env",
-    "read_dvc",
-    "read_mlflow",
-    "read_python_env",
     "readme_commands",
     "role_of",
     "sniff_license_text",
@@ -53,32 +51,33 @@ def role_of(path: str) -> str | None:
 
 
 def read_text(path: Path) -> str | None:
-    """A small text file's content (BOM stripped), or None if unreadable, binary or huge."""
+    """A small text file's content (BOM stripped), or None if unreadable, binary, huge or not
+    a regular file (a FIFO named like a script is never opened for reading: it would block)."""
+    from pytest_corrsource.safe_io import read_bounded
+
     try:
-        if path.stat().st_size > _MAX_TEXT:
-            return None
-        raw = path.read_bytes()
-    except OSError:
+        raw = read_bounded(path, _MAX_TEXT)
+    except OSError:  # NotRegularFile and FileTooLarge are OSErrors
         return None
     if b"\x00" in raw:
         return None
     return raw.decode("utf-8-sig", errors="replace")
 
 
-def _yaml(text: str | None) -> Any:
+def read_yaml(text: str | None) -> Any:
     import yaml
 
     if text is None:
         return None
     try:
         return yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError):  # deep nesting recurses in PyYAML's constructor
         return None
 
 
 # --- commands -------------------------------------------------------------------------------
 
-_SHELL_SYNTAX = re.compile(r"[|<>;&`]|\$\(|\$\{|^\s*[A-Za-z_][A-Za-z0-9_]*=")
+SHELL_SYNTAX = re.compile(r"[|<>;&`]|\$\(|\$\{|^\s*[A-Za-z_][A-Za-z0-9_]*=")
 
 
 def strip_comment(line: str) -> str:
@@ -102,7 +101,7 @@ def to_manifest_command(line: str) -> str:
     line = " ".join(strip_comment(line).split())
     line = re.sub(r"^python3(\.\d+)?(?=\s)", "python", line)
     line = line.replace("{", "{{").replace("}", "}}")
-    if _SHELL_SYNTAX.search(line):
+    if SHELL_SYNTAX.search(line):
         return f"sh -c {shlex.quote(line)}"
     return line
 
@@ -115,6 +114,65 @@ class Command:
     origin: str  # "README.md line 12 (```sh block)"
     script: str | None = None  # repository-relative path of the Python script it runs
     role: str | None = None
+    flag: str | None = None  # the option that gave the role (`--sample-only`), if one did
+    placeholder: str | None = None  # a stand-in path the reader must replace (path/to/model)
+
+    @property
+    def where(self) -> str:
+        """The origin without the block kind: ``README.md line 12``."""
+        return self.origin.split(" (", 1)[0]
+
+
+#: Options that make a script's command a run or an evaluation whatever the script is called
+#: (makemore: `python makemore.py -i names.txt -o names --sample-only`).
+_FLAG_ROLES: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("run", re.compile(r"--(sample[-_]only|sample|generate|predict|inference|infer|interactive)")),
+    ("evaluation", re.compile(r"--(eval[-_]only|evaluate|eval|test[-_]only|do[-_]eval)")),
+)
+_FALSE = frozenset({"false", "0", "no", "off"})
+#: Stand-ins for paths the reader has to supply: `path/to/llama/model/7B`, `<checkpoint>`,
+#: `YOUR_MODEL_DIR`.
+_PLACEHOLDER = re.compile(
+    r"(^|/)path/to(/|$)|<[A-Za-z][\w .-]*>|\bYOUR_[A-Z_]+\b|(^|/)your[_-]\w+(/|$)", re.IGNORECASE
+)
+#: Options that select the CPU in a command (nanoGPT: `--device=cpu` beside the CUDA default).
+_CPU = re.compile(
+    r"(^|\s)(--device[= ]cpu|--cpu|--no[-_]cuda|--use[-_]cpu|--accelerator[= ]cpu)(?=\s|$)"
+)
+
+
+def flag_role(line: str) -> tuple[str, str] | None:
+    """(role, option) when an option of ``line`` says what the command does."""
+    try:
+        tokens = shlex.split(line)
+    except ValueError:
+        tokens = line.split()
+    for token in tokens[1:]:
+        option, _, value = token.partition("=")
+        if value.lower() in _FALSE:
+            continue
+        for role, pattern in _FLAG_ROLES:
+            if pattern.fullmatch(option):
+                return role, option
+    return None
+
+
+def placeholder_path(line: str) -> str | None:
+    """The first argument of ``line`` that is a stand-in for a path the reader must supply."""
+    try:
+        tokens = shlex.split(line)
+    except ValueError:
+        tokens = line.split()
+    for token in tokens[1:]:
+        value = token.partition("=")[2] if token.startswith("-") else token
+        if value and _PLACEHOLDER.search(value):
+            return value
+    return None
+
+
+def is_cpu_variant(command: str) -> bool:
+    """Whether ``command`` asks for the CPU explicitly (the variant a checker can run)."""
+    return bool(_CPU.search(command))
 
 
 _PY_SCRIPT = re.compile(r"^(?:python3?(?:\.\d+)?)(?:\s+-[uOBW]\S*)*\s+(?P<script>[^\s-]\S*\.py)\b")
@@ -154,8 +212,10 @@ def readme_commands(readme: Path, rel: str, repo_files: set[str]) -> list[Comman
 
     ```setup / ```train / ```eval blocks (the Papers-with-Code README template) give their
     first command to that section (setup: every pip line to install). Shell blocks give each
-    ``python <script>.py`` line to the section its script name suggests, and ``pip install``
-    lines to install. Inline ```pip install …``` spans outside blocks count too.
+    ``python <script>.py`` line to the section an option of it says (``--sample-only``: run)
+    or else its script name suggests (kept without a section when neither does), and
+    ``pip install`` lines to install. Inline ```pip install …``` spans outside blocks count
+    too. A line with a stand-in path (``path/to/model``) is marked ``placeholder``.
     """
     text = read_text(readme)
     if text is None:
@@ -217,11 +277,22 @@ def _block_commands(
                 continue  # only pip lines are usable as install commands
             out.append(Command(to_manifest_command(line), origin, script, section))
         elif script is not None:
-            role = role_of(script)
+            # An option says more than the script's name (`train.py --eval_only` evaluates).
+            by_flag = flag_role(line)
+            role = by_flag[0] if by_flag else role_of(script)
             if role is None and PurePosixPath(script).name == "prepare.py":
                 role = "preprocessing"
-            if role is not None:
-                out.append(Command(to_manifest_command(line), origin, script, role))
+            # Kept without a role too: the same script under another option tells what it is.
+            out.append(
+                Command(
+                    to_manifest_command(line),
+                    origin,
+                    script,
+                    role,
+                    flag=by_flag[1] if by_flag else None,
+                    placeholder=placeholder_path(line),
+                )
+            )
     return out
 
 
@@ -245,7 +316,7 @@ def read_card(root: Path, rel: str) -> Card:
     end = text.find("\n---", 3)
     if end == -1:
         return card
-    data = _yaml(text[3:end])
+    data = read_yaml(text[3:end])
     if isinstance(data, dict):
         card.front = {str(k): v for k, v in data.items()}
     else:
@@ -292,7 +363,7 @@ def sniff_license_text(path: Path) -> str | None:
 
 # --- environments ---------------------------------------------------------------------------
 
-_PY_VERSION = re.compile(r"^\d+(?:\.\d+){0,2}$")
+PYTHON_VERSION = re.compile(r"^\d+(?:\.\d+){0,2}$")
 
 
 @dataclass
@@ -308,7 +379,7 @@ def read_conda_env(path: Path, rel: str) -> EnvSpec:
     """environment.yml / conda.yaml: its ``pip:`` part becomes a pip command; conda packages
     become a TODO (the isolated environment is a virtualenv, not conda)."""
     spec = EnvSpec()
-    data = _yaml(read_text(path))
+    data = read_yaml(read_text(path))
     deps = data.get("dependencies") if isinstance(data, dict) else None
     if not isinstance(deps, list):
         spec.notes.append(f"TODO: {rel} lists no dependencies that could be read")
@@ -322,7 +393,7 @@ def read_conda_env(path: Path, rel: str) -> EnvSpec:
             name = re.split(r"[=<>!\s]", dep, maxsplit=1)[0]
             if name == "python":
                 version = dep[len(name) :].lstrip("=").strip()
-                if _PY_VERSION.match(version):
+                if PYTHON_VERSION.match(version):
                     spec.python = version
             elif name != "pip":
                 conda.append(dep)
@@ -336,173 +407,6 @@ def read_conda_env(path: Path, rel: str) -> EnvSpec:
             f"in install.commands: {shown}"
         )
     return spec
-
-
-def read_python_env(path: Path, rel: str) -> EnvSpec:
-    """MLflow's python_env.yaml: ``python``, ``build_dependencies``, ``dependencies``."""
-    spec = EnvSpec()
-    data = _yaml(read_text(path))
-    if not isinstance(data, dict):
-        spec.notes.append(f"TODO: {rel} could not be read")
-        return spec
-    python = data.get("python")
-    if python is not None and _PY_VERSION.match(str(python)):
-        spec.python = str(python)
-    for key in ("build_dependencies", "dependencies"):
-        items = data.get(key)
-        if isinstance(items, list):
-            args = [a for item in items for a in str(item).split() if str(item) != "pip"]
-            if not args:
-                continue
-            spec.commands.append(to_manifest_command("python -m pip install " + shlex.join(args)))
-    return spec
-
-
-# --- DVC ------------------------------------------------------------------------------------
-
-
-@dataclass
-class DvcStage:
-    name: str
-    command: str
-    deps: list[str]
-    outs: list[str]
-    metrics: list[str]
-    lock_md5: dict[str, str]  # out path -> md5 (or "md5:…" / "hash" text) from dvc.lock
-
-
-def _paths(items: Any) -> list[str]:
-    out: list[str] = []
-    if not isinstance(items, list):
-        return out
-    for item in items:
-        if isinstance(item, str):
-            out.append(item)
-        elif isinstance(item, dict):
-            out += [str(k) for k in item]
-    return [p.rstrip("/") for p in out]
-
-
-def read_dvc(root: Path) -> tuple[list[DvcStage], list[str]]:
-    """Stages of ``dvc.yaml`` (with output digests from ``dvc.lock``), and notes."""
-    data = _yaml(read_text(root / "dvc.yaml"))
-    notes: list[str] = []
-    if not isinstance(data, dict) or not isinstance(data.get("stages"), dict):
-        return [], ["TODO: dvc.yaml has no readable `stages`"]
-    lock = _yaml(read_text(root / "dvc.lock")) if (root / "dvc.lock").is_file() else None
-    lock_stages = lock.get("stages") if isinstance(lock, dict) else None
-    stages: list[DvcStage] = []
-    for name, body in data["stages"].items():
-        if not isinstance(body, dict):
-            continue
-        if "foreach" in body or "matrix" in body:
-            notes.append(f"TODO: dvc.yaml stage `{name}` uses foreach/matrix: not imported")
-            continue
-        cmd = body.get("cmd")
-        if isinstance(cmd, list):
-            command = " && ".join(str(c) for c in cmd)
-        elif isinstance(cmd, str):
-            command = cmd
-        else:
-            continue
-        if body.get("wdir") not in (None, ".", "./"):
-            command = f"cd {shlex.quote(str(body['wdir']))} && {command}"
-        md5: dict[str, str] = {}
-        locked = lock_stages.get(str(name)) if isinstance(lock_stages, dict) else None
-        if isinstance(locked, dict):
-            for out in locked.get("outs") or []:
-                if isinstance(out, dict) and "path" in out:
-                    digest = out.get("md5") or out.get("hash") or out.get("etag")
-                    if digest:
-                        md5[str(out["path"]).rstrip("/")] = str(digest)
-        stages.append(
-            DvcStage(
-                name=str(name),
-                command=command,
-                deps=_paths(body.get("deps")),
-                outs=_paths(body.get("outs")),
-                metrics=_paths(body.get("metrics")),
-                lock_md5=md5,
-            )
-        )
-    return stages, notes
-
-
-# --- MLflow ---------------------------------------------------------------------------------
-
-
-@dataclass
-class MlflowProject:
-    name: str | None
-    env_file: str | None
-    env_kind: str | None  # python_env | conda_env | docker_env
-    entry_points: dict[str, tuple[str, list[str]]]  # name -> (command, notes)
-
-
-_PARAM = re.compile(r"\{([A-Za-z_][A-Za-z0-9_.-]*)\}")
-
-
-def read_mlflow(root: Path) -> MlflowProject | None:
-    data = _yaml(read_text(root / "MLproject"))
-    if not isinstance(data, dict):
-        return None
-    env_file = env_kind = None
-    for kind in ("python_env", "conda_env", "docker_env"):
-        if data.get(kind) is not None:
-            env_kind = kind
-            value = data[kind]
-            env_file = str(value) if isinstance(value, str) else None
-            break
-    entries: dict[str, tuple[str, list[str]]] = {}
-    points = data.get("entry_points")
-    if isinstance(points, dict):
-        for name, body in points.items():
-            if not isinstance(body, dict) or not isinstance(body.get("command"), str):
-                continue
-            params = body.get("parameters") if isinstance(body.get("parameters"), dict) else {}
-            assert isinstance(params, dict)
-            notes: list[str] = []
-            raw = " ".join(body["command"].split())
-            # Literal braces first, then each {param} becomes its default.
-            pieces: list[str] = []
-            pos = 0
-            for match in _PARAM.finditer(raw):
-                pieces.append(raw[pos : match.start()].replace("{", "{{").replace("}", "}}"))
-                pos = match.end()
-                param = match.group(1)
-                spec = params.get(param)
-                default = spec.get("default") if isinstance(spec, dict) else None
-                if default is None:
-                    pieces.append(f"TODO-{param}")
-                    notes.append(f"TODO: MLproject parameter `{param}` has no default: set a value")
-                else:
-                    value = str(default).lower() if isinstance(default, bool) else str(default)
-                    pieces.append(shlex.quote(value).replace("{", "{{").replace("}", "}}"))
-            pieces.append(raw[pos:].replace("{", "{{").replace("}", "}}"))
-            command = "".join(pieces)
-            if _SHELL_SYNTAX.search(command):
-                command = f"sh -c {shlex.quote(command)}"
-            entries[str(name)] = (command, notes)
-    name = data.get("name")
-    return MlflowProject(
-        name=str(name) if name is not None else None,
-        env_file=env_file,
-        env_kind=env_kind,
-        entry_points=entries,
-    )
-
-
-def mlflow_role(entry_point: str) -> str | None:
-    lower = entry_point.lower()
-    if lower in ("main", "train") or lower.startswith("train"):
-        return "training"
-    if lower.startswith(("predict", "generate", "infer", "sample", "serve")):
-        return "run"
-    if lower.startswith(("eval", "validate", "test")):
-        return "evaluation"
-    if lower.startswith(("prepare", "preprocess", "etl", "load_raw", "ingest")):
-        return "preprocessing"
-    return role_of(lower)
 
 
 def script_in(command: str, repo_files: set[str]) -> list[str]:
