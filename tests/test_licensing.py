@@ -471,9 +471,7 @@ def test_same_license(a: str, b: str, expected: bool) -> None:
 def test_hand_kept_data_is_well_formed() -> None:
     """data/licenses.json holds only what SPDX does not say; every id it names is known."""
     data = load_data()
-    assert {"source", "date", "notes", "open_data", "open_any", "types", "restricted"} <= set(
-        data
-    )
+    assert {"source", "date", "notes", "open_data", "open_any", "types", "restricted"} <= set(data)
     for word in ("SPDX", "license-expression", "spdx.json", "LicenseHandler.php"):
         assert word in data["source"]
     for ident in [*data["open_data"], *data["open_any"], *data["types"]]:
