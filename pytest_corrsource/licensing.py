@@ -663,8 +663,8 @@ def _why_not_open(ident: str, refs: Mapping[str, RefDeclaration] | None) -> str:
 def _ref_fits(declared: RefDeclaration, content_type: str) -> bool:
     if not declared.types:  # not stated: nothing to warn about
         return True
-    if content_type == "parameters":
-        return bool({"data", "parameters", "code"} & set(declared.types))
+    if content_type == "parameters":  # weights are data to the MOF
+        return bool({"data", "parameters"} & set(declared.types))
     return content_type in declared.types
 
 

@@ -187,16 +187,17 @@ def _ref_text_problem(root: Path, declared: str) -> str | None:
 
 def _specific(manifest: Manifest, kind: str, part: Resolved) -> bool:
     """Whether ``part`` has a licence of its own, not the repository's (whose text is LICENSE):
-    declared for the component or for a kind other than code, and not the distribution
-    licence itself."""
+    declared for the component or for a kind other than code, and other than the
+    repository-wide (distribution or code) licence."""
     from pytest_corrsource.licensing import same_license
 
     if part.expression is None or kind == "code":
         return False
     if part.source not in ("component", f"licenses.{kind}"):
         return False
+    # With no repository-wide licence declared, the root LICENSE may well be this one.
     general = [e for e in (manifest.licenses.distribution, manifest.licenses.code) if e]
-    return not any(same_license(part.expression, e) for e in general)
+    return bool(general) and not any(same_license(part.expression, e) for e in general)
 
 
 def _part_texts(root: Path, kind: str, part: Resolved, files: list[str]) -> list[str]:
@@ -264,7 +265,7 @@ def _describe_parts(
                 )
         else:
             own = [f for f in files if "/" not in f or f.lower().startswith("licenses/")]
-        own += _ref_texts(manifest, part.expression)
+        own = list(dict.fromkeys(own + _ref_texts(manifest, part.expression)))
         texts.setdefault(part.expression, [])
         texts[part.expression] += [t for t in own if t not in texts[part.expression]]
     shown = ", ".join(
