@@ -374,3 +374,39 @@ def test_the_distribution_licence_keeps_the_root_licence_text(make_repo: RepoFac
     )
     result = check(root, "CS901", "data")
     assert (result.message, result.warnings) == ("data: MIT (LICENSE)", [])
+
+
+# ------------------------------------------------------------------------ the MOF class
+
+
+def _weights_verdict(root: Path) -> tuple[bool, str | None]:
+    from pytest_corrsource.levels import classify_mof
+
+    manifest_ = load_manifest(root / "corresponding-source.yaml")
+    passed = CheckResult("CS101", "weights", "weights/model.safetensors", "passed", "", 5, 0.0)
+    verdict = classify_mof(manifest_, {"CS101": passed})
+    name = "Model parameters (Final)"
+    return verdict.included[name], verdict.reasons.get(name)
+
+
+def test_the_mof_class_counts_a_ref_declared_open_with_its_text(make_repo: RepoFactory) -> None:
+    root = make_repo(manifest("weights: LicenseRef-Foo", FOO_OPEN), {**LICENSE_TEXT, **FOO_TEXT})
+    assert _weights_verdict(root) == (True, None)
+
+
+def test_the_mof_class_does_not_count_an_undeclared_or_textless_ref(
+    make_repo: RepoFactory,
+) -> None:
+    root = make_repo(manifest("weights: LicenseRef-Foo"), LICENSE_TEXT, name="undeclared")
+    included, reason = _weights_verdict(root)
+    assert not included
+    assert reason is not None
+    assert reason.startswith(
+        "licence not open: LicenseRef-Foo is a custom licence the manifest does not declare"
+    )
+    textless = make_repo(manifest("weights: LicenseRef-Foo", FOO_OPEN), LICENSE_TEXT, name="t")
+    assert _weights_verdict(textless) == (
+        False,
+        "licence not open: the text of LicenseRef-Foo, `LICENSES/LicenseRef-Foo.txt` "
+        "(corresponding-source.yaml:6), does not exist",
+    )
