@@ -633,6 +633,13 @@ class _Eval:
 
 def how_to_declare(ref: str) -> str:
     """The manifest lines that declare the LicenseRef ``ref`` (REUSE keeps texts in LICENSES/)."""
+    if ref.lower().startswith("documentref-"):
+        # Only a licence whose text the repository holds can be declared and read.
+        local = "LicenseRef-" + ref.split(":", 1)[-1][len("LicenseRef-") :]
+        return (
+            "it names a licence in another SPDX document, which is not in the repository: "
+            f"commit its text and use a local reference instead, {how_to_declare(local)}"
+        )
     return (
         f"declare it under `licenses.refs`: `{ref}: {{text: LICENSES/{ref}.txt, "
         "open: true|false}` (its licence text, and whether its terms are open)"

@@ -183,6 +183,20 @@ def test_cs901_fails_an_undeclared_ref_saying_how_to_declare_it(make_repo: RepoF
     ) in result.message
 
 
+def test_cs901_a_reference_into_another_spdx_document_cannot_be_declared(
+    make_repo: RepoFactory,
+) -> None:
+    root = make_repo(manifest("weights: DocumentRef-sbom:LicenseRef-Foo"), LICENSE_TEXT)
+    result = check(root, "CS901", "weights", level="open-weights")
+    assert result.outcome == "failed"
+    assert (
+        "DocumentRef-sbom:LicenseRef-Foo is not declared: it names a licence in another SPDX "
+        "document, which is not in the repository: commit its text and use a local reference "
+        "instead, declare it under `licenses.refs`: `LicenseRef-Foo: {text: "
+        "LICENSES/LicenseRef-Foo.txt, open: true|false}`"
+    ) in result.message
+
+
 @pytest.mark.parametrize(
     ("files", "problem"),
     [
