@@ -367,9 +367,14 @@ def test_a_data_licence_without_its_own_text_is_not_given_the_root_licence(
 
 def test_reuse_texts_and_kind_named_files_are_attributed(make_repo: RepoFactory) -> None:
     root = make_repo(
-        manifest("distribution: MIT\n  weights: CC-BY-4.0\n  data: CDLA-Permissive-2.0", "", DATA),
+        manifest(
+            "distribution: MIT\n  weights: CC-BY-4.0\n  data: CDLA-Permissive-2.0",
+            "",
+            DATA + "architecture: [model.py]\n",
+        ),
         {
             **LICENSE_TEXT,
+            "model.py": "",
             "LICENSE-weights": "CC BY 4.0\n",
             "LICENSES/CDLA-Permissive-2.0.txt": "CDLA 2.0\n",
             "data/corpus.txt": "abc",
@@ -380,6 +385,8 @@ def test_reuse_texts_and_kind_named_files_are_attributed(make_repo: RepoFactory)
     data = check(root, "CS901", "data")
     assert data.message == "data: CDLA-Permissive-2.0 (LICENSES/CDLA-Permissive-2.0.txt)"
     assert (weights.warnings, data.warnings) == ([], [])
+    # The code's licence is the root LICENSE, not the files named for the weights or the data.
+    assert check(root, "CS901", "code").message == "code: MIT (LICENSE)"
 
 
 def test_the_distribution_licence_keeps_the_root_licence_text(make_repo: RepoFactory) -> None:

@@ -219,7 +219,7 @@ def _part_texts(root: Path, kind: str, part: Resolved, files: list[str]) -> list
             f.lower().startswith("licenses/")
             and f.split("/", 1)[1].lower().rsplit(".", 1)[0] in lowered
         )
-        or ("/" not in f and any(w in f.lower() for w in (kind, *lowered)))
+        or ("/" not in f and any(w in f.lower() for w in (*_KIND_WORDS[kind], *lowered)))
     ]
     folder = PurePosixPath(part.part).parent
     while str(folder) not in (".", ""):  # a kind-level part ("data") has no folder
@@ -245,6 +245,35 @@ def _ref_texts(manifest: Manifest, expression: str) -> list[str]:
     return [e.text.path for i in sorted(ids) if (e := _ref_entry(manifest, i)) is not None]
 
 
+#: Words in a licence file's name that say which kind of component it licenses.
+_KIND_WORDS = {
+    "code": ("code",),
+    "weights": ("weights", "model"),
+    "data": ("data",),
+    "docs": ("docs",),
+}
+
+
+def _general_texts(kind: str, part: Resolved, files: list[str]) -> list[str]:
+    """The licence files that hold a repository-wide licence: the root ones, except those named
+    for another kind (``LICENSE-weights`` is not the code's), and REUSE's texts of its ids;
+    every licence file when none of these is found."""
+    from pytest_corrsource.licensing import LicenseError, license_ids, parse_expression
+
+    try:
+        ids = {i.lower() for i in license_ids(parse_expression(part.expression or ""))}
+    except LicenseError:
+        ids = set()
+    others = [w for k, words in _KIND_WORDS.items() if k != kind for w in words]
+    found = [
+        f
+        for f in files
+        if ("/" not in f and not any(w in f.lower() for w in others))
+        or f.split("/", 1)[-1].lower().rsplit(".", 1)[0] in ids
+    ]
+    return found or files
+
+
 def _describe_parts(
     manifest: Manifest, kind: str, resolved: list[Resolved], files: list[str]
 ) -> tuple[str, list[str], dict[str, list[str]]]:
@@ -264,7 +293,7 @@ def _describe_parts(
                     f"({part.source}): none beside it and no LICENSES/<id>.txt{others}"
                 )
         else:
-            own = [f for f in files if "/" not in f or f.lower().startswith("licenses/")]
+            own = _general_texts(kind, part, files)
         own = list(dict.fromkeys(own + _ref_texts(manifest, part.expression)))
         texts.setdefault(part.expression, [])
         texts[part.expression] += [t for t in own if t not in texts[part.expression]]
