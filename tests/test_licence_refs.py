@@ -431,3 +431,32 @@ def test_the_mof_class_does_not_count_an_undeclared_or_textless_ref(
         "licence not open: the text of LicenseRef-Foo, `LICENSES/LicenseRef-Foo.txt` "
         "(corresponding-source.yaml:6), does not exist",
     )
+
+
+@pytest.mark.parametrize(
+    ("hub_id", "reason"),
+    [
+        (
+            "llama3",
+            "LicenseRef-llama3 (Meta Llama 3 Community License Agreement) is a model licence with "
+            "use restrictions (open weights at most), never an open licence",
+        ),
+        (
+            "gpl",
+            "LicenseRef-gpl (GNU GPL, version not stated) names a family of licences, not one: "
+            "declare the SPDX id of the version (e.g. GPL-3.0-only, BSD-3-Clause, CC-BY-4.0)",
+        ),
+        (
+            "apple-ascl",
+            "LicenseRef-apple-ascl (Apple Sample Code License) is not an open licence: not "
+            "OSI-approved, not FSF-libre",
+        ),
+    ],
+)
+def test_hub_licences_off_the_spdx_list_say_why_they_are_not_open(hub_id: str, reason: str) -> None:
+    from pytest_corrsource.licensing import normalize
+
+    spdx = normalize(hub_id)
+    assert spdx is not None
+    verdict = judge(parse_expression(spdx), "parameters", {spdx: RefDeclaration(True)})
+    assert (verdict.open, verdict.reason) == (False, reason)

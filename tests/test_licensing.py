@@ -471,7 +471,7 @@ def test_same_license(a: str, b: str, expected: bool) -> None:
 def test_hand_kept_data_is_well_formed() -> None:
     """data/licenses.json holds only what SPDX does not say; every id it names is known."""
     data = load_data()
-    assert {"source", "date", "notes", "open_data", "open_any", "types", "restricted"} <= set(data)
+    assert {"source", "date", "notes", "open_data", "open_any", "types", "hub_refs"} <= set(data)
     for word in ("SPDX", "license-expression", "spdx.json", "LicenseHandler.php"):
         assert word in data["source"]
     for ident in [*data["open_data"], *data["open_any"], *data["types"]]:
@@ -483,9 +483,10 @@ def test_hand_kept_data_is_well_formed() -> None:
         assert types, ident
         assert set(types) <= {"code", "data", "document"}, ident
         assert len(set(types)) == len(types), ident
-    for ident, entry in data["restricted"].items():
+    for ident, entry in data["hub_refs"].items():
         assert ident.startswith("LicenseRef-"), ident
-        assert set(entry) == {"name", "types"}, ident
+        assert set(entry) == {"name", "types", "closed"}, ident
+        assert entry["closed"] in ("use-restrictions", "unversioned", "not-open"), ident
         assert entry["name"], ident
         assert render(parse_expression(ident)) == ident
         assert not is_open_id(ident)
