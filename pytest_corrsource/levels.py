@@ -169,7 +169,12 @@ def _card_mentions(root: Path, manifest: Manifest, *words: str) -> bool:
 
 def classify_mof(manifest: Manifest, results: dict[str, CheckResult]) -> MofVerdict:
     """The MOF class from the components present, verified by their checks, openly licensed."""
-    from pytest_corrsource.checks.licenses import CONTENT_TYPE, resolve_licenses
+    from pytest_corrsource.checks.licenses import (
+        CONTENT_TYPE,
+        declared_refs,
+        ref_problems,
+        resolve_licenses,
+    )
     from pytest_corrsource.licensing import LicenseError, judge, parse_expression
 
     root = manifest.root
@@ -245,8 +250,12 @@ def classify_mof(manifest: Manifest, results: dict[str, CheckResult]) -> MofVerd
                 expr = parse_expression(part.expression) if part.expression else None
             except LicenseError:
                 expr = None
-            verdict = judge(expr, CONTENT_TYPE[kind])
-            if not verdict.open:
+            verdict = judge(expr, CONTENT_TYPE[kind], declared_refs(manifest))
+            missing = ref_problems(manifest, expr) if expr is not None and verdict.open else []
+            if missing:  # a LicenseRef declared open counts only with its text (as in CS902)
+                open_all = False
+                reasons[component] = f"licence not open: {missing[0]}"
+            elif not verdict.open:
                 open_all = False
                 reasons[component] = f"licence not open: {verdict.reason}"
         included[component] = open_all

@@ -101,6 +101,19 @@ class RawLayout:
 
 
 @dataclass(frozen=True)
+class LicenseRefEntry:
+    """``licenses.refs.<LicenseRef-…>``: a licence that is not on the SPDX list, its text in the
+    repository and the manifest's own verdict on its openness (never SPDX's or the OSI's)."""
+
+    id: str
+    text: PathRef
+    open: bool
+    kinds: tuple[str, ...] = ()  # component kinds it is written for: code, weights, data, docs
+    name: str | None = None
+    line: int = 0
+
+
+@dataclass(frozen=True)
 class Licenses:
     distribution: str | None = None
     code: str | None = None
@@ -109,6 +122,7 @@ class Licenses:
     docs: str | None = None
     line: int = 0
     lines: dict[str, int] = field(default_factory=dict)
+    refs: dict[str, LicenseRefEntry] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -413,6 +427,36 @@ class _Builder:
             return ()
         return tuple(self.ref(item, f"{keypath}[{i}]") for i, item in enumerate(loc.value))
 
+    def license_refs(self, loc: Located | None) -> dict[str, LicenseRefEntry]:
+        """``licenses.refs``; a text path that leaves the repository is refused here."""
+        if loc is None:
+            return {}
+        refs: dict[str, LicenseRefEntry] = {}
+        seen: dict[str, str] = {}
+        for ref, entry in loc.value.items():
+            keypath = f"licenses.refs.{ref}"
+            # LicenseRef ids match case-insensitively, as the expressions that use them do.
+            if ref.lower() in seen:
+                raise ManifestError(
+                    self.display,
+                    entry.line,
+                    entry.column,
+                    f"`{ref}` is declared twice (also as `{seen[ref.lower()]}`)",
+                    keypath,
+                )
+            seen[ref.lower()] = ref
+            text = entry.get("text")
+            assert text is not None  # required by the spec
+            refs[ref] = LicenseRefEntry(
+                id=ref,
+                text=self.ref(text, f"{keypath}.text"),
+                open=bool(_req(entry, "open")),
+                kinds=tuple(_strings(entry.get("kinds"))),
+                name=_opt(entry, "name"),
+                line=entry.line,
+            )
+        return refs
+
     def weights(self, loc: Located | None, keypath: str) -> tuple[WeightsEntry, ...]:
         if loc is None:
             return ()
@@ -500,6 +544,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             docs=_opt(lic, "docs"),
             line=lic.line,
             lines=dict(lic.key_lines or {}),
+            refs=b.license_refs(lic.get("refs")),
         )
 
     install = None

@@ -46,7 +46,11 @@ def test_cs901_passes_with_a_licence_and_its_text(make_repo: RepoFactory) -> Non
     result = check(root, "CS901", "weights")
     assert result.outcome == "passed"
     assert result.message == "weights: MIT (LICENSE)"
-    assert result.data == {"licenses": ["MIT"], "files": ["LICENSE"]}
+    assert result.data == {
+        "licenses": ["MIT"],
+        "files": ["LICENSE"],
+        "texts": {"MIT": ["LICENSE"]},
+    }
 
 
 def test_cs901_fails_when_nothing_is_licensed(make_repo: RepoFactory) -> None:
@@ -181,12 +185,15 @@ def test_cs902_passes_type_appropriate_licences_without_warnings(make_repo: Repo
         assert result.warnings == []
 
 
-def test_cs902_fails_a_custom_licence_reference(make_repo: RepoFactory) -> None:
+def test_cs902_fails_an_undeclared_custom_licence_reference(make_repo: RepoFactory) -> None:
     root = make_repo(manifest("{distribution: LicenseRef-custom}"), LICENSE_TEXT)
     result = check(root, "CS902", "weights", level="open-source-ai")
     assert result.outcome == "failed"
-    assert "found: weights/model.safetensors: LicenseRef-custom" in result.message
-    assert "never an open licence" in result.message
+    assert (
+        "found: weights/model.safetensors: LicenseRef-custom is a custom licence the manifest "
+        "does not declare: declare it under `licenses.refs`: `LicenseRef-custom: {text: "
+        "LICENSES/LicenseRef-custom.txt, open: true|false}`"
+    ) in result.message
 
 
 @pytest.mark.parametrize(

@@ -163,6 +163,8 @@ def _rows(struct: Struct, prefix: str) -> list[str]:
             rows += _rows(spec, f"{path}.")
         elif isinstance(spec, ListOf) and isinstance(spec.item, Struct):
             rows += _rows(spec.item, f"{path}[].")
+        elif isinstance(spec, MapOf) and isinstance(spec.value, Struct):  # licenses.refs
+            rows += _rows(spec.value, f"{path}.<name>.")
     return rows
 
 

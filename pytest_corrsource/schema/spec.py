@@ -257,6 +257,7 @@ class MapOf(Spec):
     key_pattern: str | None = None
     doc: str = ""
     description = "a mapping"
+    key_hint: str = ""  # what a valid key looks like, for the error message
 
     def check(self, node: yaml.Node, keypath: str, walk: _Walk) -> Located:
         walk.count(node, keypath)
@@ -266,7 +267,8 @@ class MapOf(Spec):
         for key_node, value_node in _pairs(node, keypath, walk):
             key = key_node.value
             if self.key_pattern is not None and not re.fullmatch(self.key_pattern, key):
-                raise _error(key_node, _key_path(keypath, key), f"invalid key `{key}`")
+                hint = f": {self.key_hint}" if self.key_hint else ""
+                raise _error(key_node, _key_path(keypath, key), f"invalid key `{key}`{hint}")
             out[key] = self.value.check(value_node, _key_path(keypath, key), walk)
         mark = node.start_mark
         return Located(out, mark.line + 1, mark.column + 1)
@@ -465,12 +467,50 @@ WEIGHTS_ENTRY = Struct(
     required=("path",),
 )
 
+LICENSE_REF = Struct(
+    {
+        "text": Scalar(
+            "string",
+            description="a path inside the repository",
+            doc="the licence text (REUSE keeps it in `LICENSES/<id>.txt`); it must be a file in "
+            "the repository",
+        ),
+        "open": Scalar(
+            "boolean",
+            doc="whether its terms are open (the freedoms to use, study, modify and share); "
+            "reported as declared by the manifest, not as OSI-approved",
+        ),
+        "kinds": ListOf(
+            Scalar("string", enum=("code", "weights", "data", "docs")),
+            single_ok=True,
+            doc="the components it is written for (a type-appropriate licence, as the MOF "
+            "asks); not stated: any",
+        ),
+        "name": Scalar("string", doc="the licence's name, shown in messages"),
+    },
+    required=("text", "open"),
+)
+
 MANIFEST_SPEC = Struct(
     {
         "version": Scalar("integer", enum=(1,), doc="manifest format version"),
         "name": Scalar("string", description="a non-empty name", pattern=".*\\S.*"),
         "licenses": Struct(
-            {"distribution": SPDX, "code": SPDX, "weights": SPDX, "data": SPDX, "docs": SPDX},
+            {
+                "distribution": SPDX,
+                "code": SPDX,
+                "weights": SPDX,
+                "data": SPDX,
+                "docs": SPDX,
+                "refs": MapOf(
+                    LICENSE_REF,
+                    key_pattern="LicenseRef-[A-Za-z0-9.\\-]+",
+                    key_hint="a key is a licence reference such as `LicenseRef-Foo` (letters, "
+                    "digits, `.` and `-` after `LicenseRef-`)",
+                    doc="the `LicenseRef-…` licences the expressions use, which are not on the "
+                    "SPDX list, by id; an undeclared LicenseRef fails CS901 and CS902",
+                ),
+            },
             doc="licences; resolution: component > kind > distribution",
         ),
         "weights": ListOf(WEIGHTS_ENTRY, min_items=1),
