@@ -123,20 +123,30 @@ def _read_chunk(handle: io.FileIO, buf: bytearray) -> memoryview:
 def sha256_and_md5_file(path: Path, md5_name: str) -> tuple[str, str]:
     """(sha256, DVC's ``md5_name`` md5) of the file at ``path``, both from one streamed read.
 
+    The md5 of each chunk is computed in a helper thread while this one computes the sha256
+    (hashlib releases the GIL): with a core to spare the pair costs what md5 alone costs.
     Raises :class:`OSError` (a FIFO or device in place of the file: NotRegularFile)."""
     if md5_name not in MD5_NAMES:
         raise ValueError(f"unknown DVC hash {md5_name!r}")
     sha = hashlib.sha256()
     md5 = hashlib.md5(usedforsecurity=False)  # DVC's content address, not a security digest
     text: bool | None = None if md5_name == "md5-dos2unix" else False
+
+    def add_md5(chunk: memoryview, as_text: bool) -> None:
+        md5.update(bytes(chunk).replace(b"\r\n", b"\n") if as_text else chunk)
+
     buf = bytearray(DVC_CHUNK)
-    with open_regular(path, buffering=0) as handle:
+    with (
+        open_regular(path, buffering=0) as handle,
+        ThreadPoolExecutor(1, thread_name_prefix="corrsource-md5") as pool,
+    ):
         f = cast("io.FileIO", handle)
         while chunk := _read_chunk(f, buf):
-            sha.update(chunk)
             if text is None:
                 text = _dvc_text_block(bytes(chunk[:_DVC_TEXT_BLOCK]))
-            md5.update(bytes(chunk).replace(b"\r\n", b"\n") if text else chunk)
+            pending = pool.submit(add_md5, chunk, text)
+            sha.update(chunk)
+            pending.result()  # before the buffer is refilled
     return sha.hexdigest(), md5.hexdigest()
 
 
