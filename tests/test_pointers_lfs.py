@@ -141,3 +141,20 @@ def test_a_hostile_repository_config_runs_nothing(make_repo: RepoFactory, tmp_pa
 def test_a_file_outside_git_has_no_lfs_digest(make_repo: RepoFactory) -> None:
     root = make_repo(MANIFEST)
     assert lfs_oid(root, WEIGHTS) is None
+
+
+def test_cs701_says_what_to_pull_for_an_lfs_data_source(make_repo: RepoFactory) -> None:
+    pointer = pointer_text("c" * 64, 9).decode()
+    manifest = MANIFEST + "data:\n  sources:\n    - path: data/names.txt\n"
+    root = make_repo(manifest, {"data/names.txt": pointer})
+    result = check(root, "CS701", "data/names.txt", component="data", level="open-source-ai")
+    assert result.outcome == "failed"
+    assert (
+        "data/names.txt (line 8) is a pointer file; it is tracked by git-lfs, not fetched yet: "
+        "run `git lfs pull --include data/names.txt`" in result.message
+    )
+    (root / "data" / "names.txt").write_text("emma\nolivia\n")
+    assert (
+        check(root, "CS701", "data/names.txt", component="data", level="open-source-ai").outcome
+        == "passed"
+    )
