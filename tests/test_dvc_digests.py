@@ -198,3 +198,23 @@ def test_the_manifest_sha256_still_decides_when_declared(make_repo: RepoFactory)
     result = check(root, "CS104", "weights/model.safetensors")
     assert result.outcome == "passed"
     assert "md5" not in result.data
+
+
+def test_cs104_on_the_example_get_started_layout(make_repo: RepoFactory) -> None:
+    # iterative/example-get-started: a DVC 2 dvc.lock (no `hash:` keys), `train` writes
+    # model.pkl (a binary pickle: DVC 2's md5 of it is the plain md5), data/ is a folder out.
+    model = b"\x80\x04\x95\x00\x00\x00\x00\r\n" * 1000
+    lock = (
+        "schema: '2.0'\nstages:\n  featurize:\n    outs:\n    - path: data/features\n"
+        "      md5: 52c1fddf9b7b11dff75bffbeff7958d3.dir\n      size: 12730163\n      nfiles: 2\n"
+        f"  train:\n    cmd: python src/train.py data/features model.pkl\n    outs:\n"
+        f"    - path: model.pkl\n      md5: {md5(model)}\n      size: {len(model)}\n"
+    )
+    manifest = (
+        "version: 1\nname: get-started\nlicenses: {distribution: Apache-2.0}\n"
+        "weights:\n  - path: model.pkl\n    format: pickle\n    allow-unsafe: true\n"
+    )
+    root = make_repo(manifest, {"dvc.lock": lock, "model.pkl": model})
+    result = check(root, "CS104", "model.pkl")
+    assert result.outcome == "passed", result.message
+    assert result.message.endswith(f"md5 {md5(model)} matches dvc.lock's md5 (stage `train`)")
