@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import os
 import posixpath
+import re
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -34,11 +35,13 @@ from typing import Any
 from pytest_corrsource.safe_io import read_bounded
 
 __all__ = [
+    "LFS_POINTER_MAX",
     "DeclaredDigest",
     "DvcOutput",
     "declared_digest",
     "dvc_output",
     "lfs_oid",
+    "lfs_pointer_fields",
     "shell_word",
 ]
 
@@ -49,7 +52,11 @@ MAX_STUB_BYTES = 1 << 20
 #: Outputs looked at per file: YAML aliases can make a small file list the same outputs
 #: millions of times.
 MAX_OUTPUTS = 100_000
-_LFS_POINTER_MAX = 1024
+#: Git LFS pointers are smaller than this (git-lfs docs/spec.md).
+LFS_POINTER_MAX = 1024
+_LFS_VERSION = b"version https://git-lfs.github.com/spec/v1"
+_LFS_OID = re.compile(r"^oid sha256:([0-9a-f]{64})$", re.MULTILINE)
+_LFS_SIZE = re.compile(r"^size (\d+)$", re.MULTILINE)
 _HEX32 = frozenset("0123456789abcdef")
 
 
@@ -317,10 +324,20 @@ def dvc_output(root: Path, rel: str) -> DvcOutput | None:
 # --- Git LFS --------------------------------------------------------------------------------
 
 
+def lfs_pointer_fields(data: bytes) -> tuple[str | None, int | None] | None:
+    """(sha256 oid, size) of the Git LFS pointer that ``data`` (a whole file) is, or None when
+    it is not one. A pointer whose oid or size is malformed is still a pointer: (None, None)."""
+    if len(data) >= LFS_POINTER_MAX or not data.startswith(_LFS_VERSION):
+        return None
+    text = data.decode("utf-8", errors="replace")
+    oid = _LFS_OID.search(text)
+    size = _LFS_SIZE.search(text)
+    return (oid.group(1) if oid else None), (int(size.group(1)) if size else None)
+
+
 def lfs_oid(root: Path, rel: str) -> str | None:
     """The sha256 that the Git LFS pointer in git's index records for ``rel``, when
     ``.gitattributes`` gives it ``filter=lfs``; None otherwise (no git, not tracked, not LFS)."""
-    from pytest_corrsource.formats.pointers import parse_lfs_pointer
     from pytest_corrsource.shipping import GitListingError, _git
 
     if shutil.which("git") is None:
@@ -331,15 +348,13 @@ def lfs_oid(root: Path, rel: str) -> str | None:
         if attributes[-1:] != ["lfs"]:
             return None
         (size_text,) = _git(root, "cat-file", "-s", f":{here}")
-        if int(size_text.strip()) > _LFS_POINTER_MAX:
+        if int(size_text.strip()) >= LFS_POINTER_MAX:
             return None  # real content was committed, not a pointer
         blob = "\0".join(_git(root, "cat-file", "blob", f":{here}"))
     except (GitListingError, ValueError):
         return None
-    pointer = parse_lfs_pointer(blob.encode("utf-8", "surrogateescape"), rel)
-    if pointer is None or pointer.oid is None:
-        return None
-    return pointer.oid.split(":", 1)[1]
+    fields = lfs_pointer_fields(blob.encode("utf-8", "surrogateescape"))
+    return None if fields is None else fields[0]
 
 
 # --- the digest to compare with -------------------------------------------------------------

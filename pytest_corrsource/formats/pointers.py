@@ -17,16 +17,12 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_corrsource.tracking import dvc_output, shell_word
+from pytest_corrsource.tracking import LFS_POINTER_MAX, dvc_output, lfs_pointer_fields, shell_word
 
-__all__ = ["Pointer", "detect_pointer", "parse_lfs_pointer"]
+__all__ = ["Pointer", "detect_pointer"]
 
-_LFS_VERSION = b"version https://git-lfs.github.com/spec/v1"
-_LFS_MAX = 1024
 _DVC_MAX = 64 * 1024
 _ANNEX_MAX = 4096
-_LFS_OID = re.compile(r"^oid sha256:([0-9a-f]{64})$", re.MULTILINE)
-_LFS_SIZE = re.compile(r"^size (\d+)$", re.MULTILINE)
 _ANNEX_KEY = re.compile(r"^([A-Z0-9]+)-s(\d+)(?:-[a-zA-Z0-9]+)*--([^/]+)$")
 _DVC_OUTS = re.compile(r"^outs:", re.MULTILINE)
 _DVC_MD5 = re.compile(r"\bmd5:\s*['\"]?([0-9a-fA-F]{32})(\.dir)?")
@@ -80,21 +76,15 @@ def _annex_pointer(key: str, rel: str) -> Pointer:
     return Pointer("git-annex", oid, size, f"git annex get {shell_word(rel)}")
 
 
-def parse_lfs_pointer(data: bytes, rel: str) -> Pointer | None:
-    """The Git LFS pointer that ``data`` (the whole file) is, or None."""
-    if len(data) >= _LFS_MAX or not data.startswith(_LFS_VERSION):
+def _lfs_pointer(data: bytes, rel: str) -> Pointer | None:
+    fields = lfs_pointer_fields(data)
+    if fields is None:
         return None
-    return _parse_lfs(data, rel)
-
-
-def _parse_lfs(data: bytes, rel: str) -> Pointer:
-    text = data.decode("utf-8", errors="replace")
-    oid_match = _LFS_OID.search(text)
-    size_match = _LFS_SIZE.search(text)
+    oid, size = fields
     return Pointer(
         "git-lfs",
-        f"sha256:{oid_match.group(1)}" if oid_match else None,
-        int(size_match.group(1)) if size_match else None,
+        f"sha256:{oid}" if oid else None,
+        size,
         f"git lfs pull --include {shell_word(rel)}",
     )
 
@@ -156,8 +146,8 @@ def detect_pointer(path: Path, repo_root: Path) -> Pointer | None:
     if info is not None and stat.S_ISREG(info.st_mode) and info.st_size < _ANNEX_MAX:
         data = _read_small(path, _ANNEX_MAX)
         if data is not None:
-            if info.st_size < _LFS_MAX and data.startswith(_LFS_VERSION):
-                return _parse_lfs(data, rel)
+            if info.st_size < LFS_POINTER_MAX and (lfs := _lfs_pointer(data, rel)) is not None:
+                return lfs
             line = data.rstrip(b"\n")
             if line.startswith(b"/annex/objects/") and b"\n" not in line:
                 key = line.decode("utf-8", errors="replace").rsplit("/", 1)[-1]
