@@ -47,6 +47,13 @@ def md5(data: bytes) -> str:
             md5(bytes(range(128, 256)) * 4 + b"\r\n"),
         ),
         (b"", "md5-dos2unix", md5(b"")),
+        # Text-ness is decided once, by the first 512 bytes, as DVC 2 (which wrote these
+        # entries) did: a binary-looking start keeps a later chunk's CRLF.
+        (
+            b"\x80" * DVC_CHUNK + b"text\r\n",
+            "md5-dos2unix",
+            md5(b"\x80" * DVC_CHUNK + b"text\r\n"),
+        ),
     ],
 )
 def test_dvc_md5_as_dvc_computes_it(
