@@ -51,6 +51,23 @@ def _depth_limited_loader(text: str) -> Any:
     return Loader(text)
 
 
+def load_plain_yaml(text: str) -> Any:
+    """*text* as plain data (``yaml.safe_load`` semantics) with the manifest's nesting limit,
+    for the repository's other YAML files (``dvc.yaml``, ``dvc.lock``, ``*.dvc``). Raises
+    ``ValueError`` for anything that is not such a document; the caller bounds *text*'s size."""
+    import yaml
+
+    loader = _depth_limited_loader(text)
+    try:
+        return loader.get_single_data()
+    except _TooDeep as exc:
+        raise ValueError(f"nested more than {MAX_NESTING} levels deep (line {exc.line})") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ValueError(f"not YAML: {exc}") from None
+    finally:
+        loader.dispose()
+
+
 class ManifestError(CorrsourceError):
     """The manifest cannot be used. ``str()`` is ``file:line:col: keypath: what was expected``."""
 
@@ -212,6 +229,8 @@ class Evaluation:
     timeout: float = DEFAULT_TIMEOUT
     expect: Expect = Expect()
     network: bool = True
+    # `from-training: true`: the training run (CS602's) evaluates; `expect` matches its output.
+    from_training: bool = False
 
 
 @dataclass(frozen=True)
@@ -622,6 +641,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
 
     evaluation = None
     if (e := tree.get("evaluation")) is not None:
+        _check_from_training(e, display)
         evaluation = Evaluation(
             line=e.line,
             code=b.refs(e.get("code"), "evaluation.code"),
@@ -630,6 +650,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             timeout=float(_opt(e, "timeout", DEFAULT_TIMEOUT)),
             expect=b.expect(e.get("expect"), "evaluation.expect"),
             network=bool(_opt(e, "network", True)),
+            from_training=bool(_opt(e, "from-training", False)),
         )
 
     docs = None
@@ -686,6 +707,50 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
         waive_lines=waive_lines,
         lines=lines,
     )
+
+
+#: What `evaluation.from-training: true` leaves no room for: the training step has its own.
+_NOT_WITH_FROM_TRAINING = {
+    "command": "the training command is the evaluation",
+    "timeout": "`training.timeout` applies",
+    "network": "`training.network` applies",
+}
+
+
+def _check_from_training(e: Located, display: str) -> None:
+    """`evaluation.from-training: true` reads the training run's output: it has no command of
+    its own, and `expect` must say (by stdout or stderr) which output is the evaluation."""
+    flag = e.get("from-training")
+    if flag is None or flag.value is not True:
+        return
+    for key, why in _NOT_WITH_FROM_TRAINING.items():
+        if (loc := e.get(key)) is not None:
+            raise ManifestError(
+                display,
+                loc.line,
+                loc.column,
+                f"`{key}` does not go with `from-training: true` ({why})",
+                f"evaluation.{key}",
+            )
+    expect = e.get("expect")
+    for key, why in (("exit-code", "CS602 requires exit code 0"), ("files", "use stdout/stderr")):
+        if expect is not None and (loc := expect.get(key)) is not None:
+            raise ManifestError(
+                display,
+                loc.line,
+                loc.column,
+                f"`{key}` does not go with `from-training: true` ({why})",
+                f"evaluation.expect.{key}",
+            )
+    if expect is None or (expect.get("stdout") is None and expect.get("stderr") is None):
+        raise ManifestError(
+            display,
+            flag.line,
+            flag.column,
+            "`from-training: true` needs `expect.stdout` or `expect.stderr`: the pattern of the "
+            "metric line the training run prints (e.g. `test loss ([0-9.]+)`)",
+            "evaluation.from-training",
+        )
 
 
 def _plain_dict(loc: Located | None) -> dict[str, Any]:

@@ -152,7 +152,7 @@ def test_cs102_fails_for_a_git_lfs_pointer_and_says_how_to_fetch(make_repo: Repo
         "found: weights/big.safetensors is a git-lfs pointer of a 123-byte file, not the weights"
         in result.message
     )
-    assert 'git lfs pull --include "weights/big.safetensors"' in result.message
+    assert "run `git lfs pull --include weights/big.safetensors`" in result.message
 
 
 def test_cs102_fails_for_a_git_annex_symlink(make_repo: RepoFactory) -> None:
@@ -164,7 +164,7 @@ def test_cs102_fails_for_a_git_annex_symlink(make_repo: RepoFactory) -> None:
     present = check(root, "CS101", "weights/annexed.safetensors")
     assert present.outcome == "failed"
     assert "a dangling symlink; it is tracked by git-annex" in present.message
-    assert 'git annex get "weights/annexed.safetensors"' in present.message
+    assert "run `git annex get weights/annexed.safetensors`" in present.message
     # CS102 is blocked by it (one root failure, not two), repeating the reason.
     result = check(root, "CS102", "weights/annexed.safetensors")
     assert result.outcome == "skipped"
@@ -183,11 +183,11 @@ def test_cs102_fails_for_a_dvc_tracked_file_that_was_not_pulled(make_repo: RepoF
     )
     present = check(root, "CS101", "weights/dvc.safetensors")
     assert present.outcome == "failed"
-    assert 'dvc pull "weights/dvc.safetensors.dvc"' in present.message
+    assert "run `dvc pull weights/dvc.safetensors`" in present.message
     result = check(root, "CS102", "weights/dvc.safetensors")
     assert result.outcome == "skipped"
     assert result.message.startswith("blocked by CS101 (weights/dvc.safetensors: not found;")
-    assert 'dvc pull "weights/dvc.safetensors.dvc"' in result.message
+    assert "run `dvc pull weights/dvc.safetensors`" in result.message
 
 
 # ------------------------------------------------------------------------------------ CS103

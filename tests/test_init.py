@@ -577,7 +577,7 @@ def test_pointer_files_are_declared_with_a_todo(
     manifest, text, _err = draft(repo, capsys)
     [weights] = manifest.weights
     assert weights.sha256 == oid  # the LFS oid is the sha256 of the real content
-    assert '# TODO: this is a git-lfs pointer: git lfs pull --include "model.safetensors"' in text
+    assert "# TODO: this is a git-lfs pointer: git lfs pull --include model.safetensors" in text
 
 
 def test_readme_pwc_blocks_and_licence_file_fallback(

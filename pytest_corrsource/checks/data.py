@@ -90,7 +90,16 @@ def check_sources(ctx: CheckContext) -> Finding:
 
     source = _source(ctx)
     if source.path is not None:
+        from pytest_corrsource.formats.pointers import detect_pointer
+
         path = ctx.root / source.path
+        pointer = detect_pointer(path, ctx.root)
+        if pointer is not None:  # a DVC output not pulled, an LFS pointer: say what to run
+            where = "is not in the work tree" if not path.exists() else "is a pointer file"
+            raise CheckFailed(
+                f"{source.path} (line {source.line}) {where}; it is tracked by "
+                f"{pointer.tracked_by}, not fetched yet: run `{pointer.fetch_hint}`"
+            )
         if not path.is_file():
             raise CheckFailed(f"{source.path} (line {source.line}) is not in the repository")
         (actual,) = hash_files([path], ctx.digests).values()
@@ -219,8 +228,81 @@ def check_preprocessing(ctx: CheckContext) -> Finding:
     return Finding(message=f"wrote {', '.join(pre.produces) or 'nothing declared'}")
 
 
+#: Longest matched line quoted in a CS801 message.
+_MAX_QUOTED_LINE = 200
+
+
+def _line_of(text: str, start: int, end: int) -> str:
+    """The whole line(s) of ``text`` holding ``text[start:end]``, trimmed for a message."""
+    first = text.rfind("\n", 0, start) + 1
+    last = text.find("\n", end)
+    line = text[first : last if last != -1 else len(text)].strip()
+    return line if len(line) <= _MAX_QUOTED_LINE else line[: _MAX_QUOTED_LINE - 1] + "…"
+
+
+def _evaluated_by_training(ctx: CheckContext) -> Finding:
+    """CS801 with `evaluation.from-training: true`: the training run (the one CS602 judges,
+    memoised per process; started here if it has not run yet) exited 0 and printed what
+    `evaluation.expect` describes. A run that failed or never started satisfies nothing."""
+    from pytest_corrsource.checks.training import training_run
+    from pytest_corrsource.secrets import redact
+
+    evaluation = ctx.manifest.evaluation
+    assert evaluation is not None
+    training = ctx.manifest.training
+    if training is None or not training.command:
+        raise CheckFailed(
+            "`evaluation.from-training: true` says the training run evaluates the model, but "
+            "no `training.command` is declared: there is no run whose output could count",
+            fix="declare `training.command`, or an `evaluation.command` of its own",
+        )
+    run = training_run(ctx)
+    if not run.result.ok:
+        raise CheckFailed(
+            f"the training run failed ({run.result.status()}; see CS602), so nothing it "
+            "printed counts as an evaluation",
+            details=run.describe(),
+        )
+    expect = evaluation.expect
+    quoted: list[str] = []
+    metric: dict[str, str] = {}
+    for stream, pattern in (("stdout", expect.stdout), ("stderr", expect.stderr)):
+        if pattern is None:
+            continue
+        output: str = getattr(run.result, stream)
+        try:
+            match = patterns.search(pattern, output)
+        except patterns.PatternTimeout as exc:
+            raise CheckFailed(
+                f"`evaluation.expect.{stream}` could not be judged: {exc}",
+                fix="simplify the pattern (no nested repetition such as `(a+)+`)",
+            ) from None
+        if match is None:
+            kept = (
+                " (only the end of a long output is kept)"
+                if getattr(run.result, f"{stream}_truncated")
+                else ""
+            )
+            raise CheckFailed(
+                f"the training run's {stream} does not match `evaluation.expect.{stream}` "
+                f"/{pattern}/{kept}: it printed no evaluation",
+                fix="make the training script print its evaluation metric, or declare an "
+                "`evaluation.command`",
+                details=run.describe(),
+            )
+        line = redact(_line_of(output, match.start(), match.end()))
+        quoted.append(f"{stream}: `{line}`")
+        metric.setdefault("metric", redact(match.group(1) if match.groups() else match.group(0)))
+        metric.setdefault("line", line)
+    return Finding(
+        message=f"evaluated by the training run; {'; '.join(quoted)}",
+        data={**metric, "from": "training"},
+    )
+
+
 def check_evaluation(ctx: CheckContext) -> Finding:
-    """CS801: evaluation code and data exist and the command succeeds, meeting ``expect``."""
+    """CS801: evaluation code and data exist and the command succeeds, meeting ``expect`` (or,
+    with ``from-training``, the training run's output meets it)."""
     evaluation = ctx.manifest.evaluation
     assert evaluation is not None
     missing = [
@@ -228,6 +310,8 @@ def check_evaluation(ctx: CheckContext) -> Finding:
     ]
     if missing:
         raise CheckFailed(f"not in the repository: {', '.join(missing)}")
+    if evaluation.from_training:
+        return _evaluated_by_training(ctx)
     if not evaluation.command:
         raise CheckFailed("`evaluation.command` is not declared: nothing says how to evaluate")
     run = run_step(

@@ -63,9 +63,15 @@ def check_present(ctx: CheckContext) -> Finding:
         raise CheckFailed(f"{entry.path} is {special}, not a regular file")
     if not path.is_file():
         pointer = detect_pointer(path, ctx.root)
-        hint = f"; it is tracked by {pointer.kind}: {pointer.fetch_hint}" if pointer else ""
         kind = "a dangling symlink" if path.is_symlink() else "not found"
-        raise CheckFailed(f"{entry.path}: {kind}{hint}")
+        if pointer is None:
+            raise CheckFailed(f"{entry.path}: {kind}")
+        # The message says what to run: CS102 and the rest, blocked by CS101, repeat it.
+        raise CheckFailed(
+            f"{entry.path}: {kind}; it is tracked by {pointer.tracked_by}, not fetched yet: "
+            f"run `{pointer.fetch_hint}`",
+            fix=f"run `{pointer.fetch_hint}` before the checks",
+        )
     if not _is_index(path, entry):
         return Finding()
     try:
@@ -93,8 +99,13 @@ def check_not_a_pointer(ctx: CheckContext) -> Finding:
         pointer = detect_pointer(file, ctx.root)
         if pointer is not None:
             size = f" of a {pointer.size}-byte file" if pointer.size is not None else ""
+            what = (
+                f"is not in the work tree: it is a DVC output ({pointer.source}) not pulled yet"
+                if pointer.source
+                else f"is a {pointer.kind} pointer{size}, not the weights"
+            )
             raise CheckFailed(
-                f"{_rel(ctx, file)} is a {pointer.kind} pointer{size}, not the weights",
+                f"{_rel(ctx, file)} {what}: run `{pointer.fetch_hint}`",
                 fix=f"fetch the real content first: `{pointer.fetch_hint}`",
             )
     if not path.exists() and not path.is_symlink():
@@ -282,14 +293,7 @@ def check_hash(ctx: CheckContext) -> Finding:
         _require_present(ctx, shard)
         expected[shard] = digest
     if not expected:
-        (digest,) = _digests(ctx, [path]).values()
-        return Finding(
-            warnings=[
-                f"no sha256 declared for {entry.path}; its sha256 is {digest}: declare it "
-                "so users can verify they run the released weights"
-            ],
-            data={"sha256": digest},
-        )
+        return _check_recorded_digest(ctx, entry, path)
     try:
         actual = _digests(ctx, list(expected))
     except OSError as exc:
@@ -306,6 +310,52 @@ def check_hash(ctx: CheckContext) -> Finding:
             "released file again",
         )
     return Finding(data={"sha256": actual.get(path, "")})
+
+
+def _check_recorded_digest(ctx: CheckContext, entry: WeightsEntry, path: Path) -> Finding:
+    """CS104 without `sha256:` in the manifest: the digest DVC (dvc.lock, a .dvc stub) or a Git
+    LFS pointer records is the declared one; with none, the file's sha256 is only reported."""
+    from pytest_corrsource.hashing import dvc_md5_files
+    from pytest_corrsource.tracking import declared_digest, shell_word
+
+    declared, why_not = declared_digest(ctx.root, entry.path)
+    try:
+        if declared is None:
+            (digest,) = _digests(ctx, [path]).values()
+            sha256, actual = digest, ""
+        elif declared.algorithm == "sha256":
+            (sha256,) = _digests(ctx, [path]).values()
+            actual = sha256
+        else:
+            ((sha256, actual),) = dvc_md5_files([path], ctx.digests, declared.algorithm).values()
+    except OSError as exc:
+        raise CheckFailed(f"{entry.path}: cannot be read: {exc}") from None
+    if declared is None:
+        return Finding(
+            warnings=[
+                *([why_not] if why_not else []),
+                f"no sha256 declared for {entry.path}; its sha256 is {sha256}: declare it "
+                "so users can verify they run the released weights",
+            ],
+            data={"sha256": sha256},
+        )
+    data = {"sha256": sha256, declared.name: actual, "digest_source": declared.described()}
+    if actual != declared.value:
+        rel = shell_word(entry.path)
+        if declared.name == "md5":
+            record, restore = "`dvc commit`", f"dvc pull --force {rel}"
+        else:
+            record, restore = "commit it again through Git LFS", f"git checkout -- {rel}"
+        raise CheckFailed(
+            f"{entry.path} has {declared.name} {actual}; {declared.described()} is "
+            f"{declared.value} (the manifest declares no sha256)",
+            fix=f"if the file was re-exported on purpose, record it again ({record}) and "
+            f"declare `sha256: {sha256}`; otherwise restore the recorded file (`{restore}`)",
+        )
+    return Finding(
+        message=f"{declared.name} {actual} matches {declared.described()}",
+        data=data,
+    )
 
 
 #: Formats that cannot carry code, provided the file really parses as one.

@@ -600,6 +600,13 @@ MANIFEST_SPEC = Struct(
                 "timeout": TIMEOUT,
                 "expect": EXPECT,
                 "network": NETWORK,
+                "from-training": Scalar(
+                    "boolean",
+                    doc="true: the training run (CS602's) evaluates the model itself (makemore "
+                    "prints its test loss); `expect.stdout` or `expect.stderr` is the pattern "
+                    "of the metric line it must print, and no `command`, `timeout` or "
+                    "`network` is given",
+                ),
             }
         ),
         "limits": Struct(
