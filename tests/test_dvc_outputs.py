@@ -258,7 +258,7 @@ def test_cs101_says_what_to_pull_and_cs102_repeats_it(make_repo: RepoFactory) ->
 
 
 def test_cs102_names_the_output_when_run_alone(make_repo: RepoFactory) -> None:
-    from pytest_corrsource.checks import CheckContext, CheckFailed, Options, RunState
+    from pytest_corrsource.checks.api import CheckContext, CheckFailed, Options, RunState
     from pytest_corrsource.checks.weights import check_not_a_pointer
     from pytest_corrsource.hashing import DigestCache
     from pytest_corrsource.manifest import load_manifest

@@ -167,7 +167,7 @@ def test_cs801_runs_the_training_when_cs602_has_not(make_repo: RepoFactory) -> N
 
 def test_training_run_is_what_cs801_reads(make_repo: RepoFactory) -> None:
     checks = Checks(repo(make_repo))
-    from pytest_corrsource.checks import CheckContext, Options
+    from pytest_corrsource.checks.api import CheckContext, Options
     from pytest_corrsource.hashing import DigestCache
 
     ctx = CheckContext(checks.manifest, "CS801", "", Options(), DigestCache(), checks.state)
