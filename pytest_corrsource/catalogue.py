@@ -151,14 +151,18 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS104",
         "weights",
         "hash",
-        "the file's sha256 matches the declared digest",
+        "the file matches its declared digest (the manifest's sha256, else the md5 dvc.lock "
+        "or a .dvc file records, else the Git LFS pointer's oid)",
         "open-weights",
         "users must be able to verify they run the released weights",
         "declare `sha256:` (`corrsource init` fills it in) or update it after re-exporting",
         after=("CS101", "CS102"),
         why=(
             "A digest lets every user verify that they run the weights that were released, "
-            "and lets a CI run notice when the file changed."
+            "and lets a CI run notice when the file changed. A repository that tracks its "
+            "weights with DVC or Git LFS already records one: without a manifest `sha256`, "
+            "that record is compared (DVC's md5 computed as DVC does), and the message names "
+            "where the digest came from."
         ),
         run="weights:check_hash",
         subjects=subjects.weights_files,
@@ -463,14 +467,18 @@ CHECKS: tuple[CheckSpec, ...] = (
         "evaluation",
         "run",
         "evaluation code and data exist and the command succeeds (each `expect.files` entry "
-        "created or changed by it)",
+        "created or changed by it); or, with `from-training`, the training run printed its "
+        "evaluation",
         "open-source-ai",
         "OSAID 1.0 Code (validation and testing); MOF Evaluation code and data",
         "declare `evaluation` with its code, data and command, and make the command succeed",
         after=("CS101", "CS202"),
         why=(
             "OSAID 1.0 Code includes validation and testing; MOF class II asks for evaluation"
-            " code and data."
+            " code and data. Many repositories evaluate inside the training script: "
+            "`evaluation: {from-training: true, expect: {stdout: <pattern>}}` is then verified "
+            "on the training run CS602 makes (never a run that did not happen), quoting the "
+            "matched line."
         ),
         run="data:check_evaluation",
         subjects=subjects.evaluation_section,
@@ -500,8 +508,9 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS902",
         "licenses",
         "open",
-        "the licences are open (OSI-approved, FSF-free or an open-data licence); weights may use "
-        "an OSI or open-data licence",
+        "the licences are open (OSI-approved, FSF-free, an open-data licence, or a "
+        "`LicenseRef-` the manifest declares open with its text); weights may use an OSI or "
+        "open-data licence",
         "open-source-ai",
         "OSAID 1.0: OSI-approved terms for code, parameters and data information",
         "release under an open licence (code: e.g. MIT/Apache-2.0; weights and data: e.g. "
@@ -510,7 +519,9 @@ CHECKS: tuple[CheckSpec, ...] = (
             "OSAID 1.0 requires OSI-approved terms; the MOF requires open licences and "
             "prefers type-appropriate ones (code licences for code, open-data licences for "
             "data; for weights an open-data or an OSI-approved licence, which the MOF accepts"
-            " for parameters)."
+            " for parameters). Ids come from the complete SPDX list; a licence off that list "
+            "is declared under `licenses.refs` with its text and openness, and is reported as "
+            "'declared open by the manifest', never as OSI-approved."
         ),
         run="licenses:check_open",
         subjects=subjects.declared_licence_kinds,
