@@ -124,11 +124,14 @@ def select_installer(mode: str) -> tuple[str, Path | None]:
 # --------------------------------------------------------------------------- commands
 
 
-def _pip_arguments(argv: Sequence[str]) -> list[str] | None:
-    """The arguments after ``install`` when *argv* is ``pip install …`` or ``python -m pip
-    install …`` (nothing between pip and ``install``), else None."""
+def _pip_arguments(argv: Sequence[str], bin_dir: Path) -> list[str] | None:
+    """The arguments after ``install`` when *argv* is the environment's ``pip install …`` or
+    ``python -m pip install …`` (nothing between pip and ``install``), else None. A program
+    named by a path outside the environment (``./pip``, ``/usr/bin/python3``) is not it."""
     words = list(argv)
     if not words:
+        return None
+    if ("/" in words[0] or os.sep in words[0]) and Path(words[0]).parent != bin_dir:
         return None
     program = Path(words[0]).name
     if _PIP.fullmatch(program):
@@ -206,7 +209,7 @@ def _files_mean_the_same(files: list[Path]) -> bool:
 def uv_argv(argv: Sequence[str], *, uv: Path, python: Path, cwd: Path) -> list[str] | None:
     """``uv pip install --python <python> <arguments>`` for a pip install command whose options
     all mean the same to uv, else None (the command then runs with pip as written)."""
-    arguments = _pip_arguments(argv)
+    arguments = _pip_arguments(argv, python.parent)
     if arguments is None or not _options_mean_the_same(arguments, cwd):
         return None
     return [str(uv), "pip", "install", "--python", str(python), *arguments]
