@@ -63,6 +63,7 @@ __all__ = [
     "download_cache",
     "ensure_environment",
     "environment_key",
+    "environment_root",
     "find_interpreter",
     "interpreter_info",
 ]
@@ -351,6 +352,16 @@ def download_cache(cache_dir: Path, repository: Path) -> Path:
     path = Path(cache_dir) / "downloads" / identity
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def environment_root(bin_dir: Path) -> Path:
+    """The folder of the environment whose executables are in *bin_dir*: the venv itself, or
+    for a conda prefix (``<cache>/envs/<key>/conda/bin``) the folder around it, which also
+    holds the repository's own code when the environment installs it."""
+    prefix = bin_dir.parent
+    if prefix.name == CONDA_PREFIX_NAME and prefix.parent.parent.name == "envs":
+        return prefix.parent
+    return prefix
 
 
 def _venv_layout(root: Path, conda: str | None = None) -> tuple[Path, Path]:

@@ -58,6 +58,7 @@ from pytest_corrsource.sandbox.environments import (
     default_cache_dir,
     download_cache,
     ensure_environment,
+    environment_root,
     find_interpreter,
 )
 from pytest_corrsource.sandbox.installers import (
@@ -351,13 +352,14 @@ def get_environment(ctx: CheckContext) -> Environment:
     spec = environment_spec(ctx)
 
     def build() -> Environment:
-        if find_interpreter(spec.python) is None:
-            raise CheckUnverifiable(
-                f"install.python asks for Python {spec.python}, which is not installed here"
-            )
         install = manifest.install
-        timeout = install.timeout if install else 1800.0
         conda = conda_file(ctx)
+        if find_interpreter(spec.python) is None:
+            asked = f"install.python asks for Python {spec.python}"
+            if conda is not None and conda.python and (install is None or not install.python):
+                asked = f"{conda.path.name} pins `{conda.python}`"
+            raise CheckUnverifiable(f"{asked}, which is not installed here")
+        timeout = install.timeout if install else 1800.0
 
         def run_install(python: Path) -> InstallOutcome:
             logs = [f"installer: {spec.installer}" + (f" ({spec.uv})" if spec.uv else "")]
@@ -479,7 +481,7 @@ def run_in_scratch(
         raise CheckFailed(f"{step.label}: the command is empty")
     env = scrubbed_environment(path_prefix=[bin_dir], home=home, tmpdir=tmp, extra=manifest.env)
     prefix = bin_dir.parent
-    env_root = env_root or prefix
+    env_root = env_root or environment_root(bin_dir)
     if env_root != prefix:
         env["CONDA_PREFIX"] = str(prefix)  # conda and micromamba install into it
     else:
