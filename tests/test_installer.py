@@ -284,3 +284,17 @@ def test_uv_binary_is_found_from_the_python_package(monkeypatch: pytest.MonkeyPa
     assert found.is_file()
     assert os.access(found, os.X_OK)
     assert found.name == uv.name
+
+
+def test_install_steps_see_the_folders_named_in_pips_config_files(tmp_path: Path) -> None:
+    from pytest_corrsource.sandbox.process import package_sources
+
+    wheels, more, index = tmp_path / "wheels", tmp_path / "more", tmp_path / "simple"
+    for folder in (wheels, more, index):
+        folder.mkdir()
+    conf = tmp_path / "pip.conf"
+    conf.write_text(f"[global]\nfind-links = {wheels}\nextra-index-url = {index.as_uri()}\n")
+    assert set(package_sources({}, [conf])) == {wheels, index}
+    assert package_sources({}) == ()  # only when asked: the checker's own helpers read none
+    # uv's find-links list is comma-separated.
+    assert package_sources({"UV_FIND_LINKS": f"{wheels},{more}"}) == (wheels, more)

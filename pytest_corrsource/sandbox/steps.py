@@ -62,6 +62,7 @@ from pytest_corrsource.sandbox.environments import (
     find_interpreter,
 )
 from pytest_corrsource.sandbox.installers import (
+    GLOBAL_PIP_CONFIGS,
     InstallerUnavailable,
     select_installer,
     uv_argv,
@@ -498,7 +499,11 @@ def run_in_scratch(
             argv = uv_argv(argv, uv=uv, python=python, cwd=repo) or argv
     mounts = Mounts(
         read_only=python_installations(python)
-        + (package_sources(env) + tools if building_environment else environment),
+        + (
+            package_sources(env, GLOBAL_PIP_CONFIGS) + tools
+            if building_environment
+            else environment
+        ),
         writable=(work, repo) + (environment + downloads if building_environment else ()),
     )
     confinement = Confinement(sandbox_backend(ctx), mounts, limits)
