@@ -298,3 +298,18 @@ def test_install_steps_see_the_folders_named_in_pips_config_files(tmp_path: Path
     assert package_sources({}) == ()  # only when asked: the checker's own helpers read none
     # uv's find-links list is comma-separated.
     assert package_sources({"UV_FIND_LINKS": f"{wheels},{more}"}) == (wheels, more)
+
+
+def test_uv_on_path_through_a_symlink_is_run_by_its_real_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The sandbox shows an install step the uv file itself, not a symlink in someone's ~/bin.
+    real = tmp_path / "opt" / "uv"
+    real.parent.mkdir()
+    real.write_text("#!/bin/sh\n")
+    real.chmod(0o755)
+    links = tmp_path / "bin"
+    links.mkdir()
+    (links / "uv").symlink_to(real)
+    monkeypatch.setenv("PATH", str(links))
+    assert find_uv() == real

@@ -88,7 +88,8 @@ def find_uv() -> Path | None:
     """The uv executable: on PATH, else the binary of the ``uv`` Python package, else None."""
     found = shutil.which("uv")
     if found is not None:
-        return Path(found)
+        # The real path: install steps run it in the sandbox, which shows that file only.
+        return Path(os.path.realpath(found))
     try:
         import uv  # type: ignore[import-not-found,unused-ignore]
     except ImportError:
@@ -97,7 +98,7 @@ def find_uv() -> Path | None:
         binary = Path(str(uv.find_uv_bin()))
     except (FileNotFoundError, OSError):
         return None
-    return binary if binary.is_file() else None
+    return Path(os.path.realpath(binary)) if binary.is_file() else None
 
 
 def select_installer(mode: str) -> tuple[str, Path | None]:

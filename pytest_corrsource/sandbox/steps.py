@@ -314,10 +314,12 @@ def _conda_steps(
     commands = install.commands if install is not None else ()
     kinds = {c: conda_command_kind(c) for c in commands}
     if tool is not None:
+        # The real path: the sandbox shows the tool's installation, not a symlink to it.
+        program, where = shlex.quote(os.path.realpath(tool)), shlex.quote(str(prefix))
         if tool.name == "conda":
-            create = f"{tool} env create -p {prefix} -f {{repo}}/{rel}"
+            create = f"{program} env create -p {where} -f {{repo}}/{shlex.quote(rel)}"
         else:
-            create = f"{tool} create -y -p {prefix} -f {{repo}}/{rel}"
+            create = f"{program} create -y -p {where} -f {{repo}}/{shlex.quote(rel)}"
         handled = [c for c, k in kinds.items() if k in ("create", "activate")]
         return [Step("install", create, timeout)], handled, []
     steps = []
@@ -565,7 +567,8 @@ def _tool_paths(uv: Path | None) -> tuple[Path, ...]:
     return tuple(p for p in found if not str(p).startswith(_SYSTEM_PREFIXES))
 
 
-_SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib", "/etc/", "/opt/")
+# Shown to every step already (backends._SYSTEM_PATHS).
+_SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/etc/", "/opt/")
 
 
 def _resolve_outputs(step: Step, values: PlaceholderValues, repo: Path) -> dict[str, Path]:
