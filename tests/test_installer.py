@@ -243,6 +243,12 @@ def test_the_installer_builds_the_environment_and_cs202_says_which(
     run = run_in_scratch(ctx, step, python=env.python, bin_dir=env.bin_dir)
     assert run.ok, run.describe()
     assert run.result.stdout.strip() == "ok"
+    # pip is in the environment (for commands uv does not take), and it is the interpreter's
+    # bundled pip, as with `python -m venv`: seeding did not go to an index.
+    import ensurepip
+
+    (pip,) = env.root.glob("lib/python*/site-packages/pip-*.dist-info")
+    assert pip.name == f"pip-{ensurepip.version()}.dist-info"
     # Reused: the message still names the installer that built it.
     again, _ = run_check(root, "CS202", options)
     assert f"reused from the cache (built with {chosen})" in again.message

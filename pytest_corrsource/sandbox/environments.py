@@ -16,8 +16,8 @@ is a crashed or interrupted build and is removed and rebuilt.
 Virtual environments are not relocatable, so the venv is always created in place at its
 final path; it is never built elsewhere and renamed.
 
-Installer: with uv (:mod:`.installers`) the venv is made by ``uv venv --seed`` (pip stays in
-it), otherwise by ``python -m venv``; which one built an environment is part of its key and of
+Installer: with uv (:mod:`.installers`) the venv is made by ``uv venv`` and given the
+interpreter's bundled pip offline, otherwise by ``python -m venv``; which one built an environment is part of its key and of
 its marker, so the report can say it.
 
 Downloads (issue 14): one download/wheel cache **per repository**, under
@@ -220,7 +220,7 @@ def _uv_find(version: str) -> Path | None:
         return None
     try:
         proc = subprocess.run(
-            [str(uv), "python", "find", "--no-config", version],
+            [str(uv), "python", "find", "--no-config", "--no-cache", version],
             capture_output=True,
             text=True,
             timeout=_QUERY_TIMEOUT_SECONDS,
@@ -454,13 +454,49 @@ def _create_venv(interpreter: Path, root: Path) -> str:
 
 
 def _create_uv_venv(uv: Path, interpreter: Path, root: Path) -> str:
-    """Create the venv in place at ``root`` with ``uv venv``; return its output."""
-    # --seed installs pip into the venv: install commands are written with pip (and only those
-    # uv reads the same way run with uv), and a pip-less venv would silently fall through to
-    # another pip on PATH. No uv configuration file and no interpreter download: the venv is
-    # made from exactly the interpreter found for the key.
-    argv = [str(uv), "venv", "--seed", "--no-config", "--python", str(interpreter), str(root)]
-    return _run_creation(argv, {"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"})
+    """Create the venv in place at ``root`` with ``uv venv``, then put pip into it; return the
+    output.
+
+    pip is needed: install commands are written with pip (only those uv reads the same way run
+    with uv), and a pip-less venv would silently fall through to another pip on PATH. It is
+    the interpreter's own bundled wheels (what ``python -m venv`` installs through ensurepip),
+    installed by uv offline: ``uv venv --seed`` would download pip from PyPI, whatever index
+    pip is configured with, into the user's uv cache. No uv configuration file, no cache, no
+    interpreter download: the venv is made from exactly the interpreter found for the key.
+    """
+    quiet = {"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+    argv = [str(uv), "venv", "--no-config", "--no-cache", "--python", str(interpreter), str(root)]
+    output = _run_creation(argv, quiet)
+    _, python = _venv_layout(root)
+    wheels = _bundled_wheels(python)
+    if not wheels:  # a distribution that strips ensurepip's wheels: ensurepip knows where
+        return output + _run_creation([str(python), "-m", "ensurepip", "--default-pip"])
+    seed = [str(uv), "pip", "install", "--no-config", "--no-cache", "--no-index", "--python"]
+    return output + _run_creation([*seed, str(python), *map(str, wheels)], quiet)
+
+
+_BUNDLED_SCRIPT = (
+    "import ensurepip, glob, os; "
+    "print('\\n'.join(sorted(glob.glob(os.path.join("
+    "os.path.dirname(ensurepip.__file__), '_bundled', '*.whl')))))"
+)
+
+
+def _bundled_wheels(python: Path) -> list[Path]:
+    """The wheels ensurepip of *python* would install (pip; setuptools before Python 3.12)."""
+    try:
+        proc = subprocess.run(
+            [str(python), "-I", "-c", _BUNDLED_SCRIPT],
+            capture_output=True,
+            text=True,
+            timeout=_QUERY_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if proc.returncode != 0:
+        return []
+    return [Path(line) for line in proc.stdout.splitlines() if line.endswith(".whl")]
 
 
 def _run_creation(argv: list[str], extra_env: dict[str, str] | None = None) -> str:

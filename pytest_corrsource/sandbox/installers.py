@@ -5,7 +5,7 @@ requirements.txt``, ``python -m pip install -e .``). With uv selected, a command
 *install* whose every option means the same to ``uv pip install`` is run as ``uv pip install
 --python <environment> <the same arguments>``; anything else (another pip subcommand, an option
 uv reads differently or not at all, pip called from inside a script) runs with the real pip,
-which every environment keeps (``uv venv --seed``). No shim is put on PATH: ``python -m pip``
+which every environment keeps (the interpreter's bundled pip, see ``environments``). No shim is put on PATH: ``python -m pip``
 would bypass a ``bin/pip`` shim, and a fake ``pip`` module would break scripts that use pip.
 
 uv is told the settings pip would have used and nothing else: pip's global configuration files
