@@ -219,3 +219,23 @@ def test_a_hostile_install_step_cannot_poison_another_repositorys_cache(
     assert sorted(p.name for p in (cache / "downloads").iterdir()) == sorted(
         {download_cache(cache, victim).name, download_cache(cache, attacker).name}
     )
+
+
+@pytest.mark.slow
+def test_a_symlink_left_in_the_cache_by_an_install_step_is_not_followed(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    cache = tmp_path / "cache"
+    root = make_repo(MANIFEST, {**RUNNABLE_FILES, "requirements.txt": "# nothing\n"})
+    downloads = download_cache(cache, root)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (downloads / "pip").symlink_to(outside)  # as a hostile install step could leave it
+    (downloads / "uv").symlink_to(tmp_path / "dangling")
+    (downloads / "conda-pkgs").write_text("a file where a folder goes")
+    result, _ = run_check(root, "CS202", Options(installer="pip", cache_dir=cache))
+    assert result.outcome == "passed", result.message
+    for name in ("pip", "uv", "conda-pkgs"):
+        assert (downloads / name).is_dir()
+        assert not (downloads / name).is_symlink()
+    assert list(outside.iterdir()) == []  # nothing was written through the link

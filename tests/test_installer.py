@@ -115,6 +115,7 @@ def test_pip_settings_come_from_its_global_files_then_the_environment(tmp_path: 
         "trusted-host": "mirror",
     }
     uv = uv_environment({"PIP_EXTRA_INDEX_URL": "a b"}, cache=tmp_path / "c", config_files=[etc])
+    assert "UV_NO_INDEX" not in uv
     assert uv["UV_INDEX_URL"] == "https://mirror/simple"
     assert uv["UV_EXTRA_INDEX_URL"] == "a b"
     assert uv["UV_FIND_LINKS"] == "/opt/wheels,/srv/more"  # uv's list is comma-separated
@@ -124,6 +125,10 @@ def test_pip_settings_come_from_its_global_files_then_the_environment(tmp_path: 
     assert uv["UV_INDEX_STRATEGY"] == "unsafe-best-match"  # pip's choice among indexes
     assert uv["UV_LINK_MODE"] == "copy"  # never a hard link into the cache
     assert uv["UV_CACHE_DIR"] == str(tmp_path / "c")
+    etc.write_text("[install]\nno-index = yes\n")
+    assert uv_environment({}, cache=tmp_path, config_files=[etc])["UV_NO_INDEX"] == "1"
+    etc.write_text("[install]\nno-index = false\n")
+    assert "UV_NO_INDEX" not in uv_environment({}, cache=tmp_path, config_files=[etc])
 
 
 def test_a_broken_pip_config_is_ignored_as_pip_would_not_start(tmp_path: Path) -> None:

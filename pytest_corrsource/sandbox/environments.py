@@ -17,8 +17,8 @@ Virtual environments are not relocatable, so the venv is always created in place
 final path; it is never built elsewhere and renamed.
 
 Installer: with uv (:mod:`.installers`) the venv is made by ``uv venv`` and given the
-interpreter's bundled pip offline, otherwise by ``python -m venv``; which one built an environment is part of its key and of
-its marker, so the report can say it.
+interpreter's bundled pip offline, otherwise by ``python -m venv``; which one built an
+environment is part of its key and of its marker, so the report can say it.
 
 Downloads (issue 14): one download/wheel cache **per repository**, under
 ``<cache>/downloads/<sha256 of the repository's resolved root path>[:16]``

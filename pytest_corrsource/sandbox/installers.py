@@ -5,8 +5,9 @@ requirements.txt``, ``python -m pip install -e .``). With uv selected, a command
 *install* whose every option means the same to ``uv pip install`` is run as ``uv pip install
 --python <environment> <the same arguments>``; anything else (another pip subcommand, an option
 uv reads differently or not at all, pip called from inside a script) runs with the real pip,
-which every environment keeps (the interpreter's bundled pip, see ``environments``). No shim is put on PATH: ``python -m pip``
-would bypass a ``bin/pip`` shim, and a fake ``pip`` module would break scripts that use pip.
+which every environment keeps (the interpreter's bundled pip, see ``environments``). No shim
+is put on PATH: ``python -m pip`` would bypass a ``bin/pip`` shim, and a fake ``pip`` module
+would break scripts that use pip.
 
 uv is told the settings pip would have used and nothing else: pip's global configuration files
 and ``PIP_*`` variables are mapped to ``UV_*`` variables, uv's own configuration files are off
@@ -77,6 +78,7 @@ _PIP_TO_UV = {
     "constraint": "UV_CONSTRAINT",
     "trusted-host": "UV_INSECURE_HOST",
     "cert": "SSL_CERT_FILE",
+    "no-index": "UV_NO_INDEX",  # a yes/no setting
 }
 
 
@@ -265,6 +267,10 @@ def uv_environment(
         name = _PIP_TO_UV[key]
         if name == "UV_FIND_LINKS":
             value = ",".join(value.split())  # uv's variable is comma-separated
+        elif name == "UV_NO_INDEX":
+            if value.lower() not in ("1", "true", "yes", "on"):
+                continue
+            value = "1"
         extra[name] = value
     return extra
 

@@ -544,7 +544,12 @@ def _install_caches(ctx: CheckContext, env: dict[str, str], uv: Path | None) -> 
     here) and return it: the only folder outside the step's own that it may write."""
     cache = download_cache(cache_dir(ctx), ctx.manifest.root)
     for name in ("pip", "uv", "conda-pkgs", "mamba"):
-        (cache / name).mkdir(exist_ok=True)
+        folder = cache / name
+        # An earlier install step of this repository could write here: a symlink or a file in
+        # place of a folder is removed, never followed by the checker.
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            folder.unlink()
+        folder.mkdir(exist_ok=True)
     env["PIP_CACHE_DIR"] = str(cache / "pip")
     env["CONDA_PKGS_DIRS"] = str(cache / "conda-pkgs")
     env["MAMBA_ROOT_PREFIX"] = str(cache / "mamba")
