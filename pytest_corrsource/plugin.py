@@ -73,6 +73,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "every report); env: CORRSOURCE_SANDBOX; ini: corrsource_sandbox",
     )
     group.addoption(
+        "--corrsource-installer",
+        dest="corrsource_installer",
+        default=None,
+        choices=("auto", "uv", "pip"),
+        help="what builds the isolated environments: auto (uv when installed, else pip), uv "
+        "(a usage error without it) or pip; the manifest's pip commands keep their meaning "
+        "either way; env: CORRSOURCE_INSTALLER; ini: corrsource_installer",
+    )
+    group.addoption(
         "--corrsource-level",
         dest="corrsource_level",
         default=None,
@@ -167,6 +176,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("corrsource_manifest", "path of the manifest (relative to the ini file)")
     parser.addini("corrsource_level", "the openness level that must be met")
     parser.addini("corrsource_sandbox", "auto, bwrap or none (see --corrsource-sandbox)")
+    parser.addini("corrsource_installer", "auto, uv or pip (see --corrsource-installer)")
     parser.addini("corrsource_report", "path of the JSON report")
     parser.addini(
         "corrsource_waive",

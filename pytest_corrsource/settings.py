@@ -51,6 +51,7 @@ class Settings:
     cache_dir: Path | None
     waivers: tuple[tuple[str, str], ...] = ()  # (check id, reason), command line over ini
     sandbox: str = "auto"  # --corrsource-sandbox: auto | bwrap | none
+    installer: str = "auto"  # --corrsource-installer: auto | uv | pip
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> Settings:
@@ -74,6 +75,7 @@ class Settings:
             cache_dir=Path(cache_dir).resolve() if cache_dir else None,
             waivers=resolve_waivers(config),
             sandbox=resolve_sandbox(config),
+            installer=resolve_installer(config),
         )
 
     def github_output(self, environ: os._Environ[str] | dict[str, str] | None = None) -> bool:
@@ -124,6 +126,28 @@ def resolve_sandbox(config: pytest.Config) -> str:
         try:
             select_backend(mode)
         except SandboxUnavailable as exc:
+            raise pytest.UsageError(str(exc)) from None
+    return mode
+
+
+def resolve_installer(config: pytest.Config) -> str:
+    """--corrsource-installer > environment (CORRSOURCE_INSTALLER) > ini > ``auto``.
+
+    ``uv`` with no uv installed is a usage error (exit 4), as ``--corrsource-sandbox=bwrap``.
+    """
+    from pytest_corrsource.sandbox.installers import (
+        INSTALLERS,
+        InstallerUnavailable,
+        select_installer,
+    )
+
+    mode = _choice(
+        config, "corrsource_installer", "CORRSOURCE_INSTALLER", "installer", INSTALLERS, "auto"
+    )
+    if mode == "uv":
+        try:
+            select_installer(mode)
+        except InstallerUnavailable as exc:
             raise pytest.UsageError(str(exc)) from None
     return mode
 

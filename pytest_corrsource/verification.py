@@ -80,6 +80,7 @@ class Verification:
             prehash=not is_worker(config),
             waivers=settings.waivers,
             sandbox=settings.sandbox,
+            installer=settings.installer,
         )
         cache = getattr(config, "cache", None)
         digests = DigestCache.from_json(cache.get(CACHE_KEY, {}) if cache is not None else {})

@@ -80,6 +80,8 @@ class Options:
     waivers: tuple[tuple[str, str], ...] = ()
     # --corrsource-sandbox: "auto" (best that works), "bwrap" (required) or "none".
     sandbox: str = "auto"
+    # --corrsource-installer: "auto" (uv when installed), "uv" (required) or "pip".
+    installer: str = "auto"
 
 
 class RunState:

@@ -47,9 +47,10 @@ def check_environment(ctx: CheckContext) -> Finding:
             f"{'them' if len(missing) > 1 else 'it'} with the system's package manager)"
         )
     env = get_environment(ctx)
-    how = "reused from the cache" if env.reused else "built"
+    how = "reused from the cache (built with" if env.reused else "built with"
     return Finding(
-        message=f"environment {env.key[:12]} {how} at {env.root}",
-        warnings=environment_warnings(ctx),
-        data={"environment": env.key, "reused": env.reused},
+        message=f"environment {env.key[:12]} {how} {env.installer}"
+        f"{')' if env.reused else ''} at {env.root}",
+        warnings=[*environment_warnings(ctx), *env.warnings],
+        data={"environment": env.key, "reused": env.reused, "installer": env.installer},
     )

@@ -15,6 +15,18 @@ is a crashed or interrupted build and is removed and rebuilt.
 
 Virtual environments are not relocatable, so the venv is always created in place at its
 final path; it is never built elsewhere and renamed.
+
+Installer: with uv (:mod:`.installers`) the venv is made by ``uv venv`` and given the
+interpreter's bundled pip offline, otherwise by ``python -m venv``; which one built an
+environment is part of its key and of its marker, so the report can say it.
+
+Downloads (issue 14): one download/wheel cache **per repository**, under
+``<cache>/downloads/<sha256 of the repository's resolved root path>[:16]``
+(:func:`download_cache`), shared by every environment of that repository, mounted read-write for
+the install commands only and not at all for any other step. A hostile install step can then
+poison only its own repository's later builds, never another repository's. The identity is the
+resolved path, not the git remote URL: a checkout's ``.git/config`` is written by whoever made
+the checkout, so a remote URL would let one repository claim another's cache.
 """
 
 from __future__ import annotations
@@ -36,6 +48,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from pytest_corrsource.errors import CorrsourceError
+from pytest_corrsource.sandbox.installers import find_uv
 
 __all__ = [
     "KEY_SCHEMA_VERSION",
@@ -47,18 +60,22 @@ __all__ = [
     "InterpreterInfo",
     "InterpreterNotFoundError",
     "default_cache_dir",
+    "download_cache",
     "ensure_environment",
     "environment_key",
+    "environment_root",
     "find_interpreter",
     "interpreter_info",
 ]
 
 #: Bumped whenever the meaning of the key document changes.
-KEY_SCHEMA_VERSION = 1
+KEY_SCHEMA_VERSION = 2
 #: Name of the completion marker written last inside a finished environment.
 MARKER_NAME = ".corrsource-complete"
 #: How many characters of build output are kept in :attr:`Environment.install_log`.
 LOG_TAIL_CHARS = 20_000
+#: The conda prefix inside an environment's root when a conda tool makes the environment.
+CONDA_PREFIX_NAME = "conda"
 #: Timeout for creating the bare virtual environment (not for the install commands).
 VENV_TIMEOUT_SECONDS = 600.0
 _QUERY_TIMEOUT_SECONDS = 60.0
@@ -92,14 +109,24 @@ class EnvironmentSpec:
     # sha256 of the repository's own source when the install commands install the repository
     # itself (`pip install .`, `-e .`): its code is then part of what the environment holds.
     source: str | None = None
+    # "pip" or "uv" (part of the key: the two may resolve differently); ``uv`` is the
+    # executable that builds it (not part of the key: any uv builds the same thing).
+    installer: str = "pip"
+    uv: Path | None = None
+    # The conda tool that makes the environment from a conda file ("micromamba", "conda" …,
+    # see :mod:`.conda`; the environment is then the prefix ``<root>/conda``), or
+    # "pip-section" when no tool is here and only the file's pip section is installed.
+    conda: str | None = None
 
 
 @dataclass(frozen=True)
 class InstallOutcome:
-    """Result of the caller-provided install step."""
+    """Result of the caller-provided install step; ``warnings`` are kept with the environment
+    (e.g. the conda packages that were not installed) and reported when it is reused."""
 
     ok: bool
     log: str
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -112,6 +139,8 @@ class Environment:
     key: str
     reused: bool
     install_log: str
+    installer: str = "pip"
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,12 +215,12 @@ def _matches(info: InterpreterInfo | None, version: str) -> bool:
 
 
 def _uv_find(version: str) -> Path | None:
-    uv = shutil.which("uv")
+    uv = find_uv()
     if uv is None:
         return None
     try:
         proc = subprocess.run(
-            [uv, "python", "find", version],
+            [str(uv), "python", "find", "--no-config", "--no-cache", version],
             capture_output=True,
             text=True,
             timeout=_QUERY_TIMEOUT_SECONDS,
@@ -281,6 +310,8 @@ def _key_document(spec: EnvironmentSpec, info: InterpreterInfo) -> dict[str, Any
         # Variables behave like a mapping: sorted by name, last value wins.
         "env": sorted(dict(spec.env).items()),
         "source": spec.source,
+        "installer": spec.installer,
+        "conda": spec.conda,
     }
 
 
@@ -314,7 +345,30 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "pytest-corrsource"
 
 
-def _venv_layout(root: Path) -> tuple[Path, Path]:
+def download_cache(cache_dir: Path, repository: Path) -> Path:
+    """The download/wheel cache of the repository at *repository* (created): see the module
+    docstring for why it is per repository and keyed by the resolved path."""
+    identity = hashlib.sha256(os.fsencode(os.path.realpath(repository))).hexdigest()[:16]
+    path = Path(cache_dir) / "downloads" / identity
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def environment_root(bin_dir: Path) -> Path:
+    """The folder of the environment whose executables are in *bin_dir*: the venv itself, or
+    for a conda prefix (``<cache>/envs/<key>/conda/bin``) the folder around it, which also
+    holds the repository's own code when the environment installs it."""
+    prefix = bin_dir.parent
+    if prefix.name == CONDA_PREFIX_NAME and prefix.parent.parent.name == "envs":
+        return prefix.parent
+    return prefix
+
+
+def _venv_layout(root: Path, conda: str | None = None) -> tuple[Path, Path]:
+    if conda not in (None, "pip-section"):
+        # A conda prefix cannot be made in an existing folder: it is made by the install step
+        # (in the sandbox, which can bind only existing folders) inside the environment's root.
+        root = root / CONDA_PREFIX_NAME
     if sys.platform == "win32":
         bin_dir = root / "Scripts"
         return bin_dir, bin_dir / "python.exe"
@@ -364,9 +418,17 @@ def _read_marker(root: Path, key: str) -> dict[str, Any] | None:
     return data
 
 
-def _write_marker(root: Path, key: str, log: str) -> None:
+def _write_marker(
+    root: Path, key: str, log: str, installer: str = "pip", warnings: tuple[str, ...] = ()
+) -> None:
     tmp = root / f"{MARKER_NAME}.tmp-{os.getpid()}"
-    payload = {"key": key, "created": time.time(), "install_log": log}
+    payload = {
+        "key": key,
+        "created": time.time(),
+        "install_log": log,
+        "installer": installer,
+        "warnings": list(warnings),
+    }
     with tmp.open("w", encoding="utf-8") as fh:
         json.dump(payload, fh)
         fh.flush()
@@ -386,15 +448,59 @@ def _tail(text: str) -> str:
 
 
 def _create_venv(interpreter: Path, root: Path) -> str:
-    """Create the venv in place at ``root``; return its output.  pip is always present."""
-    uv = shutil.which("uv")
-    if uv is not None:
-        # --seed installs pip into the venv: install commands are written with pip, and
-        # a pip-less venv would silently fall through to another pip on PATH.
-        argv = [uv, "venv", "--seed", "--python", str(interpreter), str(root)]
-    else:
-        # Default venv behaviour runs ensurepip (offline, bundled wheel).
-        argv = [str(interpreter), "-m", "venv", str(root)]
+    """Create the venv in place at ``root`` with ``python -m venv``; return its output.
+    The default venv behaviour runs ensurepip (offline, bundled wheel): pip is present."""
+    return _run_creation([str(interpreter), "-m", "venv", str(root)])
+
+
+def _create_uv_venv(uv: Path, interpreter: Path, root: Path) -> str:
+    """Create the venv in place at ``root`` with ``uv venv``, then put pip into it; return the
+    output.
+
+    pip is needed: install commands are written with pip (only those uv reads the same way run
+    with uv), and a pip-less venv would silently fall through to another pip on PATH. It is
+    the interpreter's own bundled wheels (what ``python -m venv`` installs through ensurepip),
+    installed by uv offline: ``uv venv --seed`` would download pip from PyPI, whatever index
+    pip is configured with, into the user's uv cache. No uv configuration file, no cache, no
+    interpreter download: the venv is made from exactly the interpreter found for the key.
+    """
+    quiet = {"UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+    argv = [str(uv), "venv", "--no-config", "--no-cache", "--python", str(interpreter), str(root)]
+    output = _run_creation(argv, quiet)
+    _, python = _venv_layout(root)
+    wheels = _bundled_wheels(python)
+    if not wheels:  # a distribution that strips ensurepip's wheels: ensurepip knows where
+        return output + _run_creation([str(python), "-m", "ensurepip", "--default-pip"])
+    seed = [str(uv), "pip", "install", "--no-config", "--no-cache", "--no-index", "--python"]
+    return output + _run_creation([*seed, str(python), *map(str, wheels)], quiet)
+
+
+_BUNDLED_SCRIPT = (
+    "import ensurepip, glob, os; "
+    "print('\\n'.join(sorted(glob.glob(os.path.join("
+    "os.path.dirname(ensurepip.__file__), '_bundled', '*.whl')))))"
+)
+
+
+def _bundled_wheels(python: Path) -> list[Path]:
+    """The wheels ensurepip of *python* would install (pip; setuptools before Python 3.12)."""
+    try:
+        proc = subprocess.run(
+            [str(python), "-I", "-c", _BUNDLED_SCRIPT],
+            capture_output=True,
+            text=True,
+            timeout=_QUERY_TIMEOUT_SECONDS,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if proc.returncode != 0:
+        return []
+    return [Path(line) for line in proc.stdout.splitlines() if line.endswith(".whl")]
+
+
+def _run_creation(argv: list[str], extra_env: dict[str, str] | None = None) -> str:
+    env = None if extra_env is None else {**os.environ, **extra_env}
     try:
         proc = subprocess.run(
             argv,
@@ -403,6 +509,7 @@ def _create_venv(interpreter: Path, root: Path) -> str:
             timeout=VENV_TIMEOUT_SECONDS,
             check=False,
             stdin=subprocess.DEVNULL,
+            env=env,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         raise EnvironmentBuildError(f"could not create virtual environment: {exc}") from exc
@@ -437,12 +544,13 @@ def ensure_environment(
     envs.mkdir(parents=True, exist_ok=True)
     short = key[:16]
     root = envs / short
-    bin_dir, python = _venv_layout(root)
+    bin_dir, python = _venv_layout(root, spec.conda)
 
     with _exclusive_lock(envs / f"{short}.lock"):
         if not fresh:
             marker = _read_marker(root, key)
             if marker is not None and python.exists():
+                warnings = marker.get("warnings")
                 return Environment(
                     root=root,
                     python=python,
@@ -450,11 +558,19 @@ def ensure_environment(
                     key=key,
                     reused=True,
                     install_log=str(marker.get("install_log", "")),
+                    installer=str(marker.get("installer", spec.installer)),
+                    warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
                 )
         _remove_tree(root)
         try:
-            venv_log = _create_venv(interpreter, root)
-            if not python.exists():
+            if spec.conda not in (None, "pip-section"):
+                root.mkdir()
+                venv_log = f"(the install commands make the conda environment at {python})\n"
+            elif spec.installer == "uv" and spec.uv is not None:
+                venv_log = _create_uv_venv(spec.uv, interpreter, root)
+            else:
+                venv_log = _create_venv(interpreter, root)
+            if spec.conda in (None, "pip-section") and not python.exists():
                 raise EnvironmentBuildError(
                     f"virtual environment has no interpreter at {python}", _tail(venv_log)
                 )
@@ -462,10 +578,20 @@ def ensure_environment(
             log = _tail(venv_log + outcome.log)
             if not outcome.ok:
                 raise EnvironmentBuildError(f"install commands failed for environment {short}", log)
-            _write_marker(root, key, log)
+            if not python.exists():
+                message = f"the install commands made no interpreter at {python}"
+                raise EnvironmentBuildError(message, log)
+            _write_marker(root, key, log, spec.installer, outcome.warnings)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
     return Environment(
-        root=root, python=python, bin_dir=bin_dir, key=key, reused=False, install_log=log
+        root=root,
+        python=python,
+        bin_dir=bin_dir,
+        key=key,
+        reused=False,
+        install_log=log,
+        installer=spec.installer,
+        warnings=outcome.warnings,
     )

@@ -179,6 +179,8 @@ _PACKAGE_CONFIG = (
     "UV_EXTRA_INDEX_URL",
     "UV_DEFAULT_INDEX",
     "UV_FIND_LINKS",
+    "UV_CONSTRAINT",
+    "UV_INSECURE_HOST",
     "SSL_CERT_FILE",
     "SSL_CERT_DIR",
     "REQUESTS_CA_BUNDLE",
@@ -196,13 +198,22 @@ _PACKAGE_CONFIG = (
 )
 
 
-def package_sources(env: Mapping[str, str]) -> tuple[Path, ...]:
-    """Local files and folders the package tools' settings in *env* point at — a ``file://``
-    index or ``--find-links`` wheelhouse, a constraints file, CA certificates — which an install
-    step must see (read-only) inside the sandbox."""
+def package_sources(
+    env: Mapping[str, str], config_files: Sequence[str | Path] = ()
+) -> tuple[Path, ...]:
+    """Local files and folders the package tools' settings point at — a ``file://`` index or
+    ``--find-links`` wheelhouse, a constraints file, CA certificates — which an install step
+    must see (read-only) inside the sandbox: those of *env*, then those of pip's configuration
+    *config_files* (which pip, and uv through the settings mapped from them, read inside)."""
+    from pytest_corrsource.sandbox.installers import pip_settings
+
+    values = [env.get(name, "") for name in _PACKAGE_CONFIG]
+    if config_files:
+        values += pip_settings({}, config_files).values()
     found: list[Path] = []
-    for name in _PACKAGE_CONFIG:
-        for word in env.get(name, "").split():
+    for value in values:
+        # Lists are space-separated, and comma-separated in uv's UV_FIND_LINKS.
+        for word in value.replace(",", " ").split():
             if word.startswith("file://"):
                 word = urllib.parse.unquote(urllib.parse.urlsplit(word).path)
             elif not word.startswith("/"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import os
 import posixpath
 import re
 import shlex
@@ -39,14 +40,33 @@ from pytest_corrsource.sandbox.backends import (
     python_installations,
     select_backend,
 )
+from pytest_corrsource.sandbox.conda import (
+    CondaFile,
+    CondaFileError,
+    conda_command_kind,
+    conda_tool,
+    is_conda_file,
+    pip_requirement_lines,
+    python_request,
+    read_conda_file,
+)
 from pytest_corrsource.sandbox.environments import (
     Environment,
     EnvironmentBuildError,
     EnvironmentSpec,
     InstallOutcome,
     default_cache_dir,
+    download_cache,
     ensure_environment,
+    environment_root,
     find_interpreter,
+)
+from pytest_corrsource.sandbox.installers import (
+    GLOBAL_PIP_CONFIGS,
+    InstallerUnavailable,
+    select_installer,
+    uv_argv,
+    uv_environment,
 )
 from pytest_corrsource.sandbox.limits import Limits
 from pytest_corrsource.sandbox.placeholders import (
@@ -95,6 +115,8 @@ class StepRun:
     missing_outputs: list[str] = field(default_factory=list)
     # Declared outputs that were already there, unchanged, before the step (evidence.py).
     not_produced: dict[str, str] = field(default_factory=dict)
+    # The command as written, expanded; ``argv`` differs when an install ran it with uv.
+    requested_argv: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -216,19 +238,111 @@ def source_digest(ctx: CheckContext) -> str:
     return digest.hexdigest()
 
 
+def cache_dir(ctx: CheckContext) -> Path:
+    """Where environments and download caches live (--corrsource-cache-dir, else the default)."""
+    return ctx.options.cache_dir or default_cache_dir()
+
+
+def installer(ctx: CheckContext) -> tuple[str, Path | None]:
+    """``("uv", executable)`` or ``("pip", None)`` for --corrsource-installer (once per
+    process); CheckUnverifiable when uv is required and not installed."""
+
+    def choose() -> tuple[str, Path | None]:
+        try:
+            return select_installer(ctx.options.installer)
+        except InstallerUnavailable as exc:
+            raise CheckUnverifiable(str(exc)) from None
+
+    chosen: tuple[str, Path | None] = ctx.state.once("installer", choose)
+    return chosen
+
+
+def conda_file(ctx: CheckContext) -> CondaFile | None:
+    """The conda environment file among ``install.requirements`` (the first), if any;
+    CheckFailed when it cannot be read as one."""
+    install = ctx.manifest.install
+    for ref in install.requirements if install is not None else ():
+        path = ctx.manifest.root / ref.path
+        if path.is_file() and is_conda_file(path):
+            try:
+                return read_conda_file(path)
+            except CondaFileError as exc:
+                raise CheckFailed(f"`install.requirements`: {exc}") from None
+    return None
+
+
 def environment_spec(ctx: CheckContext) -> EnvironmentSpec:
     manifest = ctx.manifest
     install = manifest.install
+    chosen, uv = installer(ctx)
     if install is None:
-        return EnvironmentSpec(env=tuple(sorted(manifest.env.items())))
+        return EnvironmentSpec(env=tuple(sorted(manifest.env.items())), installer=chosen, uv=uv)
     own_code = any(installs_repository(c, manifest.root) for c in install.commands)
+    python = install.python
+    conda = conda_file(ctx)
+    builder = None
+    if conda is not None:
+        tool = conda_tool()
+        builder = tool.name if tool is not None else "pip-section"
+        if tool is None and python is None:
+            try:
+                python = python_request(conda)
+            except CondaFileError as exc:
+                raise CheckUnverifiable(str(exc)) from None
     return EnvironmentSpec(
-        python=install.python,
+        python=python,
         commands=install.commands,
         files=tuple(manifest.root / r.path for r in install.requirements),
         env=tuple(sorted(manifest.env.items())),
         source=source_digest(ctx) if own_code else None,
+        installer=chosen,
+        uv=uv,
+        conda=builder,
     )
+
+
+def _conda_steps(
+    ctx: CheckContext, conda: CondaFile | None, prefix: Path, timeout: float
+) -> tuple[list[Step], list[str], list[str]]:
+    """The steps that make the environment from the conda file (before the manifest's
+    commands), the manifest's conda commands that the builder does or skips, and warnings."""
+    if conda is None:
+        return [], [], []
+    rel = conda.path.relative_to(ctx.manifest.root).as_posix()
+    tool = conda_tool()
+    install = ctx.manifest.install
+    commands = install.commands if install is not None else ()
+    kinds = {c: conda_command_kind(c) for c in commands}
+    if tool is not None:
+        # The real path: the sandbox shows the tool's installation, not a symlink to it.
+        program, where = shlex.quote(os.path.realpath(tool)), shlex.quote(str(prefix))
+        if tool.name == "conda":
+            create = f"{program} env create -p {where} -f {{repo}}/{shlex.quote(rel)}"
+        else:
+            create = f"{program} create -y -p {where} -f {{repo}}/{shlex.quote(rel)}"
+        handled = [c for c, k in kinds.items() if k in ("create", "activate")]
+        return [Step("install", create, timeout)], handled, []
+    steps = []
+    lines = pip_requirement_lines(conda)
+    if lines:
+        generated = posixpath.join(posixpath.dirname(rel), ".corrsource-conda-pip.txt")
+        steps.append(Step("install", f"python -m pip install -r {{repo}}/{generated}", timeout))
+    handled = [c for c, k in kinds.items() if k is not None]
+    skipped_commands = [c for c, k in kinds.items() if k == "other"]
+    pin = f"and its `{conda.python}` " if conda.python else ""
+    warnings = []
+    if conda.conda_packages or skipped_commands:
+        what = []
+        if conda.conda_packages:
+            what.append(f"the conda packages {', '.join(conda.conda_packages)} of {rel}")
+        if skipped_commands:
+            what.append(f"the install commands {'; '.join(skipped_commands)}")
+        warnings.append(
+            "no conda, mamba or micromamba here: not installed were "
+            + " and ".join(what)
+            + f" (only its `pip:` section {pin}were used; install micromamba to build it whole)"
+        )
+    return steps, handled, warnings
 
 
 def get_environment(ctx: CheckContext) -> Environment:
@@ -241,15 +355,19 @@ def get_environment(ctx: CheckContext) -> Environment:
     spec = environment_spec(ctx)
 
     def build() -> Environment:
-        if find_interpreter(spec.python) is None:
-            raise CheckUnverifiable(
-                f"install.python asks for Python {spec.python}, which is not installed here"
-            )
         install = manifest.install
+        conda = conda_file(ctx)
+        if find_interpreter(spec.python) is None:
+            asked = f"install.python asks for Python {spec.python}"
+            if conda is not None and conda.python and (install is None or not install.python):
+                asked = f"{conda.path.name} pins `{conda.python}`"
+            raise CheckUnverifiable(f"{asked}, which is not installed here")
         timeout = install.timeout if install else 1800.0
 
         def run_install(python: Path) -> InstallOutcome:
-            logs = []
+            logs = [f"installer: {spec.installer}" + (f" ({spec.uv})" if spec.uv else "")]
+            prefix = python.parent.parent
+            env_root = prefix.parent if spec.conda not in (None, "pip-section") else prefix
             source = None
             if spec.source is not None:
                 # The repository installs itself: its copy lives inside the environment, so an
@@ -257,27 +375,50 @@ def get_environment(ctx: CheckContext) -> Environment:
                 # and session, read-only like the rest of the environment; the key holds the
                 # digest of that code, so a change to it builds a new environment.
                 source = create_scratch_copy(
-                    manifest.root, python.parent.parent / "src", shipped=shipped_files(ctx)
+                    manifest.root, env_root / "src", shipped=shipped_files(ctx)
                 ).root
-            for command in spec.commands:
+            conda_steps, handled, warnings = _conda_steps(ctx, conda, prefix, timeout)
+            if conda_steps and source is None:
+                # One copy for the conda steps: the pip section is written into it, beside
+                # the conda file, so its relative `-r` and `-e` lines mean what they say.
+                source = create_scratch_copy(
+                    manifest.root, new_dir(scratch_base(ctx.state, ctx.options), "conda") / "repo",
+                    shipped=shipped_files(ctx),
+                ).root  # fmt: skip
+            if conda is not None and source is not None and spec.conda == "pip-section":
+                rel = conda.path.relative_to(manifest.root)
+                (source / rel.parent / ".corrsource-conda-pip.txt").write_text(
+                    "\n".join(pip_requirement_lines(conda)) + "\n", encoding="utf-8"
+                )
+            steps = conda_steps + [
+                Step("install", command, timeout)
+                for command in spec.commands
+                if command not in handled
+            ]
+            for command in handled:
+                logs.append(f"$ {command}\n(done by the environment builder from the conda file)")
+            for step in steps:
                 run = run_in_scratch(
                     ctx,
-                    Step("install", command, timeout),
+                    step,
                     python=python,
                     bin_dir=python.parent,
                     repo=source,
                     building_environment=True,
+                    env_root=env_root,
+                    uv=spec.uv if spec.installer == "uv" else None,
                 )
-                logs.append(f"$ {command}\n{run.result.describe(max_lines=40)}")
+                how = " (run as uv pip install)" if run.argv != run.requested_argv else ""
+                logs.append(f"$ {step.command}{how}\n{run.result.describe(max_lines=40)}")
                 if not run.ok:
-                    return InstallOutcome(False, "\n".join(logs))
-            return InstallOutcome(True, "\n".join(logs))
+                    return InstallOutcome(False, "\n".join(logs), tuple(warnings))
+            return InstallOutcome(True, "\n".join(logs), tuple(warnings))
 
-        cache_dir = ctx.options.cache_dir or default_cache_dir()
         try:
             return ensure_environment(
-                spec, cache_dir=cache_dir, fresh=ctx.options.fresh_env, run_install=run_install
-            )
+                spec, cache_dir=cache_dir(ctx), fresh=ctx.options.fresh_env,
+                run_install=run_install,
+            )  # fmt: skip
         except EnvironmentBuildError as exc:
             raise CheckFailed(
                 f"the install commands failed in a fresh environment: {exc}",
@@ -309,12 +450,17 @@ def run_in_scratch(
     replace: Mapping[str, Path] | None = None,
     network: bool = True,
     building_environment: bool = False,
+    env_root: Path | None = None,
+    uv: Path | None = None,
 ) -> StepRun:
     """Run one step in a scratch copy (a new one unless ``repo`` is given), sandboxed.
 
     The environment at ``bin_dir.parent`` is writable only with ``building_environment``
-    (the install commands); every other step sees it read-only. ``network=False`` or a step
-    marked ``network: false`` runs with the network cut.
+    (the install commands); every other step sees it read-only. ``env_root``: the environment's
+    folder when it is not ``bin_dir.parent`` (a conda prefix inside it). Install steps also get
+    the repository's download cache, read-write (see :func:`.environments.download_cache`), and
+    with ``uv`` their pip install commands run as ``uv pip install`` (:mod:`.installers`).
+    ``network=False`` or a step marked ``network: false`` runs with the network cut.
     Raises CheckFailed for a bad command or when the user's checkout changed.
     """
     manifest = ctx.manifest
@@ -337,14 +483,30 @@ def run_in_scratch(
     if not argv:
         raise CheckFailed(f"{step.label}: the command is empty")
     env = scrubbed_environment(path_prefix=[bin_dir], home=home, tmpdir=tmp, extra=manifest.env)
-    env_root = bin_dir.parent
-    env["VIRTUAL_ENV"] = str(env_root)
+    prefix = bin_dir.parent
+    env_root = env_root or environment_root(bin_dir)
+    if env_root != prefix:
+        env["CONDA_PREFIX"] = str(prefix)  # conda and micromamba install into it
+    else:
+        env["VIRTUAL_ENV"] = str(env_root)
     limits = step_limits(manifest)
     environment = (env_root,)
+    requested = list(argv)
+    tools: tuple[Path, ...] = ()
+    downloads: tuple[Path, ...] = ()
+    if building_environment:
+        downloads = (_install_caches(ctx, env, uv),)
+        tools = _tool_paths(uv)
+        if uv is not None:
+            argv = uv_argv(argv, uv=uv, python=python, cwd=repo) or argv
     mounts = Mounts(
         read_only=python_installations(python)
-        + (package_sources(env) if building_environment else environment),
-        writable=(work, repo) + (environment if building_environment else ()),
+        + (
+            package_sources(env, GLOBAL_PIP_CONFIGS) + tools
+            if building_environment
+            else environment
+        ),
+        writable=(work, repo) + (environment + downloads if building_environment else ()),
     )
     confinement = Confinement(sandbox_backend(ctx), mounts, limits)
     outputs = _resolve_outputs(step, values, repo)
@@ -370,11 +532,48 @@ def run_in_scratch(
             + "; ".join(changes[:10]),
             fix="report this: the scratch copy should have isolated the command",
         )
-    run = StepRun(step, argv, result, outdir, repo, outputs)
+    run = StepRun(step, argv, result, outdir, repo, outputs, requested_argv=requested)
     if result.returncode == 0:
         run.missing_outputs = [d for d, p in outputs.items() if not p.exists()]
     run.not_produced = evidence.not_produced(outputs, produced_before)
     return run
+
+
+def _install_caches(ctx: CheckContext, env: dict[str, str], uv: Path | None) -> Path:
+    """Point the install step's pip, uv and conda at the repository's download cache (made
+    here) and return it: the only folder outside the step's own that it may write."""
+    cache = download_cache(cache_dir(ctx), ctx.manifest.root)
+    for name in ("pip", "uv", "conda-pkgs", "mamba"):
+        folder = cache / name
+        # An earlier install step of this repository could write here: a symlink or a file in
+        # place of a folder is removed, never followed by the checker.
+        if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+            folder.unlink()
+        folder.mkdir(exist_ok=True)
+    env["PIP_CACHE_DIR"] = str(cache / "pip")
+    env["CONDA_PKGS_DIRS"] = str(cache / "conda-pkgs")
+    env["MAMBA_ROOT_PREFIX"] = str(cache / "mamba")
+    env["CONDA_ALWAYS_YES"] = "true"
+    if uv is not None:
+        env.update(uv_environment(env, cache=cache / "uv"))
+    return cache
+
+
+def _tool_paths(uv: Path | None) -> tuple[Path, ...]:
+    """The installers outside the system folders that an install step runs: uv's binary, and
+    the conda tool's installation (its base prefix for conda and mamba)."""
+    found: list[Path] = []
+    if uv is not None:
+        found.append(Path(os.path.realpath(uv)))
+    tool = conda_tool()
+    if tool is not None:
+        real = Path(os.path.realpath(tool))
+        found.append(real if real.name == "micromamba" else real.parent.parent)
+    return tuple(p for p in found if not str(p).startswith(_SYSTEM_PREFIXES))
+
+
+# Shown to every step already (backends._SYSTEM_PATHS).
+_SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/etc/", "/opt/")
 
 
 def _resolve_outputs(step: Step, values: PlaceholderValues, repo: Path) -> dict[str, Path]:
