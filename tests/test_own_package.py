@@ -14,7 +14,12 @@ from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
 from pytest_corrsource.results import CheckResult, run_planned
-from pytest_corrsource.sandbox.steps import installs_repository
+from pytest_corrsource.sandbox.environments import environment_key
+from pytest_corrsource.sandbox.steps import (
+    environment_spec,
+    installs_repository,
+    requirements_install_repository,
+)
 
 
 @pytest.mark.parametrize(
@@ -85,13 +90,83 @@ def cs402(root: Path) -> CheckResult:
     return result
 
 
-@pytest.mark.slow
-def test_an_editable_install_runs_the_current_code(make_repo: RepoFactory) -> None:
-    assert MINIMAL_MANIFEST  # same weights as every test repository
-    root = make_repo(
-        PACKAGE.replace('VALUE"', '1"'),
-        {"pyproject.toml": PYPROJECT, "mypkg/__init__.py": "VALUE = 1\n"},
+@pytest.mark.parametrize(
+    ("lines", "expected"),
+    [
+        (".\n", True),
+        ("numpy==2.0\n-e .\n", True),
+        ("--editable ./src/pkg  # ours\n", True),
+        ("file:.#egg=mypkg\n", True),
+        ("-e file:./src/pkg[extra]\n", True),
+        ("-r more.txt\n", True),  # more.txt: -e .
+        ("--requirement=more.txt\n", True),
+        ("numpy\ntorch>=2\n", False),
+        ("/opt/wheels/x.whl\n../elsewhere\n", False),
+        ("-r loop.txt\n", False),  # includes itself: followed a bounded number of times
+        ("-r ../../etc/passwd\n", False),  # outside the repository: never read
+    ],
+)
+def test_requirements_that_install_the_repository(
+    lines: str, expected: bool, tmp_path: Path
+) -> None:
+    root = tmp_path / "repo"
+    (root / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "more.txt").write_text("numpy\n-e .\n")
+    (root / "loop.txt").write_text("-r loop.txt\n")
+    (root / "requirements.txt").write_text(lines)
+    assert requirements_install_repository([root / "requirements.txt"], root) is expected
+
+
+def test_two_repositories_never_share_an_environment(make_repo: RepoFactory) -> None:
+    """Identical dependency files and commands: still two keys. An install runs the
+    repository's own code and may leave anything behind; the environment is its own."""
+    manifest_text = PACKAGE.replace("-e .", "-r requirements.txt").replace(
+        "[pyproject.toml]", "[requirements.txt]"
     )
+    keys = []
+    for name in ("one", "two"):
+        root = make_repo(manifest_text, {"requirements.txt": "numpy\n"}, name=name)
+        manifest = load_manifest(root / "corresponding-source.yaml")
+        ctx = CheckContext(manifest, "CS202", "", Options(), DigestCache(), RunState())
+        spec = environment_spec(ctx)
+        assert spec.source is None  # nothing of the repository is installed
+        keys.append(environment_key(spec))
+    assert keys[0] != keys[1]
+
+
+def test_an_editable_line_in_requirements_puts_the_code_in_the_key(
+    make_repo: RepoFactory,
+) -> None:
+    manifest_text = PACKAGE.replace("-e .", "-r requirements.txt").replace(
+        "[pyproject.toml]", "[requirements.txt]"
+    )
+    root = make_repo(manifest_text, {"requirements.txt": "-e .\n", "mypkg/__init__.py": "A\n"})
+    manifest = load_manifest(root / "corresponding-source.yaml")
+
+    def key() -> str:
+        ctx = CheckContext(manifest, "CS202", "", Options(), DigestCache(), RunState())
+        spec = environment_spec(ctx)
+        assert spec.source is not None
+        return environment_key(spec)
+
+    before = key()
+    (root / "mypkg" / "__init__.py").write_text("B\n")
+    assert key() != before  # changed code: a new environment, never the stale one
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["command", "requirements"])
+def test_an_editable_install_runs_the_current_code(make_repo: RepoFactory, how: str) -> None:
+    assert MINIMAL_MANIFEST  # same weights as every test repository
+    manifest_text = PACKAGE.replace('VALUE"', '1"')
+    files = {"pyproject.toml": PYPROJECT, "mypkg/__init__.py": "VALUE = 1\n"}
+    if how == "requirements":  # `-e .` inside requirements.txt, as many repositories write it
+        manifest_text = manifest_text.replace("-e .", "-r requirements.txt").replace(
+            "[pyproject.toml]", "[requirements.txt, pyproject.toml]"
+        )
+        files["requirements.txt"] = "-e .\n"
+    root = make_repo(manifest_text, files)
     first = cs402(root)
     assert first.outcome == "passed", first.message
     # Change the package's code: the cached environment must not run the old code.

@@ -66,10 +66,11 @@ __all__ = [
     "environment_root",
     "find_interpreter",
     "interpreter_info",
+    "repository_identity",
 ]
 
 #: Bumped whenever the meaning of the key document changes.
-KEY_SCHEMA_VERSION = 2
+KEY_SCHEMA_VERSION = 3
 #: Name of the completion marker written last inside a finished environment.
 MARKER_NAME = ".corrsource-complete"
 #: How many characters of build output are kept in :attr:`Environment.install_log`.
@@ -117,6 +118,12 @@ class EnvironmentSpec:
     # see :mod:`.conda`; the environment is then the prefix ``<root>/conda``), or
     # "pip-section" when no tool is here and only the file's pip section is installed.
     conda: str | None = None
+    # Which repository the environment is for (:func:`repository_identity`): environments are
+    # never shared between repositories, even with identical dependency files. An install runs
+    # the repository's own code (setup.py, a build backend, `-e .` inside requirements.txt …)
+    # and may leave anything in the environment; sharing it would let one repository's install
+    # decide another's verdict, or hand it stale code that is not its own.
+    repository: str = ""
 
 
 @dataclass(frozen=True)
@@ -312,6 +319,7 @@ def _key_document(spec: EnvironmentSpec, info: InterpreterInfo) -> dict[str, Any
         "source": spec.source,
         "installer": spec.installer,
         "conda": spec.conda,
+        "repository": spec.repository,
     }
 
 
@@ -345,11 +353,16 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "pytest-corrsource"
 
 
+def repository_identity(repository: Path) -> str:
+    """Who a cache belongs to: a digest of the repository's resolved path. Not its git remote:
+    `.git/config` is written by the repository, which could then claim another's caches."""
+    return hashlib.sha256(os.fsencode(os.path.realpath(repository))).hexdigest()[:16]
+
+
 def download_cache(cache_dir: Path, repository: Path) -> Path:
     """The download/wheel cache of the repository at *repository* (created): see the module
     docstring for why it is per repository and keyed by the resolved path."""
-    identity = hashlib.sha256(os.fsencode(os.path.realpath(repository))).hexdigest()[:16]
-    path = Path(cache_dir) / "downloads" / identity
+    path = Path(cache_dir) / "downloads" / repository_identity(repository)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -19,7 +19,7 @@ import re
 import shlex
 import shutil
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +60,7 @@ from pytest_corrsource.sandbox.environments import (
     ensure_environment,
     environment_root,
     find_interpreter,
+    repository_identity,
 )
 from pytest_corrsource.sandbox.installers import (
     GLOBAL_PIP_CONFIGS,
@@ -216,6 +217,46 @@ def installs_repository(command: str, root: Path) -> bool:
     return False
 
 
+#: How much of a requirements file is read, and how deep `-r` includes are followed, to see
+#: whether it installs the repository itself.
+_REQUIREMENTS_MAX_BYTES = 1_000_000
+_REQUIREMENTS_MAX_DEPTH = 8
+
+
+def requirements_install_repository(files: Sequence[Path], root: Path, depth: int = 0) -> bool:
+    """Whether a requirements file installs the repository's own code: a line ``.``,
+    ``-e .``, ``./pkg``, ``file:.`` or ``-e file:./pkg`` naming a folder inside ``root``,
+    here or in a file it includes with ``-r``. Unreadable files install nothing we can see."""
+    from pytest_corrsource.safe_io import read_text_bounded
+
+    resolved_root = root.resolve()
+    for path in files:
+        try:
+            text = read_text_bounded(path, _REQUIREMENTS_MAX_BYTES)
+        except (OSError, ValueError):
+            continue
+        for raw in text.splitlines():
+            line = raw.split(" #", 1)[0].strip()
+            if line.startswith(("-r ", "--requirement ", "-r", "--requirement=")):
+                name = line.split("=", 1)[1] if "=" in line else line.split(None, 1)[-1]
+                name = name.removeprefix("-r").strip()
+                include = (path.parent / name).resolve()
+                inside = include == resolved_root or resolved_root in include.parents
+                follow = inside and depth < _REQUIREMENTS_MAX_DEPTH and include.is_file()
+                if follow and requirements_install_repository([include], root, depth + 1):
+                    return True
+                continue
+            for prefix in ("-e ", "--editable ", "--editable="):
+                line = line.removeprefix(prefix).strip()
+            target = line.removeprefix("file:").split("#", 1)[0].split("[", 1)[0].strip()
+            if not target.startswith((".", "/")):
+                continue
+            folder = (path.parent / target).resolve()  # pip resolves from the file's folder
+            if folder.is_dir() and (folder == resolved_root or resolved_root in folder.parents):
+                return True
+    return False
+
+
 def source_digest(ctx: CheckContext) -> str:
     """sha256 over the names and contents of the repository files that ship (see
     :func:`shipped_files`), declared weights, checkpoints and data excluded: the code an
@@ -277,7 +318,10 @@ def environment_spec(ctx: CheckContext) -> EnvironmentSpec:
     chosen, uv = installer(ctx)
     if install is None:
         return EnvironmentSpec(env=tuple(sorted(manifest.env.items())), installer=chosen, uv=uv)
-    own_code = any(installs_repository(c, manifest.root) for c in install.commands)
+    requirement_files = [manifest.root / r.path for r in install.requirements]
+    own_code = any(
+        installs_repository(c, manifest.root) for c in install.commands
+    ) or requirements_install_repository(requirement_files, manifest.root)
     python = install.python
     conda = conda_file(ctx)
     builder = None
@@ -298,6 +342,7 @@ def environment_spec(ctx: CheckContext) -> EnvironmentSpec:
         installer=chosen,
         uv=uv,
         conda=builder,
+        repository=repository_identity(manifest.root),
     )
 
 
