@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RUN_SCRIPT, RepoFactory
-from test_checks_execution import Checks, failure, runnable
+from conftest import MINIMAL_MANIFEST, RUN_SCRIPT, PlannedChecks, RepoFactory
+from test_checks_execution import failure, runnable
 
 from pytest_corrsource import patterns
 from pytest_corrsource.formats import FormatError
@@ -138,7 +138,7 @@ def _fifo_in(root: Path, rel: str) -> None:
 def test_a_fifo_as_weights_fails_the_weights_checks(make_repo: RepoFactory) -> None:
     root = make_repo(MINIMAL_MANIFEST, {"LICENSE": "MIT\n", "README.md": "# tiny\n"})
     _fifo_in(root, "weights/model.safetensors")
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     present = returns(lambda: checks("CS101", "weights/model.safetensors"))
     assert present.outcome == "failed", present.message
     assert "weights/model.safetensors is a FIFO (named pipe), not a regular file" in present.message
@@ -151,7 +151,7 @@ def test_a_fifo_as_weights_fails_the_weights_checks(make_repo: RepoFactory) -> N
 def test_a_fifo_as_model_card_fails_cs903(make_repo: RepoFactory) -> None:
     root = make_repo(MINIMAL_MANIFEST, {"LICENSE": "MIT\n"})
     _fifo_in(root, "README.md")
-    result = returns(lambda: Checks(root)("CS903"))
+    result = returns(lambda: PlannedChecks(root)("CS903"))
     assert result.outcome in ("failed", "not-required")
     assert "the model card README.md is a FIFO (named pipe), not a regular file" in result.message
 
@@ -160,7 +160,7 @@ def test_a_fifo_and_a_device_link_in_the_repository_fail_cs501(make_repo: RepoFa
     root = make_repo(MINIMAL_MANIFEST + "architecture: [model.py]\n", {"model.py": "x = 1\n"})
     _fifo_in(root, "tools/pipe.py")
     (root / "zero.bin").symlink_to("/dev/zero")
-    message = failure(returns(lambda: Checks(root)("CS501")))
+    message = failure(returns(lambda: PlannedChecks(root)("CS501")))
     assert "tools/pipe.py: a FIFO (named pipe), not a regular file" in message
     assert "zero.bin: a character device, not a regular file" in message
 
@@ -168,7 +168,7 @@ def test_a_fifo_and_a_device_link_in_the_repository_fail_cs501(make_repo: RepoFa
 def test_a_fifo_as_architecture_fails_cs502(make_repo: RepoFactory) -> None:
     root = make_repo(MINIMAL_MANIFEST + "architecture: [model.py]\n")
     _fifo_in(root, "model.py")
-    message = failure(returns(lambda: Checks(root)("CS502")))
+    message = failure(returns(lambda: PlannedChecks(root)("CS502")))
     assert "model.py (line 7) is a FIFO (named pipe), not a regular file" in message
 
 
@@ -178,7 +178,7 @@ def test_a_fifo_as_expected_file_fails_cs402(make_repo: RepoFactory) -> None:
         replace={"  expect:\n": "  expect:\n    files: [out.bin]\n"},
         files={"run.py": RUN_SCRIPT + "import os\nos.mkfifo('out.bin')\n"},
     )
-    message = failure(returns(lambda: Checks(root)("CS402")))
+    message = failure(returns(lambda: PlannedChecks(root)("CS402")))
     assert (
         "the run on the released weights: `run.expect.files` must be regular files: "
         "out.bin is a FIFO (named pipe)" in message
@@ -191,7 +191,7 @@ def test_a_regular_expected_file_passes_cs402(make_repo: RepoFactory) -> None:
         replace={"  expect:\n": "  expect:\n    files: [out.bin]\n"},
         files={"run.py": RUN_SCRIPT + "open('out.bin', 'wb').write(b'ok')\n"},
     )
-    result = Checks(root)("CS402")
+    result = PlannedChecks(root)("CS402")
     assert result.outcome == "passed", result.message
 
 
@@ -222,7 +222,7 @@ def test_a_catastrophic_expect_pattern_fails_cs402_with_the_reason(
         replace={'"model output: [0-9a-f]+"': f'"{CATASTROPHIC}"'},
         files={"run.py": "print('a' * 20000 + '!')\n"},
     )
-    message = failure(Checks(root)("CS402"))
+    message = failure(PlannedChecks(root)("CS402"))
     assert "`run.expect.stdout` could not be judged: the pattern /(a+)+$/ did not finish" in message
     assert "(catastrophic backtracking)" in message
     assert "fix: simplify the pattern (no nested repetition such as `(a+)+`)" in message
@@ -262,5 +262,5 @@ def test_a_tracked_symlink_to_a_device_fails_cs501_in_a_git_checkout(
     (root / "zero.bin").symlink_to("/dev/zero")
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
-    message = failure(returns(lambda: Checks(root)("CS501")))
+    message = failure(returns(lambda: PlannedChecks(root)("CS501")))
     assert "zero.bin: a character device, not a regular file" in message

@@ -9,13 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import RepoFactory
+from conftest import PlannedChecks, RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
+from pytest_corrsource.checks import Options
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult
 
 LICENSE_TEXT = {"LICENSE": "MIT License\n"}
 
@@ -23,12 +22,7 @@ LICENSE_TEXT = {"LICENSE": "MIT License\n"}
 def check(
     root: Path, check_id: str, subject: str, *, level: str = "corresponding-source"
 ) -> CheckResult:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(
-        p for p in build_plan(manifest) if p.spec.id == check_id and p.subject == subject
-    )
-    ctx = CheckContext(manifest, check_id, subject, Options(level=level), DigestCache(), RunState())
-    return execute(planned, ctx, level)
+    return PlannedChecks(root, Options(level=level))(check_id, subject)
 
 
 def manifest(licenses: str = "", extra: str = "") -> str:

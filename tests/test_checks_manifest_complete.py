@@ -8,14 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks import Options
 from pytest_corrsource.checks.manifest import MAX_QUOTED, Todo, find_todos
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult
 
 WITH_TODOS = """\
 # Draft written by corrsource init: review every TODO, then run pytest --corresponding-source
@@ -32,11 +29,10 @@ docs:
 
 
 def check_cs001(root: Path) -> CheckResult:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    [planned] = [p for p in build_plan(manifest) if p.spec.id == "CS001"]
+    checks = PlannedChecks(root, Options(level="open-weights"))
+    planned = checks.find("CS001")
     assert planned.required_by == "open-weights"
-    ctx = CheckContext(manifest, "CS001", "", Options(), DigestCache(), RunState())
-    return execute(planned, ctx, "open-weights")
+    return checks.execute(planned)
 
 
 def test_a_manifest_without_todo_passes(make_repo: RepoFactory) -> None:

@@ -11,13 +11,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.checks import Options
+from pytest_corrsource.results import CheckResult
 
 LEVEL = "open-source-ai"
 ELF = b"\x7fELF" + bytes(60)
@@ -26,10 +23,7 @@ MODEL_PY = "import math\n\n\ndef forward(x):\n    return math.tanh(x)\n"
 
 def check(root: Path, check_id: str) -> CheckResult:
     """Run one planned source check of the repository at ``root`` as the plugin would."""
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(p for p in build_plan(manifest) if p.spec.id == check_id)
-    ctx = CheckContext(manifest, check_id, "", Options(level=LEVEL), DigestCache(), RunState())
-    return execute(planned, ctx, LEVEL)
+    return PlannedChecks(root, Options(level=LEVEL))(check_id)
 
 
 def passed(result: CheckResult) -> CheckResult:

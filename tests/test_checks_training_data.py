@@ -17,18 +17,20 @@ import socket
 import textwrap
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory
+from conftest import (
+    MINIMAL_MANIFEST,
+    RUNNABLE_FILES,
+    RUNNABLE_MANIFEST,
+    PlannedChecks,
+    RepoFactory,
+)
 from safetensors.numpy import load_file
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.checks import Options
+from pytest_corrsource.results import CheckResult
 
 LEVEL = "open-source-ai"
 
@@ -205,24 +207,11 @@ def runnable(
     return root
 
 
-@dataclass
-class Checks:
-    """One repository's checks, sharing one RunState as a pytest session would."""
+class Checks(PlannedChecks):
+    """The repository's checks at ``open-source-ai``; ``fetch`` and ``cache_dir`` as given."""
 
-    root: Path
-    fetch: bool = False
-    cache_dir: Path | None = None
-
-    def __post_init__(self) -> None:
-        self.manifest = load_manifest(self.root / "corresponding-source.yaml")
-        self.plan = build_plan(self.manifest)
-        self.state = RunState()
-
-    def __call__(self, check_id: str, subject: str = "") -> CheckResult:
-        planned = next(p for p in self.plan if p.spec.id == check_id and p.subject == subject)
-        options = Options(level=LEVEL, fetch=self.fetch, cache_dir=self.cache_dir)
-        ctx = CheckContext(self.manifest, check_id, subject, options, DigestCache(), self.state)
-        return execute(planned, ctx, LEVEL)
+    def __init__(self, root: Path, *, fetch: bool = False, cache_dir: Path | None = None) -> None:
+        super().__init__(root, Options(level=LEVEL, fetch=fetch, cache_dir=cache_dir))
 
 
 def passed(result: CheckResult) -> CheckResult:

@@ -18,14 +18,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory, sha256, write_weights
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory, sha256, write_weights
 from safetensors.numpy import save_file
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.checks import Options
+from pytest_corrsource.results import CheckResult
 
 LEVEL = "corresponding-source"
 
@@ -46,14 +43,7 @@ def check(
     level: str = LEVEL,
 ) -> CheckResult:
     """Run one planned check of the repository at ``root`` the way the plugin would."""
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(
-        p
-        for p in build_plan(manifest)
-        if p.spec.id == check_id and p.subject == subject and p.component == component
-    )
-    ctx = CheckContext(manifest, check_id, subject, Options(level=level), DigestCache(), RunState())
-    return execute(planned, ctx, level)
+    return PlannedChecks(root, Options(level=level))(check_id, subject, component=component)
 
 
 def weights_manifest(*entries: str) -> str:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory
 
 from pytest_corrsource.catalogue import CHECKS, SNIPPETS, WHY
 from pytest_corrsource.cli import explain, levels_requiring, main
@@ -50,17 +50,10 @@ def test_checks_lists_every_check(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_failure_messages_point_to_explain(make_repo: RepoFactory) -> None:
-    from pytest_corrsource.checks import CheckContext, Options, RunState
-    from pytest_corrsource.hashing import DigestCache
-    from pytest_corrsource.manifest import load_manifest
-    from pytest_corrsource.plan import build_plan
-    from pytest_corrsource.results import execute
+    from pytest_corrsource.checks import Options
 
     root = make_repo(MINIMAL_MANIFEST.replace("sha256: {sha}", "sha256: " + "0" * 64))
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(p for p in build_plan(manifest) if p.spec.id == "CS104")
-    ctx = CheckContext(manifest, "CS104", planned.subject, Options(), DigestCache(), RunState())
-    result = execute(planned, ctx, "open-weights")
+    result = PlannedChecks(root, Options(level="open-weights"))("CS104")
     assert result.outcome == "failed"
     assert "  more: corrsource explain CS104" in result.message
 

@@ -17,19 +17,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RUNNABLE_FILES, RepoFactory
+from conftest import RUNNABLE_FILES, PlannedChecks, RepoFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks import Options
 from pytest_corrsource.formats import FormatError
 from pytest_corrsource.formats.tensors import open_tensors, read_schema
 from pytest_corrsource.formats.torch_zip import read_torch_zip
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.perturb import PerturbUnsupported, perturb_weights
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHECKPOINT = FIXTURES / "torch_checkpoint.pt"
@@ -339,12 +336,8 @@ def torch_repo(make_repo: RepoFactory, run: str, training_source: str = "") -> P
     return root
 
 
-def check(root: Path, check_id: str, state: RunState | None = None) -> CheckResult:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(p for p in build_plan(manifest) if p.spec.id == check_id)
-    options = Options(level="open-source-ai")
-    ctx = CheckContext(manifest, check_id, "", options, DigestCache(), state or RunState())
-    return execute(planned, ctx, "open-source-ai")
+def check(root: Path, check_id: str) -> CheckResult:
+    return PlannedChecks(root, Options(level="open-source-ai"))(check_id)
 
 
 def test_cs403_passes_a_run_that_honours_a_torch_checkpoint(make_repo: RepoFactory) -> None:

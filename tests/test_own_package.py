@@ -7,13 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult
 from pytest_corrsource.sandbox.steps import installs_repository
 
 
@@ -69,15 +65,11 @@ packages = ["mypkg"]
 
 
 def cs402(root: Path) -> CheckResult:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    state = RunState()
+    checks = PlannedChecks(root)
     result = None
-    for planned in build_plan(manifest):
+    for planned in checks.plan:
         if planned.spec.id in ("CS101", "CS201", "CS202", "CS402"):
-            ctx = CheckContext(
-                manifest, planned.spec.id, planned.subject, Options(), DigestCache(), state
-            )
-            result = execute(planned, ctx, "corresponding-source")
+            result = checks.execute(planned)
             if planned.spec.id == "CS202":
                 assert result.outcome == "passed", result.message
     assert result is not None

@@ -6,8 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import RepoFactory
+from conftest import PlannedChecks, RepoFactory
 
+from pytest_corrsource.results import CheckResult
 from pytest_corrsource.shipping import shipped_tree
 
 
@@ -76,21 +77,12 @@ def test_a_hostile_git_config_runs_nothing(repo: Path, tmp_path: Path) -> None:
     assert not canary.exists()
 
 
-def _cs402(root: Path, *, working_tree: bool = False) -> object:
-    from pytest_corrsource.checks import CheckContext, Options, RunState
-    from pytest_corrsource.hashing import DigestCache
-    from pytest_corrsource.manifest import load_manifest
-    from pytest_corrsource.plan import build_plan
-    from pytest_corrsource.results import execute
+def _cs402(root: Path, *, working_tree: bool = False) -> CheckResult:
+    from pytest_corrsource.checks import Options
 
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    state, options = RunState(), Options(working_tree=working_tree)
-    result = None
-    for planned in build_plan(manifest):  # CS402 after its prerequisites, as a session runs
-        ctx = CheckContext(
-            manifest, planned.spec.id, planned.subject, options, DigestCache(), state
-        )
-        result = execute(planned, ctx, "corresponding-source")
+    checks = PlannedChecks(root, Options(working_tree=working_tree))
+    for planned in checks.plan:  # CS402 after its prerequisites, as a session runs
+        result = checks.execute(planned)
         if planned.spec.id == "CS402":
             return result
     raise AssertionError("no CS402 planned")

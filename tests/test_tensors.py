@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, sha256
+from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, PlannedChecks, RepoFactory, sha256
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
+from pytest_corrsource.checks import Options
 from pytest_corrsource.formats import FormatError
 from pytest_corrsource.formats.tensors import (
     UnreadableTensors,
@@ -26,11 +26,8 @@ from pytest_corrsource.formats.tensors import (
     open_tensors,
     read_schema,
 )
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.perturb import PerturbUnsupported, perturb_weights
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.results import CheckResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOGISTIC = FIXTURES / "sklearn_logistic.pkl"
@@ -297,12 +294,7 @@ def repo(
 
 
 def check(root: Path, check_id: str) -> CheckResult:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(p for p in build_plan(manifest) if p.spec.id == check_id)
-    ctx = CheckContext(
-        manifest, check_id, "", Options(level="open-source-ai"), DigestCache(), RunState()
-    )
-    return execute(planned, ctx, "open-source-ai")
+    return PlannedChecks(root, Options(level="open-source-ai"))(check_id)
 
 
 def test_cs403_passes_on_a_joblib_model(make_repo: RepoFactory) -> None:

@@ -13,14 +13,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RUNNABLE_MANIFEST, PlannedChecks, RepoFactory
 
-from pytest_corrsource.checks import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
+from pytest_corrsource.checks import Options
 from pytest_corrsource.levels import judge_levels
 from pytest_corrsource.manifest import ManifestError, load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, execute, parse_waiver
+from pytest_corrsource.results import CheckResult, parse_waiver
 from pytest_corrsource.sandbox import process, steps
 from pytest_corrsource.sandbox.backends import Backend
 
@@ -39,17 +38,7 @@ def no_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
 def run_all(
     root: Path, level: str = LEVEL, waivers: tuple[tuple[str, str], ...] = ()
 ) -> dict[str, CheckResult]:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    state = RunState()
-    options = Options(level=level, waivers=waivers)
-    results = {}
-    for planned in build_plan(manifest):
-        ctx = CheckContext(
-            manifest, planned.spec.id, planned.subject, options, DigestCache(), state,
-            planned.component,
-        )  # fmt: skip
-        results[planned.key] = execute(planned, ctx, level)
-    return results
+    return PlannedChecks(root, Options(level=level, waivers=waivers)).run_all()
 
 
 def by_id(results: dict[str, CheckResult]) -> dict[str, CheckResult]:
