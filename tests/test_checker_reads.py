@@ -3,11 +3,12 @@ checks, never a blocked ``open`` or an endless read; manifest regexes and nestin
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import pytest
 from conftest import MINIMAL_MANIFEST, RUN_SCRIPT, PlannedChecks, RepoFactory
@@ -28,27 +29,30 @@ from pytest_corrsource.safe_io import (
     same_content,
 )
 
+T = TypeVar("T")
+
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs need a POSIX system")
 
 
-def returns(call: Callable[[], Any]) -> Any:
+def returns(call: Callable[[], T]) -> T:
     """Run *call* in a thread so that a regression (a blocking open) fails this test instead of
     hanging the suite. The bound is a deadlock guard, not a timing assertion."""
-    box: dict[str, Any] = {}
+    values: list[T] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            box["value"] = call()
+            values.append(call())
         except BaseException as exc:  # handed back to the test
-            box["error"] = exc
+            errors.append(exc)
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     thread.join(60)
     assert not thread.is_alive(), "the call blocked"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    if errors:
+        raise errors[0]
+    return values[0]
 
 
 @pytest.fixture
@@ -143,7 +147,7 @@ def test_a_fifo_as_weights_fails_the_weights_checks(make_repo: RepoFactory) -> N
     assert present.outcome == "failed", present.message
     assert "weights/model.safetensors is a FIFO (named pipe), not a regular file" in present.message
     for check_id in ("CS103", "CS104"):  # never opened: blocked by the root failure
-        result = returns(lambda check_id=check_id: checks(check_id, "weights/model.safetensors"))
+        result = returns(functools.partial(checks, check_id, "weights/model.safetensors"))
         assert result.outcome == "skipped", (check_id, result.message)
         assert result.message.startswith("blocked by CS101 (weights/model.safetensors is a FIFO")
 

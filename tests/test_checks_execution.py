@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import (
@@ -520,6 +521,7 @@ SHARDED_RUN = textwrap.dedent(
 
 def test_cs403_modifies_every_shard_of_a_sharded_checkpoint(make_repo: RepoFactory) -> None:
     import numpy as np
+    import numpy.typing as npt
     from safetensors.numpy import save_file
 
     root = runnable(
@@ -537,7 +539,7 @@ def test_cs403_modifies_every_shard_of_a_sharded_checkpoint(make_repo: RepoFacto
     for seed in (1, 2):
         name = f"model-0000{seed}-of-00002.safetensors"
         rng = np.random.default_rng(seed)
-        tensors = {
+        tensors: dict[str, npt.NDArray[Any]] = {
             f"s{seed}.weight": rng.standard_normal((4, 3)).astype(np.float32),
             f"s{seed}.ids": np.arange(4, dtype=np.int64),
         }

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory
 
-from pytest_corrsource.catalogue import CHECKS, SNIPPETS, WHY
+from pytest_corrsource.catalogue import CHECKS, SNIPPETS, WHY, CheckSpec
 from pytest_corrsource.cli import explain, levels_requiring, main
 
 
 @pytest.mark.parametrize("spec", CHECKS, ids=[c.id for c in CHECKS])
-def test_every_check_is_explained(spec, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_check_is_explained(spec: CheckSpec, capsys: pytest.CaptureFixture[str]) -> None:
     assert spec.id in WHY
     assert main(["explain", spec.id.lower()]) == 0
     text = capsys.readouterr().out

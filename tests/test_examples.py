@@ -27,7 +27,7 @@ TABLE_END = "<!-- end of generated table -->\n"
 
 def run_example(
     name: str, tmp_path: Path, *args: str
-) -> tuple[subprocess.CompletedProcess[str], dict]:
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     report = tmp_path / "report.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--corresponding-source", str(EXAMPLES / name),
@@ -38,14 +38,14 @@ def run_example(
     return proc, json.loads(report.read_text())
 
 
-def outcomes(report: dict) -> dict[str, str]:
+def outcomes(report: dict[str, Any]) -> dict[str, str]:
     return {
         f"{c['id']}[{c['subject']}]" if c["subject"] else c["id"]: c["outcome"]
         for c in report["checks"]
     }
 
 
-def failed(report: dict) -> list[str]:
+def failed(report: dict[str, Any]) -> list[str]:
     return sorted(c["id"] for c in report["checks"] if c["outcome"] == "failed")
 
 

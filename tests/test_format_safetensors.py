@@ -7,8 +7,10 @@ import json
 import struct
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from safetensors import safe_open
 from safetensors.numpy import save_file
@@ -293,7 +295,7 @@ def test_corpus_is_broad() -> None:
 
 def test_real_file_written_by_safetensors(tmp_path: Path) -> None:
     path = tmp_path / "model.safetensors"
-    tensors = {
+    tensors: dict[str, npt.NDArray[Any]] = {
         "w": np.zeros((3, 4), dtype=np.float32),
         "b": np.ones(4, dtype=np.float16),
         "i": np.arange(5, dtype=np.int64),

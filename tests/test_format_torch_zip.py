@@ -14,6 +14,7 @@ import tempfile
 import textwrap
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -108,9 +109,9 @@ def test_a_storage_of_the_wrong_size_is_a_format_error(tmp_path: Path) -> None:
             zout.writestr(info.filename, data)
     with pytest.raises(FormatError, match=r"storage '0' .* is 44 bytes .* needs 48 stored"):
         read_schema(src)
-    with pytest.raises(PerturbUnsupported, match="needs 48 stored") as info:
+    with pytest.raises(PerturbUnsupported, match="needs 48 stored") as raised:
         perturb_weights(src, tmp_path / "out.pt")
-    assert info.value.format == "corrupt"
+    assert raised.value.format == "corrupt"
 
 
 def test_a_compressed_storage_is_refused(tmp_path: Path) -> None:
@@ -118,9 +119,9 @@ def test_a_compressed_storage_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(CHECKPOINT) as zin, zipfile.ZipFile(src, "w") as zout:
         for info in zin.infolist():
             zout.writestr(info.filename, zin.read(info), zipfile.ZIP_DEFLATED)
-    with pytest.raises(PerturbUnsupported, match=r"is compressed; torch\.save stores") as info:
+    with pytest.raises(PerturbUnsupported, match=r"is compressed; torch\.save stores") as raised:
         perturb_weights(src, tmp_path / "out.pt")
-    assert info.value.format == "torch-zip"  # a limit of the plugin, not corruption
+    assert raised.value.format == "torch-zip"  # a limit of the plugin, not corruption
 
 
 def test_a_tensor_reaching_past_its_storage_is_a_format_error(tmp_path: Path) -> None:
@@ -255,9 +256,11 @@ def test_torch_loads_the_modified_copy(tmp_path: Path, weights_only: bool, fixtu
     assert changed >= 6
 
 
-def _flatten(value: object, prefix: str = "") -> list[tuple[str, object]]:
+def _flatten(value: object, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, leaf) of what ``torch.load`` returned; a leaf is Any: torch's own types
+    are not known here (the test venv has no torch, the test skips)."""
     if isinstance(value, dict):
-        out = []
+        out: list[tuple[str, Any]] = []
         for key, item in value.items():
             out += _flatten(item, f"{prefix}.{key}" if prefix else str(key))
         return out

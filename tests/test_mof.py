@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs installed (as in init.py)
 import pytest
 import yaml
 from conftest import MINIMAL_MANIFEST, RepoFactory
@@ -105,7 +106,7 @@ MOT_SCHEMA = {
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
-def run_mof(pytester: pytest.Pytester, repo: Path, *args: str) -> list[dict]:
+def run_mof(pytester: pytest.Pytester, repo: Path, *args: str) -> list[dict[str, Any]]:
     out = pytester.path / "mof.yml"
     pytester.runpytest("--corresponding-source", str(repo), "--corrsource-mof", str(out), *args)
     records = list(yaml.safe_load_all(out.read_text()))

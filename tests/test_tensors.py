@@ -13,8 +13,10 @@ import shutil
 import textwrap
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, PlannedChecks, RepoFactory, sha256
 
@@ -529,8 +531,11 @@ def test_safetensors_shards_and_npy_read_like_the_reference(tmp_path: Path) -> N
 
     from safetensors.numpy import save_file
 
-    a = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
-    b = {"b.bias": np.arange(3, dtype=np.int64), "b.half": np.ones(2, dtype=np.float16)}
+    a: dict[str, npt.NDArray[Any]] = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    b: dict[str, npt.NDArray[Any]] = {
+        "b.bias": np.arange(3, dtype=np.int64),
+        "b.half": np.ones(2, dtype=np.float16),
+    }
     save_file(a, str(tmp_path / "model-00001-of-00002.safetensors"))
     save_file(b, str(tmp_path / "model-00002-of-00002.safetensors"))
     weight_map = {"a.weight": "model-00001-of-00002.safetensors"}
