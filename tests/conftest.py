@@ -27,7 +27,6 @@ import zipfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -38,6 +37,7 @@ from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import PlannedCheck, build_plan
 from pytest_corrsource.results import CheckResult, execute
+from pytest_corrsource.sandbox.backends import Backend, probe_backends
 
 #: Set by the controller to its session folder; xdist workers and subprocess runs inherit it.
 SESSION_ROOT_VARIABLE = "CORRSOURCE_TEST_SESSION_ROOT"
@@ -172,6 +172,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     for name in (SESSION_ROOT_VARIABLE, *_SESSION_VARIABLES):
         os.environ.pop(name, None)
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `slow` was this marker's name: a test marked so on another branch is still end to end.
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(autouse=True)
@@ -355,11 +363,9 @@ class PlannedChecks:
 IN_CI = os.environ.get("CI") == "true"
 
 
-def require_bwrap() -> Any:
+def require_bwrap() -> Backend:
     """The working bubblewrap backend; without one a sandbox test skips, and under CI=true it
     fails (CI must exercise the sandbox, never pass by skipping it)."""
-    from pytest_corrsource.sandbox.backends import probe_backends
-
     best = probe_backends()[0]
     if best.name != "bwrap":
         message = "no bubblewrap can run here: " + "; ".join(best.notes)

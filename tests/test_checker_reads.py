@@ -176,6 +176,7 @@ def test_a_fifo_as_architecture_fails_cs502(make_repo: RepoFactory) -> None:
     assert "model.py (line 7) is a FIFO (named pipe), not a regular file" in message
 
 
+@pytest.mark.e2e
 def test_a_fifo_as_expected_file_fails_cs402(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo,
@@ -189,6 +190,7 @@ def test_a_fifo_as_expected_file_fails_cs402(make_repo: RepoFactory) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_a_regular_expected_file_passes_cs402(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo,
@@ -217,6 +219,7 @@ def test_invalid_patterns_are_reported_by_the_matching_engine() -> None:
     assert patterns.compile_error(r"model output: [0-9a-f]+") is None
 
 
+@pytest.mark.e2e
 def test_a_catastrophic_expect_pattern_fails_cs402_with_the_reason(
     make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -245,6 +248,7 @@ def test_a_deeply_nested_manifest_is_one_clean_error(tmp_path: Path, opening: st
     assert str(info.value).endswith("lists and mappings are nested more than 64 levels deep")
 
 
+@pytest.mark.e2e
 def test_a_deeply_nested_manifest_is_a_collection_error(pytester: pytest.Pytester) -> None:
     (pytester.path / "corresponding-source.yaml").write_text(
         "version: 1\nname: t\nweights: " + "[" * 10000 + "\n"

@@ -68,6 +68,7 @@ def failure(result: CheckResult) -> str:
 # --------------------------------------------------------------------------- the whole path
 
 
+@pytest.mark.e2e
 def test_the_runnable_repository_passes_every_execution_check(make_repo: RepoFactory) -> None:
     root = runnable(make_repo)
     checks = PlannedChecks(root)
@@ -114,6 +115,7 @@ def test_cs201_fails_without_requirements(make_repo: RepoFactory) -> None:
 # ------------------------------------------------------------------------------------ CS202
 
 
+@pytest.mark.e2e
 def test_cs202_fails_when_an_install_command_fails(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo,
@@ -149,6 +151,7 @@ def with_generate(command: str, produces: str = '["{outdir}/x.bin"]') -> dict[st
     return {"run:\n": step + "    timeout: 60\nrun:\n"}
 
 
+@pytest.mark.e2e
 def test_cs301_passes_when_the_step_writes_its_outputs(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace=with_generate(f"{WRITE_ONE_BYTE} {{outdir}}/x.bin"))
     checks = PlannedChecks(root)
@@ -159,6 +162,7 @@ def test_cs301_passes_when_the_step_writes_its_outputs(make_repo: RepoFactory) -
     assert checks("CS402").outcome == "passed"
 
 
+@pytest.mark.e2e
 def test_cs301_fails_when_the_step_writes_nothing(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace=with_generate('python -c "pass"'))
     checks = PlannedChecks(root)
@@ -169,6 +173,7 @@ def test_cs301_fails_when_the_step_writes_nothing(make_repo: RepoFactory) -> Non
     assert (cs402.outcome, cs402.message.split(" (")[0]) == ("skipped", "blocked by CS301")
 
 
+@pytest.mark.e2e
 def test_cs301_fails_when_the_step_fails(make_repo: RepoFactory) -> None:
     command = "python -c \"import sys; sys.exit('no converter')\""
     root = runnable(make_repo, replace=with_generate(command))
@@ -205,6 +210,7 @@ def test_cs401_checks_a_module_of_the_repository(make_repo: RepoFactory) -> None
 # ------------------------------------------------------------------------------------ CS402
 
 
+@pytest.mark.e2e
 def test_cs402_fails_quoting_the_stdout_regex(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace={'"model output: [0-9a-f]+"': '"^answer: 42$"'})
     message = failure(PlannedChecks(root)("CS402"))
@@ -212,12 +218,14 @@ def test_cs402_fails_quoting_the_stdout_regex(make_repo: RepoFactory) -> None:
     assert "--- stdout ---\nmodel output: " in message
 
 
+@pytest.mark.e2e
 def test_cs402_fails_on_an_unexpected_exit_code(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace={"  expect:\n": "  expect:\n    exit-code: 3\n"})
     message = failure(PlannedChecks(root)("CS402"))
     assert "found: the run on the released weights exited with 0, expected 3" in message
 
 
+@pytest.mark.e2e
 def test_cs402_fails_when_the_run_fails(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, files={"run.py": "import sys\nsys.exit('cannot load the model')\n"})
     checks = PlannedChecks(root)
@@ -285,6 +293,7 @@ def daemonizing_run(marker: str, then: str) -> str:
     )
 
 
+@pytest.mark.e2e
 def test_cs402_times_out_and_kills_the_whole_process_tree(make_repo: RepoFactory) -> None:
     marker = f"corrsource-test-{uuid.uuid4().hex}"
     root = runnable(
@@ -298,6 +307,7 @@ def test_cs402_times_out_and_kills_the_whole_process_tree(make_repo: RepoFactory
     wait_no_process_with(marker)
 
 
+@pytest.mark.e2e
 def test_a_run_leaves_no_daemon_behind(make_repo: RepoFactory) -> None:
     marker = f"corrsource-test-{uuid.uuid4().hex}"
     root = runnable(
@@ -328,6 +338,7 @@ IGNORES_WEIGHTS = RUN_SCRIPT.replace(
 )
 
 
+@pytest.mark.e2e
 def test_cs403_fails_a_run_that_refuses_modified_weights(make_repo: RepoFactory) -> None:
     root = runnable(make_repo)
     digest = sha256(root / "weights" / "model.safetensors")
@@ -340,6 +351,7 @@ def test_cs403_fails_a_run_that_refuses_modified_weights(make_repo: RepoFactory)
     assert "not signed by the vendor" in message
 
 
+@pytest.mark.e2e
 def test_cs403_fails_a_run_that_ignores_the_declared_weights(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, files={"run.py": IGNORES_WEIGHTS})
     (root / "assets").mkdir()
@@ -353,6 +365,7 @@ def test_cs403_fails_a_run_that_ignores_the_declared_weights(make_repo: RepoFact
     assert "`run.deterministic: false`" in message
 
 
+@pytest.mark.e2e
 def test_cs403_non_deterministic_run_need_not_change_output(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo,
@@ -387,6 +400,7 @@ def local_server() -> Iterator[int]:
         server.close()
 
 
+@pytest.mark.e2e
 def test_cs404_passes_the_plain_stdlib_run(make_repo: RepoFactory) -> None:
     available, reason = network_isolation()
     if not available:
@@ -398,6 +412,7 @@ def test_cs404_passes_the_plain_stdlib_run(make_repo: RepoFactory) -> None:
     )
 
 
+@pytest.mark.e2e
 def test_cs404_fails_a_run_that_needs_the_network(
     make_repo: RepoFactory, local_server: int
 ) -> None:
@@ -428,6 +443,7 @@ VANDAL = RUN_SCRIPT + textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_a_run_writing_into_its_tree_leaves_the_users_repository_intact(
     make_repo: RepoFactory,
 ) -> None:
@@ -440,6 +456,7 @@ def test_a_run_writing_into_its_tree_leaves_the_users_repository_intact(
     assert tree_digests(root) == before
 
 
+@pytest.mark.e2e
 def test_credentials_do_not_reach_the_run(
     make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -467,6 +484,7 @@ def test_credentials_do_not_reach_the_run(
         assert value not in stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("creates", [True, False], ids=["creates", "forgets"])
 def test_an_expected_non_zero_exit_code_is_a_successful_run(
     make_repo: RepoFactory, creates: bool
@@ -519,6 +537,7 @@ SHARDED_RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_cs403_modifies_every_shard_of_a_sharded_checkpoint(make_repo: RepoFactory) -> None:
     import numpy as np
     import numpy.typing as npt
@@ -560,6 +579,7 @@ def test_cs403_modifies_every_shard_of_a_sharded_checkpoint(make_repo: RepoFacto
     assert tree_digests(root) == before
 
 
+@pytest.mark.e2e
 def test_cs202_needs_the_declared_system_programs(make_repo: RepoFactory) -> None:
     # llama2.c builds run.c with cc and make: a machine without them cannot verify the
     # repository, which is not the repository's failure ("could not be verified", waivable).

@@ -82,6 +82,7 @@ def test_many_todos_are_counted_exactly_and_quoted_up_to_a_limit(make_repo: Repo
     assert find_todos(notes)[0] == Todo(1, "# TODO: note 0")
 
 
+@pytest.mark.e2e
 def test_a_draft_meets_no_level(make_repo: RepoFactory, tmp_path: Path) -> None:
     root = make_repo(WITH_TODOS, {"README.md": "# tiny\n", "LICENSE": "MIT License\n"})
     report = tmp_path / "report.json"

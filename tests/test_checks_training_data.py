@@ -269,6 +269,7 @@ def with_mode(mode: str, reproduce: str = "") -> dict[str, str]:
     return {old: f"--out {{outdir}}/model.safetensors {mode}\n{reproduce}"}
 
 
+@pytest.mark.e2e
 def test_cs602_and_cs603_pass_when_training_writes_the_released_schema(
     make_repo: RepoFactory,
 ) -> None:
@@ -279,6 +280,7 @@ def test_cs602_and_cs603_pass_when_training_writes_the_released_schema(
     assert passed(checks("CS603")).message == "same 3 tensor names, dtypes and shapes"
 
 
+@pytest.mark.e2e
 def test_cs602_fails_when_training_crashes(make_repo: RepoFactory) -> None:
     checks = Checks(runnable(make_repo, TRAINING, replace=with_mode("--mode crash")))
     message = failure(checks("CS602"))
@@ -288,6 +290,7 @@ def test_cs602_fails_when_training_crashes(make_repo: RepoFactory) -> None:
     assert failure(checks("CS603"), "skipped").startswith("blocked by CS602 (the training command")
 
 
+@pytest.mark.e2e
 def test_cs602_fails_when_training_writes_nothing(make_repo: RepoFactory) -> None:
     checks = Checks(runnable(make_repo, TRAINING, replace=with_mode("--mode nothing")))
     message = failure(checks("CS602"))
@@ -295,6 +298,7 @@ def test_cs602_fails_when_training_writes_nothing(make_repo: RepoFactory) -> Non
     assert failure(checks("CS603"), "skipped").startswith("blocked by CS602")
 
 
+@pytest.mark.e2e
 def test_cs602_fails_when_training_writes_something_else(make_repo: RepoFactory) -> None:
     checks = Checks(runnable(make_repo, TRAINING, replace=with_mode("--mode garbage")))
     message = failure(checks("CS602"))
@@ -303,12 +307,14 @@ def test_cs602_fails_when_training_writes_something_else(make_repo: RepoFactory)
     assert "not valid weights" in failure(checks("CS603"), "skipped")
 
 
+@pytest.mark.e2e
 def test_cs602_fails_truncated_safetensors(make_repo: RepoFactory) -> None:
     checks = Checks(runnable(make_repo, TRAINING, replace=with_mode("--mode truncated")))
     message = failure(checks("CS602"))
     assert "the training command wrote model.safetensors, which is not valid weights" in message
 
 
+@pytest.mark.e2e
 def test_cs603_lists_every_schema_difference(make_repo: RepoFactory) -> None:
     checks = Checks(runnable(make_repo, TRAINING, replace=with_mode("--mode wider,missing,extra")))
     passed(checks("CS602"))  # it did write weights: only their schema is wrong
@@ -320,11 +326,13 @@ def test_cs603_lists_every_schema_difference(make_repo: RepoFactory) -> None:
     assert "dtype mismatch" not in message
 
 
+@pytest.mark.e2e
 def test_cs603_exact_passes_identical_values(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, TRAINING, replace=with_mode("", "  reproduce: exact\n"))
     assert passed(Checks(root)("CS603")).message == "values reproduced (exact)"
 
 
+@pytest.mark.e2e
 def test_cs603_exact_fails_different_values(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, TRAINING, replace=with_mode("--delta 1e-3", "  reproduce: exact\n"))
     message = failure(Checks(root)("CS603"))
@@ -334,11 +342,13 @@ def test_cs603_exact_fails_different_values(make_repo: RepoFactory) -> None:
 TOLERANCE = "  reproduce: tolerance\n  tolerance: 0.5\n"
 
 
+@pytest.mark.e2e
 def test_cs603_tolerance_passes_a_small_difference(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, TRAINING, replace=with_mode("--delta 0.1", TOLERANCE))
     assert passed(Checks(root)("CS603")).message == "values reproduced (tolerance)"
 
 
+@pytest.mark.e2e
 def test_cs603_tolerance_fails_a_large_difference_naming_the_worst_tensor(
     make_repo: RepoFactory,
 ) -> None:
@@ -350,11 +360,13 @@ def test_cs603_tolerance_fails_a_large_difference_naming_the_worst_tensor(
 # --------------------------------------------------------------------------- CS405 modify
 
 
+@pytest.mark.e2e
 def test_cs405_passes_when_modify_writes_released_schema_weights(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, MODIFY)
     assert passed(Checks(root)("CS405")).message == "wrote {outdir}/ft.safetensors"
 
 
+@pytest.mark.e2e
 def test_cs405_reports_a_wrong_schema(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo, MODIFY, replace={"ft.safetensors\n": "ft.safetensors --mode wider\n"}
@@ -368,6 +380,7 @@ def test_cs405_reports_a_wrong_schema(make_repo: RepoFactory) -> None:
     assert "shape mismatch: layer.weight ([4, 3] released, [4, 5] regenerated)" in message
 
 
+@pytest.mark.e2e
 def test_cs405_reports_missing_output(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo, MODIFY, replace={"ft.safetensors\n": "ft.safetensors --mode nothing\n"}
@@ -608,6 +621,7 @@ def test_cs702_fails_when_no_card_is_declared(make_repo: RepoFactory) -> None:
 # --------------------------------------------------------------------------- CS703 preprocessing
 
 
+@pytest.mark.e2e
 def test_cs703_passes_when_preprocessing_writes_its_output(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, PREPROCESSING)
     before = tree(root)
@@ -615,12 +629,14 @@ def test_cs703_passes_when_preprocessing_writes_its_output(make_repo: RepoFactor
     assert tree(root) == before
 
 
+@pytest.mark.e2e
 def test_cs703_fails_when_preprocessing_writes_nothing(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, PREPROCESSING, replace={"train.txt\n": "train.txt --skip\n"})
     message = failure(Checks(root)("CS703"))
     assert "preprocessing exited 0 but did not write {outdir}/train.txt" in message
 
 
+@pytest.mark.e2e
 def test_cs703_fails_when_preprocessing_fails(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, PREPROCESSING, replace={"train.txt\n": "train.txt --bogus\n"})
     message = failure(Checks(root)("CS703"))
@@ -628,6 +644,7 @@ def test_cs703_fails_when_preprocessing_fails(make_repo: RepoFactory) -> None:
     assert "unrecognized arguments: --bogus" in message
 
 
+@pytest.mark.e2e
 def test_cs703_fails_missing_preprocessing_code(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, PREPROCESSING, replace={"code: [prepare.py]": "code: [clean.py]"})
     message = failure(Checks(root)("CS703"))
@@ -681,17 +698,20 @@ def test_cs703_no_preprocessing_must_be_true(make_repo: RepoFactory) -> None:
 # --------------------------------------------------------------------------- CS801 evaluation
 
 
+@pytest.mark.e2e
 def test_cs801_passes_and_records_the_metric(make_repo: RepoFactory) -> None:
     result = passed(Checks(runnable(make_repo, EVALUATION))("CS801"))
     assert result.data["metric"] == "1.23"
     assert result.message == "evaluation: 1.23"
 
 
+@pytest.mark.e2e
 def test_cs801_records_the_whole_match_without_a_group(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, EVALUATION, replace={"loss: ([0-9.]+)": "loss: [0-9.]+"})
     assert passed(Checks(root)("CS801")).data["metric"] == "loss: 1.23"
 
 
+@pytest.mark.e2e
 def test_cs801_fails_quoting_the_regex(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, EVALUATION, replace={"loss: ([0-9.]+)": "accuracy: [0-9.]+"})
     message = failure(Checks(root)("CS801"))
@@ -699,6 +719,7 @@ def test_cs801_fails_quoting_the_regex(make_repo: RepoFactory) -> None:
     assert "loss: 1.23" in message  # what it printed instead
 
 
+@pytest.mark.e2e
 def test_cs801_checks_expect_stderr(make_repo: RepoFactory) -> None:
     expect = 'expect: {stdout: "loss: ([0-9.]+)"}'
     ok = runnable(make_repo, EVALUATION, replace={expect: 'expect: {stderr: "^$"}'})
@@ -710,6 +731,7 @@ def test_cs801_checks_expect_stderr(make_repo: RepoFactory) -> None:
     assert "stderr does not match `evaluation.expect.stderr` /warming up/" in message
 
 
+@pytest.mark.e2e
 def test_cs801_fails_a_failing_evaluation(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, EVALUATION, replace={"{weights}\n": "{weights} --fail\n"})
     message = failure(Checks(root)("CS801"))
@@ -717,6 +739,7 @@ def test_cs801_fails_a_failing_evaluation(make_repo: RepoFactory) -> None:
     assert "evaluation crashed" in message
 
 
+@pytest.mark.e2e
 def test_cs801_fails_missing_evaluation_data(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo, EVALUATION, replace={"data: [data/val.txt]": "data: [data/test.txt]"}
@@ -724,6 +747,7 @@ def test_cs801_fails_missing_evaluation_data(make_repo: RepoFactory) -> None:
     assert "not in the repository: data/test.txt" in failure(Checks(root)("CS801"))
 
 
+@pytest.mark.e2e
 def test_cs801_fails_without_a_command(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo, EVALUATION, replace={"  command: python eval.py --weights {weights}\n": ""}

@@ -58,6 +58,7 @@ def test_failure_messages_point_to_explain(make_repo: RepoFactory) -> None:
     assert "  more: corrsource explain CS104" in result.message
 
 
+@pytest.mark.e2e
 def test_check_is_pytest_with_the_flag(make_repo: RepoFactory, tmp_path: Path) -> None:
     root = make_repo(MINIMAL_MANIFEST, {"LICENSE": "MIT License\n"})
     base = [sys.executable, "-m", "pytest_corrsource", "check", str(root), "-p", "no:randomly"]
@@ -107,6 +108,7 @@ def test_schema_prints_the_shipped_schema(capsys: pytest.CaptureFixture[str]) ->
     assert SCHEMA_URL.endswith("/pytest_corrsource/schema/corresponding-source.schema.json")
 
 
+@pytest.mark.e2e
 def test_the_console_script_runs(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest_corrsource", "--version"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip

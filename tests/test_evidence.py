@@ -213,6 +213,7 @@ def fake_repo(make_repo: RepoFactory, sections: str = FAKE) -> Path:
     return root
 
 
+@pytest.mark.e2e
 def test_a_manifest_of_do_nothing_steps_meets_no_level_above_open_weights(
     make_repo: RepoFactory,
 ) -> None:
@@ -239,6 +240,7 @@ def test_a_manifest_of_do_nothing_steps_meets_no_level_above_open_weights(
     assert met == ["open-weights"]
 
 
+@pytest.mark.e2e
 def test_the_honest_variant_of_the_same_repository_meets_open_source_ai(
     make_repo: RepoFactory,
 ) -> None:
@@ -273,6 +275,7 @@ def test_the_honest_variant_of_the_same_repository_meets_open_source_ai(
     assert results["CS603:training:"].message == "values reproduced (exact)"
 
 
+@pytest.mark.e2e
 def test_run_expect_files_must_be_written_by_the_run(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo, "", replace={"  expect:\n": '  expect:\n    files: ["{repo}/run.py"]\n'}
@@ -287,6 +290,7 @@ def test_run_expect_files_must_be_written_by_the_run(make_repo: RepoFactory) -> 
     assert checks("CS403").message.startswith("blocked by CS402")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("command", "reason"),
     [
@@ -320,6 +324,7 @@ def test_training_that_links_the_released_weights_did_not_produce_them(
     assert checks("CS603").message.startswith("blocked by CS602")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "command",
     [

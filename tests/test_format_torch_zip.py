@@ -343,6 +343,7 @@ def check(root: Path, check_id: str) -> CheckResult:
     return PlannedChecks(root, Options(level="open-source-ai"))(check_id)
 
 
+@pytest.mark.e2e
 def test_cs403_passes_a_run_that_honours_a_torch_checkpoint(make_repo: RepoFactory) -> None:
     result = check(torch_repo(make_repo, HONOURS), "CS403")
     assert result.outcome == "passed", result.message
@@ -353,18 +354,21 @@ def test_cs403_passes_a_run_that_honours_a_torch_checkpoint(make_repo: RepoFacto
     assert 0.9 < record["share_of_values"] < 1
 
 
+@pytest.mark.e2e
 def test_cs403_fails_a_run_that_ignores_a_torch_checkpoint(make_repo: RepoFactory) -> None:
     result = check(torch_repo(make_repo, IGNORES), "CS403")
     assert result.outcome == "failed", result.message
     assert "the run's output is identical with modified weights" in result.message
 
 
+@pytest.mark.e2e
 def test_cs603_schema_passes_the_same_architecture(make_repo: RepoFactory) -> None:
     result = check(torch_repo(make_repo, HONOURS, "assets/ck.pt"), "CS603")
     assert result.outcome == "passed", result.message
     assert result.message.endswith("same 27 tensor names, dtypes and shapes")
 
 
+@pytest.mark.e2e
 def test_cs603_schema_fails_a_different_architecture(make_repo: RepoFactory) -> None:
     result = check(torch_repo(make_repo, HONOURS, "assets/other.pt"), "CS603")
     assert result.outcome == "failed", result.message
@@ -444,6 +448,7 @@ def test_any_bytes_as_data_pkl_are_read_or_refused_never_crash(payload: bytes) -
             perturb_weights(src, Path(tmp) / "out.pt")
 
 
+@pytest.mark.e2e
 def test_cs403_fails_a_corrupt_checkpoint_and_skips_a_plugin_limit(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

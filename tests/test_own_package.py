@@ -77,7 +77,7 @@ def cs402(root: Path) -> CheckResult:
     return result
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_an_editable_install_runs_the_current_code(make_repo: RepoFactory) -> None:
     assert MINIMAL_MANIFEST  # same weights as every test repository
     root = make_repo(

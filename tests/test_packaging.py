@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[1]
 REPOSITORY = "https://github.com/pytest-corrsource/pytest-corrsource"
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")

@@ -28,12 +28,13 @@ from pytest_corrsource.sandbox.steps import StepRun, get_environment, run_pipeli
 LEVEL = "corresponding-source"
 OUTPUT = 'print("model output: 00")\n'
 
+pytestmark = pytest.mark.e2e  # every attack runs as a step in the sandbox
+
 
 @pytest.fixture(scope="module", autouse=True)
 def bwrap() -> Backend:
     """The bubblewrap backend; a skip here, a failure under CI=true."""
-    backend: Backend = require_bwrap()
-    return backend
+    return require_bwrap()
 
 
 class Checks(PlannedChecks):

@@ -30,8 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def working_bwrap() -> Backend:
-    backend: Backend = require_bwrap()
-    return backend
+    return require_bwrap()
 
 
 @pytest.fixture

@@ -166,6 +166,7 @@ def test_redact_credentials_inside_allowed_values_and_free_text() -> None:
     )
 
 
+@pytest.mark.e2e
 def test_cs202_reports_a_variable_kept_from_the_steps(
     make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -88,6 +88,7 @@ def _cs402(root: Path, *, working_tree: bool = False) -> CheckResult:
     raise AssertionError("no CS402 planned")
 
 
+@pytest.mark.e2e
 def test_an_ignored_file_the_run_needs_fails_as_on_a_fresh_clone(make_repo: RepoFactory) -> None:
     # nanoGPT's gitignored meta.pkl made the run pass in the checkout and fail on a clone.
     from conftest import RUN_SCRIPT, RUNNABLE_FILES, RUNNABLE_MANIFEST
@@ -115,6 +116,7 @@ def test_an_ignored_file_the_run_needs_fails_as_on_a_fresh_clone(make_repo: Repo
     assert as_is.outcome == "passed", as_is.message
 
 
+@pytest.mark.e2e
 def test_declared_weights_ship_even_when_git_ignores_them(make_repo: RepoFactory) -> None:
     # DVC (and other channels) keep weights out of git on purpose: declared, they ship.
     from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST

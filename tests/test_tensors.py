@@ -299,12 +299,14 @@ def check(root: Path, check_id: str) -> CheckResult:
     return PlannedChecks(root, Options(level="open-source-ai"))(check_id)
 
 
+@pytest.mark.e2e
 def test_cs403_passes_on_a_joblib_model(make_repo: RepoFactory) -> None:
     result = check(repo(make_repo, MLP, MLP, "reproduce: schema"), "CS403")
     assert result.outcome == "passed", result.message
     assert result.data["modified"][0]["format"] == "pickle"
 
 
+@pytest.mark.e2e
 def test_cs603_schema_fails_a_wider_joblib_model(make_repo: RepoFactory) -> None:
     wider = FIXTURES / "sklearn_mlp_wider.joblib"
     result = check(repo(make_repo, MLP, wider, "reproduce: schema"), "CS603")
@@ -312,12 +314,14 @@ def test_cs603_schema_fails_a_wider_joblib_model(make_repo: RepoFactory) -> None
     assert "shape mismatch: _best_coefs.0 ([4, 5] released, [4, 7] regenerated)" in result.message
 
 
+@pytest.mark.e2e
 def test_cs603_schema_passes_the_same_joblib_model(make_repo: RepoFactory) -> None:
     result = check(repo(make_repo, MLP, MLP, "reproduce: schema"), "CS603")
     assert result.outcome == "passed", result.message
     assert result.message.endswith("same 19 tensor names, dtypes and shapes")
 
 
+@pytest.mark.e2e
 def test_cs603_exact_compares_torch_values(make_repo: RepoFactory, tmp_path: Path) -> None:
     ck = FIXTURES / "torch_checkpoint.pt"
     assert check(repo(make_repo, ck, ck, "reproduce: exact"), "CS603").outcome == "passed"
@@ -329,6 +333,7 @@ def test_cs603_exact_compares_torch_values(make_repo: RepoFactory, tmp_path: Pat
     assert "26 tensor(s) are not byte-identical: optimizer.state.5.step, " in result.message
 
 
+@pytest.mark.e2e
 def test_cs603_tolerance_names_the_worst_torch_tensor(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -343,6 +348,7 @@ def test_cs603_tolerance_names_the_worst_torch_tensor(
     assert "differ by more than the tolerance 1e-06" in result.message
 
 
+@pytest.mark.e2e
 def test_cs603_fails_what_it_cannot_read_without_blaming_the_repo(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -420,6 +426,7 @@ def test_gguf_with_a_type_it_cannot_change_is_refused(tmp_path: Path) -> None:
         perturb_weights(src, tmp_path / "out.gguf")
 
 
+@pytest.mark.e2e
 def test_cs603_schema_fails_a_wider_gguf(make_repo: RepoFactory) -> None:
     result = check(
         repo(make_repo, GGUF, FIXTURES / "model_wider.gguf", "reproduce: schema"), "CS603"
@@ -486,6 +493,7 @@ def test_raw_layouts_that_do_not_fit_are_refused(
         perturb_weights(src, tmp_path / "out.bin", layout=layout)
 
 
+@pytest.mark.e2e
 def test_manifest_layout_reaches_cs403_and_cs603(make_repo: RepoFactory, tmp_path: Path) -> None:
     released = llama2c_bin(tmp_path / "model.bin")
     (tmp_path / "wider").mkdir()
@@ -511,6 +519,7 @@ def test_manifest_layout_reaches_cs403_and_cs603(make_repo: RepoFactory, tmp_pat
     assert "shape mismatch: range0 ([320] released, [624] regenerated)" in cs603.message
 
 
+@pytest.mark.e2e
 def test_without_a_layout_a_raw_file_is_skipped_with_a_reason(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

@@ -84,6 +84,7 @@ def test_the_manifest_refuses_a_waiver_key_that_is_no_id(make_repo: RepoFactory)
 # --------------------------------------------------------------------------- results, levels
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces")
 def test_a_required_check_that_cannot_run_here_fails_saying_so(make_repo: RepoFactory) -> None:
     root = make_repo(RUNNABLE_MANIFEST, RUNNABLE_FILES)
@@ -98,6 +99,7 @@ def test_a_required_check_that_cannot_run_here_fails_saying_so(make_repo: RepoFa
     assert verdict(root, results) == "not met"
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces")
 def test_a_check_that_cannot_run_here_is_only_skipped_where_no_level_requires_it(
     make_repo: RepoFactory,
@@ -110,6 +112,7 @@ def test_a_check_that_cannot_run_here_is_only_skipped_where_no_level_requires_it
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces")
 @pytest.mark.parametrize("where", ["manifest", "command line"])
 def test_a_waived_check_meets_the_level_with_waivers(make_repo: RepoFactory, where: str) -> None:
@@ -127,6 +130,7 @@ def test_a_waived_check_meets_the_level_with_waivers(make_repo: RepoFactory, whe
     assert [r.id for r in results.values() if r.outcome in ("failed", "waived")] == ["CS404"]
 
 
+@pytest.mark.e2e
 def test_a_required_check_skipped_for_this_repository_fails_too(make_repo: RepoFactory) -> None:
     """CheckSkipped (the repository gives the check nothing to work on) is treated like
     CheckUnverifiable for a required check: "could not be verified", waivable, never silent."""
@@ -166,6 +170,7 @@ def test_a_waiver_never_covers_a_check_that_ran_and_failed(make_repo: RepoFactor
     assert verdict(root, results, "open-weights") == "not met"
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces")
 def test_the_command_line_reason_wins_over_the_manifest(make_repo: RepoFactory) -> None:
     root = make_repo(RUNNABLE_MANIFEST + WAIVE_CS404, RUNNABLE_FILES)
@@ -191,6 +196,7 @@ def inner(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     )  # fmt: skip
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces", "plugin_repo")
 def test_without_a_waiver_the_run_fails_on_that_check(pytester: pytest.Pytester) -> None:
     result = inner(pytester)
@@ -199,6 +205,7 @@ def test_without_a_waiver_the_run_fails_on_that_check(pytester: pytest.Pytester)
     result.stdout.fnmatch_lines(["  - CS404 run::offline: failed"])
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces", "plugin_repo")
 def test_with_a_waiver_every_report_says_met_with_waivers(pytester: pytest.Pytester) -> None:
     result = inner(pytester, f"--corrsource-waive=CS404={REASON}", "-rs")
@@ -226,6 +233,7 @@ def test_with_a_waiver_every_report_says_met_with_waivers(pytester: pytest.Pytes
     assert "| CS404 run::offline |  | ⚠️ waived |" in markdown
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces", "plugin_repo")
 def test_a_waiver_is_a_github_warning_annotation(pytester: pytest.Pytester) -> None:
     result = inner(pytester, f"--corrsource-waive=CS404={REASON}", "--corrsource-annotations=on")
@@ -235,6 +243,7 @@ def test_a_waiver_is_a_github_warning_annotation(pytester: pytest.Pytester) -> N
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces", "plugin_repo")
 def test_waivers_from_the_ini_file(pytester: pytest.Pytester) -> None:
     pytester.makeini(f"[pytest]\ncorrsource_waive =\n    CS404={REASON}\n")
