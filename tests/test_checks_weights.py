@@ -60,15 +60,17 @@ def sharded(root: Path, total_size: int | None = None) -> dict[str, str]:
         "model-00001-of-00002.safetensors": {"a.weight": rng.standard_normal((2, 3)).astype("f4")},
         "model-00002-of-00002.safetensors": {"b.weight": rng.standard_normal(5).astype("f4")},
     }
-    weight_map = {}
+    weight_map: dict[str, str] = {}
     size = 0
     for name, tensors in shards.items():
         save_file(tensors, str(folder / name))
         for key, array in tensors.items():
             weight_map[key] = name
             size += array.nbytes
-    index = {"metadata": {"total_size": size if total_size is None else total_size}}
-    index["weight_map"] = weight_map  # type: ignore[assignment]
+    index: dict[str, object] = {
+        "metadata": {"total_size": size if total_size is None else total_size}
+    }
+    index["weight_map"] = weight_map
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     return {name: sha256(folder / name) for name in shards}
 

@@ -48,18 +48,18 @@ class CountingInstall:
         return InstallOutcome(ok=self.ok and proc.returncode == 0, log=proc.stdout + proc.stderr)
 
 
-def _spec(tmp: Path, *, requirement: str = "", **kwargs: object) -> EnvironmentSpec:
+def _spec(
+    tmp: Path,
+    *,
+    requirement: str = "",
+    python: str | None = None,
+    commands: tuple[str, ...] = ("pip install -r requirements.txt",),
+    env: tuple[tuple[str, str], ...] = (),
+) -> EnvironmentSpec:
     req = tmp / "requirements.txt"
     if not req.exists():
         req.write_text(requirement)
-    base: dict[str, object] = {
-        "python": None,
-        "commands": ("pip install -r requirements.txt",),
-        "files": (req,),
-        "env": (),
-    }
-    base.update(kwargs)
-    return EnvironmentSpec(**base)  # type: ignore[arg-type]
+    return EnvironmentSpec(python=python, commands=commands, files=(req,), env=env)
 
 
 @pytest.fixture(scope="module")
