@@ -27,11 +27,17 @@ import zipfile
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from safetensors.numpy import save_file
+
+from pytest_corrsource.checks.api import CheckContext, Options, RunState
+from pytest_corrsource.hashing import DigestCache
+from pytest_corrsource.manifest import load_manifest
+from pytest_corrsource.plan import PlannedCheck, build_plan
+from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.sandbox.backends import Backend, probe_backends
 
 #: Set by the controller to its session folder; xdist workers and subprocess runs inherit it.
 SESSION_ROOT_VARIABLE = "CORRSOURCE_TEST_SESSION_ROOT"
@@ -168,6 +174,14 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by marker
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # `slow` was this marker's name: a test marked so on another branch is still end to end.
+    for item in items:
+        if item.get_closest_marker("slow") and not item.get_closest_marker("e2e"):
+            item.add_marker(pytest.mark.e2e)
+
+
 @pytest.fixture(autouse=True)
 def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     kept = (SESSION_ROOT_VARIABLE, *_SESSION_VARIABLES)
@@ -288,15 +302,70 @@ RUNNABLE_FILES: dict[str, str | bytes] = {
 }
 
 
+class PlannedChecks:
+    """The planned checks of the repository at ``root``, run one by one as a pytest session runs
+    its items (``collect.CheckItem.runtest``) but without pytest's plugin machinery.
+
+    One plan and one :class:`RunState` serve every check, so a prerequisite (or a built
+    environment, or a run) is done once, as in a session; each check runs at ``options.level``.
+    ``PlannedChecks(root)("CS101", "weights/model.safetensors")`` is that check's result.
+    """
+
+    def __init__(self, root: Path, options: Options | None = None) -> None:
+        self.root = root
+        self.manifest = load_manifest(root / "corresponding-source.yaml")
+        self.plan = build_plan(self.manifest)
+        self.options = options or Options()
+        self.state = RunState()
+
+    def find(
+        self, check_id: str, subject: str | None = None, component: str | None = None
+    ) -> PlannedCheck:
+        """The one planned check with this id (and this subject and component, where given)."""
+        found = [
+            p
+            for p in self.plan
+            if p.spec.id == check_id
+            and subject in (None, p.subject)
+            and component in (None, p.component)
+        ]
+        assert len(found) == 1, f"{check_id} {subject!r} planned {len(found)} times: {found}"
+        return found[0]
+
+    def _context(self, planned: PlannedCheck) -> CheckContext:
+        # A fresh digest cache for each check: tests rewrite files between checks, and a
+        # cache keyed by file identity may miss a same-size rewrite within one mtime tick.
+        return CheckContext(
+            self.manifest, planned.spec.id, planned.subject, self.options, DigestCache(),
+            self.state, planned.component,
+        )  # fmt: skip
+
+    def context(
+        self, check_id: str, subject: str | None = None, component: str | None = None
+    ) -> CheckContext:
+        """What the check ``check_id`` is given (to call a step function as it would)."""
+        return self._context(self.find(check_id, subject, component))
+
+    def run_planned(self, planned: PlannedCheck) -> CheckResult:
+        return run_planned(planned, self._context(planned), self.options.level)
+
+    def __call__(
+        self, check_id: str, subject: str | None = None, *, component: str | None = None
+    ) -> CheckResult:
+        return self.run_planned(self.find(check_id, subject, component))
+
+    def run_all(self) -> dict[str, CheckResult]:
+        """Every planned check in plan order, keyed by ``PlannedCheck.key``."""
+        return {planned.key: self.run_planned(planned) for planned in self.plan}
+
+
 # Read at import: the autouse fixture above removes CI from each test's environment.
 IN_CI = os.environ.get("CI") == "true"
 
 
-def require_bwrap() -> Any:
+def require_bwrap() -> Backend:
     """The working bubblewrap backend; without one a sandbox test skips, and under CI=true it
     fails (CI must exercise the sandbox, never pass by skipping it)."""
-    from pytest_corrsource.sandbox.backends import probe_backends
-
     best = probe_backends()[0]
     if best.name != "bwrap":
         message = "no bubblewrap can run here: " + "; ".join(best.notes)

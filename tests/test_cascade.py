@@ -65,20 +65,22 @@ def test_the_catalogue_prerequisites_exist_and_have_no_cycle() -> None:
         visit(spec.id, ())
 
 
+@pytest.mark.e2e
 def test_the_complete_repository_passes_everything(make_repo: RepoFactory) -> None:
     """The control for the test below: nothing fails while the weights are there."""
     checks = Checks(tinychar_like(make_repo))
-    results = {p.key: checks(p.spec.id, p.subject) for p in checks.plan}
+    results = checks.run_all()
     assert {r.id: r.message for r in results.values() if r.outcome != "passed"} == {}
 
 
+@pytest.mark.e2e
 def test_one_missing_weights_file_is_one_failure_and_the_rest_blocked(
     make_repo: RepoFactory,
 ) -> None:
     root = tinychar_like(make_repo)
     (root / "weights" / "model.safetensors").unlink()
     checks = Checks(root)
-    results = {p.key: checks(p.spec.id, p.subject) for p in checks.plan}
+    results = checks.run_all()
     outcomes = {r.id: r.outcome for r in results.values()}
     failed = sorted(i for i, o in outcomes.items() if o in ("failed", "not-required"))
     blocked = sorted(i for i, r in ((r.id, r) for r in results.values()) if "blocked_by" in r.data)
@@ -104,6 +106,7 @@ def test_one_missing_weights_file_is_one_failure_and_the_rest_blocked(
     assert "CS101 weights::present[weights/model.safetensors]: failed" in verdicts[0].blockers
 
 
+@pytest.mark.e2e
 def test_cs403_and_cs404_after_a_failed_released_run_are_blocked_by_cs402(
     make_repo: RepoFactory,
 ) -> None:
@@ -119,6 +122,7 @@ def test_cs403_and_cs404_after_a_failed_released_run_are_blocked_by_cs402(
         )
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("workers", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_the_cascade_holds_under_pytest_xdist(
     pytester: pytest.Pytester, make_repo: RepoFactory, workers: list[str]

@@ -3,15 +3,16 @@ checks, never a blocked ``open`` or an endless read; manifest regexes and nestin
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RUN_SCRIPT, RepoFactory
-from test_checks_execution import Checks, failure, runnable
+from conftest import MINIMAL_MANIFEST, RUN_SCRIPT, PlannedChecks, RepoFactory
+from test_checks_execution import failure, runnable
 
 from pytest_corrsource import patterns
 from pytest_corrsource.formats import FormatError
@@ -28,27 +29,30 @@ from pytest_corrsource.safe_io import (
     same_content,
 )
 
+T = TypeVar("T")
+
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs need a POSIX system")
 
 
-def returns(call: Callable[[], Any]) -> Any:
+def returns(call: Callable[[], T]) -> T:
     """Run *call* in a thread so that a regression (a blocking open) fails this test instead of
     hanging the suite. The bound is a deadlock guard, not a timing assertion."""
-    box: dict[str, Any] = {}
+    values: list[T] = []
+    errors: list[BaseException] = []
 
     def target() -> None:
         try:
-            box["value"] = call()
+            values.append(call())
         except BaseException as exc:  # handed back to the test
-            box["error"] = exc
+            errors.append(exc)
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     thread.join(60)
     assert not thread.is_alive(), "the call blocked"
-    if "error" in box:
-        raise box["error"]
-    return box.get("value")
+    if errors:
+        raise errors[0]
+    return values[0]
 
 
 @pytest.fixture
@@ -138,12 +142,12 @@ def _fifo_in(root: Path, rel: str) -> None:
 def test_a_fifo_as_weights_fails_the_weights_checks(make_repo: RepoFactory) -> None:
     root = make_repo(MINIMAL_MANIFEST, {"LICENSE": "MIT\n", "README.md": "# tiny\n"})
     _fifo_in(root, "weights/model.safetensors")
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     present = returns(lambda: checks("CS101", "weights/model.safetensors"))
     assert present.outcome == "failed", present.message
     assert "weights/model.safetensors is a FIFO (named pipe), not a regular file" in present.message
     for check_id in ("CS103", "CS104"):  # never opened: blocked by the root failure
-        result = returns(lambda check_id=check_id: checks(check_id, "weights/model.safetensors"))
+        result = returns(functools.partial(checks, check_id, "weights/model.safetensors"))
         assert result.outcome == "skipped", (check_id, result.message)
         assert result.message.startswith("blocked by CS101 (weights/model.safetensors is a FIFO")
 
@@ -151,7 +155,7 @@ def test_a_fifo_as_weights_fails_the_weights_checks(make_repo: RepoFactory) -> N
 def test_a_fifo_as_model_card_fails_cs903(make_repo: RepoFactory) -> None:
     root = make_repo(MINIMAL_MANIFEST, {"LICENSE": "MIT\n"})
     _fifo_in(root, "README.md")
-    result = returns(lambda: Checks(root)("CS903"))
+    result = returns(lambda: PlannedChecks(root)("CS903"))
     assert result.outcome in ("failed", "not-required")
     assert "the model card README.md is a FIFO (named pipe), not a regular file" in result.message
 
@@ -160,7 +164,7 @@ def test_a_fifo_and_a_device_link_in_the_repository_fail_cs501(make_repo: RepoFa
     root = make_repo(MINIMAL_MANIFEST + "architecture: [model.py]\n", {"model.py": "x = 1\n"})
     _fifo_in(root, "tools/pipe.py")
     (root / "zero.bin").symlink_to("/dev/zero")
-    message = failure(returns(lambda: Checks(root)("CS501")))
+    message = failure(returns(lambda: PlannedChecks(root)("CS501")))
     assert "tools/pipe.py: a FIFO (named pipe), not a regular file" in message
     assert "zero.bin: a character device, not a regular file" in message
 
@@ -168,30 +172,32 @@ def test_a_fifo_and_a_device_link_in_the_repository_fail_cs501(make_repo: RepoFa
 def test_a_fifo_as_architecture_fails_cs502(make_repo: RepoFactory) -> None:
     root = make_repo(MINIMAL_MANIFEST + "architecture: [model.py]\n")
     _fifo_in(root, "model.py")
-    message = failure(returns(lambda: Checks(root)("CS502")))
+    message = failure(returns(lambda: PlannedChecks(root)("CS502")))
     assert "model.py (line 7) is a FIFO (named pipe), not a regular file" in message
 
 
+@pytest.mark.e2e
 def test_a_fifo_as_expected_file_fails_cs402(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo,
         replace={"  expect:\n": "  expect:\n    files: [out.bin]\n"},
         files={"run.py": RUN_SCRIPT + "import os\nos.mkfifo('out.bin')\n"},
     )
-    message = failure(returns(lambda: Checks(root)("CS402")))
+    message = failure(returns(lambda: PlannedChecks(root)("CS402")))
     assert (
         "the run on the released weights: `run.expect.files` must be regular files: "
         "out.bin is a FIFO (named pipe)" in message
     )
 
 
+@pytest.mark.e2e
 def test_a_regular_expected_file_passes_cs402(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo,
         replace={"  expect:\n": "  expect:\n    files: [out.bin]\n"},
         files={"run.py": RUN_SCRIPT + "open('out.bin', 'wb').write(b'ok')\n"},
     )
-    result = Checks(root)("CS402")
+    result = PlannedChecks(root)("CS402")
     assert result.outcome == "passed", result.message
 
 
@@ -213,6 +219,7 @@ def test_invalid_patterns_are_reported_by_the_matching_engine() -> None:
     assert patterns.compile_error(r"model output: [0-9a-f]+") is None
 
 
+@pytest.mark.e2e
 def test_a_catastrophic_expect_pattern_fails_cs402_with_the_reason(
     make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -222,7 +229,7 @@ def test_a_catastrophic_expect_pattern_fails_cs402_with_the_reason(
         replace={'"model output: [0-9a-f]+"': f'"{CATASTROPHIC}"'},
         files={"run.py": "print('a' * 20000 + '!')\n"},
     )
-    message = failure(Checks(root)("CS402"))
+    message = failure(PlannedChecks(root)("CS402"))
     assert "`run.expect.stdout` could not be judged: the pattern /(a+)+$/ did not finish" in message
     assert "(catastrophic backtracking)" in message
     assert "fix: simplify the pattern (no nested repetition such as `(a+)+`)" in message
@@ -241,6 +248,7 @@ def test_a_deeply_nested_manifest_is_one_clean_error(tmp_path: Path, opening: st
     assert str(info.value).endswith("lists and mappings are nested more than 64 levels deep")
 
 
+@pytest.mark.e2e
 def test_a_deeply_nested_manifest_is_a_collection_error(pytester: pytest.Pytester) -> None:
     (pytester.path / "corresponding-source.yaml").write_text(
         "version: 1\nname: t\nweights: " + "[" * 10000 + "\n"
@@ -262,5 +270,5 @@ def test_a_tracked_symlink_to_a_device_fails_cs501_in_a_git_checkout(
     (root / "zero.bin").symlink_to("/dev/zero")
     subprocess.run(["git", "init", "-q", str(root)], check=True)
     subprocess.run(["git", "-C", str(root), "add", "-A"], check=True)
-    message = failure(returns(lambda: Checks(root)("CS501")))
+    message = failure(returns(lambda: PlannedChecks(root)("CS501")))
     assert "zero.bin: a character device, not a regular file" in message

@@ -18,38 +18,23 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
-from conftest import RUN_SCRIPT, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, sha256
+from conftest import (
+    RUN_SCRIPT,
+    RUNNABLE_FILES,
+    RUNNABLE_MANIFEST,
+    PlannedChecks,
+    RepoFactory,
+    sha256,
+)
 
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.results import CheckResult
 from pytest_corrsource.sandbox.process import network_isolation
 from pytest_corrsource.sandbox.steps import run_pipeline
 
-LEVEL = "corresponding-source"
 RUN_LINE = "  command: python run.py --weights {weights}\n"
-
-
-class Checks:
-    """One repository's checks, sharing one RunState as a pytest session would."""
-
-    def __init__(self, root: Path, level: str = LEVEL) -> None:
-        self.manifest = load_manifest(root / "corresponding-source.yaml")
-        self.plan = build_plan(self.manifest)
-        self.state = RunState()
-        self.level = level
-
-    def context(self, check_id: str, subject: str = "") -> CheckContext:
-        options = Options(level=self.level)
-        return CheckContext(self.manifest, check_id, subject, options, DigestCache(), self.state)
-
-    def __call__(self, check_id: str, subject: str = "") -> CheckResult:
-        planned = next(p for p in self.plan if p.spec.id == check_id and p.subject == subject)
-        return run_planned(planned, self.context(check_id, subject), self.level)
 
 
 def runnable(
@@ -83,9 +68,10 @@ def failure(result: CheckResult) -> str:
 # --------------------------------------------------------------------------- the whole path
 
 
+@pytest.mark.e2e
 def test_the_runnable_repository_passes_every_execution_check(make_repo: RepoFactory) -> None:
     root = runnable(make_repo)
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     results = {cid: checks(cid) for cid in ("CS201", "CS202", "CS401", "CS402", "CS403")}
     for result in results.values():
         assert result.outcome == "passed", result.message
@@ -107,7 +93,7 @@ def test_the_runnable_repository_passes_every_execution_check(make_repo: RepoFac
 def test_cs201_fails_when_the_requirements_file_is_missing(make_repo: RepoFactory) -> None:
     root = runnable(make_repo)
     (root / "requirements.txt").unlink()
-    message = failure(Checks(root)("CS201"))
+    message = failure(PlannedChecks(root)("CS201"))
     assert "found: missing from the repository: requirements.txt" in message
 
 
@@ -116,25 +102,26 @@ def test_cs201_fails_without_install_commands(make_repo: RepoFactory) -> None:
         make_repo,
         replace={"  commands:\n    - python -c \"print('installed')\"\n": "  commands: []\n"},
     )
-    message = failure(Checks(root)("CS201"))
+    message = failure(PlannedChecks(root)("CS201"))
     assert "found: `install.commands` is empty: nothing says how to install" in message
 
 
 def test_cs201_fails_without_requirements(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace={"  requirements: [requirements.txt]\n": ""})
-    message = failure(Checks(root)("CS201"))
+    message = failure(PlannedChecks(root)("CS201"))
     assert "`install.requirements` names no dependency specification" in message
 
 
 # ------------------------------------------------------------------------------------ CS202
 
 
+@pytest.mark.e2e
 def test_cs202_fails_when_an_install_command_fails(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo,
         replace={"print('installed')": "import sys; sys.exit('boom')"},
     )
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     message = failure(checks("CS202"))
     assert "found: the install commands failed in a fresh environment" in message
     assert "boom" in message
@@ -147,7 +134,7 @@ def test_cs202_fails_when_an_install_command_fails(make_repo: RepoFactory) -> No
 def test_cs202_skips_when_the_requested_python_is_not_installed(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace={"install:\n": 'install:\n  python: "2.1"\n'})
     # A required check that cannot run on this machine fails, saying so (never a silent skip).
-    message = failure(Checks(root)("CS202"))
+    message = failure(PlannedChecks(root)("CS202"))
     assert (
         "found: could not be verified on this machine: install.python asks for Python 2.1, "
         "which is not installed here"
@@ -164,9 +151,10 @@ def with_generate(command: str, produces: str = '["{outdir}/x.bin"]') -> dict[st
     return {"run:\n": step + "    timeout: 60\nrun:\n"}
 
 
+@pytest.mark.e2e
 def test_cs301_passes_when_the_step_writes_its_outputs(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace=with_generate(f"{WRITE_ONE_BYTE} {{outdir}}/x.bin"))
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     result = checks("CS301", "0")
     assert result.outcome == "passed", result.message
     assert result.message.startswith("generate[0]: exit code 0")
@@ -174,9 +162,10 @@ def test_cs301_passes_when_the_step_writes_its_outputs(make_repo: RepoFactory) -
     assert checks("CS402").outcome == "passed"
 
 
+@pytest.mark.e2e
 def test_cs301_fails_when_the_step_writes_nothing(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace=with_generate('python -c "pass"'))
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     message = failure(checks("CS301", "0"))
     assert "found: generate[0] exited 0 but did not write {outdir}/x.bin" in message
     # The run depends on it: blocked by the broken step instead of failing again.
@@ -184,10 +173,11 @@ def test_cs301_fails_when_the_step_writes_nothing(make_repo: RepoFactory) -> Non
     assert (cs402.outcome, cs402.message.split(" (")[0]) == ("skipped", "blocked by CS301")
 
 
+@pytest.mark.e2e
 def test_cs301_fails_when_the_step_fails(make_repo: RepoFactory) -> None:
     command = "python -c \"import sys; sys.exit('no converter')\""
     root = runnable(make_repo, replace=with_generate(command))
-    message = failure(Checks(root)("CS301", "0"))
+    message = failure(PlannedChecks(root)("CS301", "0"))
     assert "found: generate[0] failed: exit code 1" in message
     assert "no converter" in message
 
@@ -197,13 +187,13 @@ def test_cs301_fails_when_the_step_fails(make_repo: RepoFactory) -> None:
 
 def test_cs401_fails_naming_a_missing_script(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace={"python run.py": "python missing.py"})
-    message = failure(Checks(root)("CS401"))
+    message = failure(PlannedChecks(root)("CS401"))
     assert "found: `run.command` names missing.py, not in the repository" in message
 
 
 def test_cs401_notes_an_installed_module(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace={RUN_LINE: "  command: python -m http.server --help\n"})
-    result = Checks(root)("CS401")
+    result = PlannedChecks(root)("CS401")
     assert result.outcome == "passed"
     assert result.message == "names no repository files"
     assert result.warnings == ["`-m http.server` is not in the repository (an installed module)"]
@@ -213,29 +203,32 @@ def test_cs401_checks_a_module_of_the_repository(make_repo: RepoFactory) -> None
     root = runnable(
         make_repo, replace={"python run.py": "python -m tiny.gen"}, files={"tiny/__init__.py": ""}
     )
-    message = failure(Checks(root)("CS401"))
+    message = failure(PlannedChecks(root)("CS401"))
     assert "names module tiny.gen, not in the repository" in message
 
 
 # ------------------------------------------------------------------------------------ CS402
 
 
+@pytest.mark.e2e
 def test_cs402_fails_quoting_the_stdout_regex(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace={'"model output: [0-9a-f]+"': '"^answer: 42$"'})
-    message = failure(Checks(root)("CS402"))
+    message = failure(PlannedChecks(root)("CS402"))
     assert "stdout does not match `run.expect.stdout` /^answer: 42$/" in message
     assert "--- stdout ---\nmodel output: " in message
 
 
+@pytest.mark.e2e
 def test_cs402_fails_on_an_unexpected_exit_code(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace={"  expect:\n": "  expect:\n    exit-code: 3\n"})
-    message = failure(Checks(root)("CS402"))
+    message = failure(PlannedChecks(root)("CS402"))
     assert "found: the run on the released weights exited with 0, expected 3" in message
 
 
+@pytest.mark.e2e
 def test_cs402_fails_when_the_run_fails(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, files={"run.py": "import sys\nsys.exit('cannot load the model')\n"})
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     message = failure(checks("CS402"))
     assert "exited with 1, expected 0" in message
     assert "cannot load the model" in message
@@ -300,6 +293,7 @@ def daemonizing_run(marker: str, then: str) -> str:
     )
 
 
+@pytest.mark.e2e
 def test_cs402_times_out_and_kills_the_whole_process_tree(make_repo: RepoFactory) -> None:
     marker = f"corrsource-test-{uuid.uuid4().hex}"
     root = runnable(
@@ -307,12 +301,13 @@ def test_cs402_times_out_and_kills_the_whole_process_tree(make_repo: RepoFactory
         replace={"  timeout: 60\n": "  timeout: 1\n"},
         files={"run.py": daemonizing_run(marker, "time.sleep(30)")},
     )
-    message = failure(Checks(root)("CS402"))
+    message = failure(PlannedChecks(root)("CS402"))
     assert "found: the run on the released weights timed out after 1 s" in message
     assert "the whole process tree was killed" in message
     wait_no_process_with(marker)
 
 
+@pytest.mark.e2e
 def test_a_run_leaves_no_daemon_behind(make_repo: RepoFactory) -> None:
     marker = f"corrsource-test-{uuid.uuid4().hex}"
     root = runnable(
@@ -320,7 +315,7 @@ def test_a_run_leaves_no_daemon_behind(make_repo: RepoFactory) -> None:
         replace={'"model output: [0-9a-f]+"': '"daemon started"'},
         files={"run.py": daemonizing_run(marker, "print('daemon started')")},
     )
-    result = Checks(root)("CS402")
+    result = PlannedChecks(root)("CS402")
     assert result.outcome == "passed", result.message
     wait_no_process_with(marker)
 
@@ -343,11 +338,12 @@ IGNORES_WEIGHTS = RUN_SCRIPT.replace(
 )
 
 
+@pytest.mark.e2e
 def test_cs403_fails_a_run_that_refuses_modified_weights(make_repo: RepoFactory) -> None:
     root = runnable(make_repo)
     digest = sha256(root / "weights" / "model.safetensors")
     (root / "run.py").write_text(TIVOIZED.format(digest=digest))
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     assert checks("CS402").outcome == "passed"
     message = failure(checks("CS403"))
     assert "found: the run on modified weights exited with 1, expected 0" in message
@@ -355,19 +351,21 @@ def test_cs403_fails_a_run_that_refuses_modified_weights(make_repo: RepoFactory)
     assert "not signed by the vendor" in message
 
 
+@pytest.mark.e2e
 def test_cs403_fails_a_run_that_ignores_the_declared_weights(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, files={"run.py": IGNORES_WEIGHTS})
     (root / "assets").mkdir()
     (root / "assets" / "other.safetensors").write_bytes(
         (root / "weights" / "model.safetensors").read_bytes()
     )
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     assert checks("CS402").outcome == "passed"
     message = failure(checks("CS403"))
     assert "found: the run's output is identical with modified weights" in message
     assert "`run.deterministic: false`" in message
 
 
+@pytest.mark.e2e
 def test_cs403_non_deterministic_run_need_not_change_output(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo,
@@ -378,7 +376,7 @@ def test_cs403_non_deterministic_run_need_not_change_output(make_repo: RepoFacto
     (root / "assets" / "other.safetensors").write_bytes(
         (root / "weights" / "model.safetensors").read_bytes()
     )
-    result = Checks(root)("CS403")
+    result = PlannedChecks(root)("CS403")
     assert result.outcome == "passed", result.message
 
 
@@ -402,17 +400,19 @@ def local_server() -> Iterator[int]:
         server.close()
 
 
+@pytest.mark.e2e
 def test_cs404_passes_the_plain_stdlib_run(make_repo: RepoFactory) -> None:
     available, reason = network_isolation()
     if not available:
         pytest.skip(f"no network isolation here: {reason}")
-    result = Checks(runnable(make_repo))("CS404")
+    result = PlannedChecks(runnable(make_repo))("CS404")
     assert result.outcome == "passed", result.message
     assert result.message == (
         "ran in a bubblewrap sandbox with its own network namespace (loopback only)"
     )
 
 
+@pytest.mark.e2e
 def test_cs404_fails_a_run_that_needs_the_network(
     make_repo: RepoFactory, local_server: int
 ) -> None:
@@ -424,7 +424,7 @@ def test_cs404_fails_a_run_that_needs_the_network(
         replace={"{weights}\n": f"{{weights}} --port {local_server}\n"},
         files={"run.py": NEEDS_SERVER},
     )
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     assert checks("CS402").outcome == "passed"
     message = failure(checks("CS404"))
     assert "found: the run without network exited with 1, expected 0" in message
@@ -443,18 +443,20 @@ VANDAL = RUN_SCRIPT + textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_a_run_writing_into_its_tree_leaves_the_users_repository_intact(
     make_repo: RepoFactory,
 ) -> None:
     root = runnable(make_repo, files={"run.py": VANDAL})
     before = tree_digests(root)
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     for check_id in ("CS402", "CS403"):
         result = checks(check_id)
         assert result.outcome == "passed", result.message
     assert tree_digests(root) == before
 
 
+@pytest.mark.e2e
 def test_credentials_do_not_reach_the_run(
     make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -471,7 +473,7 @@ def test_credentials_do_not_reach_the_run(
         replace={'"model output: [0-9a-f]+"': '"PATH"'},
         files={"run.py": script},
     )
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     assert checks("CS402").outcome == "passed"
     run = run_pipeline(checks.context("CS402"), "released").step("run")
     assert run is not None
@@ -482,6 +484,7 @@ def test_credentials_do_not_reach_the_run(
         assert value not in stdout
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("creates", [True, False], ids=["creates", "forgets"])
 def test_an_expected_non_zero_exit_code_is_a_successful_run(
     make_repo: RepoFactory, creates: bool
@@ -492,7 +495,7 @@ def test_an_expected_non_zero_exit_code_is_a_successful_run(
         replace={"  expect:\n": "  expect:\n    exit-code: 3\n    files: [done.txt]\n"},
         files={"run.py": RUN_SCRIPT + end + "sys.exit(3)\n"},
     )
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     if creates:
         for check_id in ("CS402", "CS403"):
             result = checks(check_id)
@@ -505,10 +508,10 @@ def test_an_expected_non_zero_exit_code_is_a_successful_run(
 
 def test_cs401_checks_files_named_through_the_repo_placeholder(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, replace={"python run.py": "python {repo}/run.py"})
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     assert checks("CS401").message == "uses run.py"
     (root / "run.py").unlink()
-    message = failure(Checks(root)("CS401"))
+    message = failure(PlannedChecks(root)("CS401"))
     assert "found: `run.command` names run.py, not in the repository" in message
 
 
@@ -534,8 +537,10 @@ SHARDED_RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_cs403_modifies_every_shard_of_a_sharded_checkpoint(make_repo: RepoFactory) -> None:
     import numpy as np
+    import numpy.typing as npt
     from safetensors.numpy import save_file
 
     root = runnable(
@@ -553,7 +558,7 @@ def test_cs403_modifies_every_shard_of_a_sharded_checkpoint(make_repo: RepoFacto
     for seed in (1, 2):
         name = f"model-0000{seed}-of-00002.safetensors"
         rng = np.random.default_rng(seed)
-        tensors = {
+        tensors: dict[str, npt.NDArray[Any]] = {
             f"s{seed}.weight": rng.standard_normal((4, 3)).astype(np.float32),
             f"s{seed}.ids": np.arange(4, dtype=np.int64),
         }
@@ -564,7 +569,7 @@ def test_cs403_modifies_every_shard_of_a_sharded_checkpoint(make_repo: RepoFacto
     (root / "weights" / "model.safetensors.index.json").write_text(json.dumps(index))
     before = tree_digests(root)
 
-    checks = Checks(root)
+    checks = PlannedChecks(root)
     assert checks("CS103", "weights/model.safetensors.index.json").outcome == "passed"
     assert checks("CS402").outcome == "passed"
     result = checks("CS403")
@@ -574,6 +579,7 @@ def test_cs403_modifies_every_shard_of_a_sharded_checkpoint(make_repo: RepoFacto
     assert tree_digests(root) == before
 
 
+@pytest.mark.e2e
 def test_cs202_needs_the_declared_system_programs(make_repo: RepoFactory) -> None:
     # llama2.c builds run.c with cc and make: a machine without them cannot verify the
     # repository, which is not the repository's failure ("could not be verified", waivable).
@@ -581,7 +587,7 @@ def test_cs202_needs_the_declared_system_programs(make_repo: RepoFactory) -> Non
         make_repo,
         replace={"  commands:\n": "  system: [sh, no-such-compiler-xyz]\n  commands:\n"},
     )
-    result = Checks(root)("CS202")
+    result = PlannedChecks(root)("CS202")
     assert result.outcome == "failed"
     assert (
         "found: could not be verified on this machine: `install.system` needs "
@@ -589,4 +595,4 @@ def test_cs202_needs_the_declared_system_programs(make_repo: RepoFactory) -> Non
     ) in result.message
     manifest = root / "corresponding-source.yaml"
     manifest.write_text(manifest.read_text().replace(", no-such-compiler-xyz]", "]"))
-    assert Checks(root)("CS202").outcome == "passed"
+    assert PlannedChecks(root)("CS202").outcome == "passed"

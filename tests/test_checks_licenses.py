@@ -9,26 +9,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import RepoFactory
+from conftest import PlannedChecks, RepoFactory
 
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
+from pytest_corrsource.checks.api import Options
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.results import CheckResult
+from pytest_corrsource.vocabulary import Level
 
 LICENSE_TEXT = {"LICENSE": "MIT License\n"}
 
 
 def check(
-    root: Path, check_id: str, subject: str, *, level: str = "corresponding-source"
+    root: Path, check_id: str, subject: str, *, level: Level = "corresponding-source"
 ) -> CheckResult:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(
-        p for p in build_plan(manifest) if p.spec.id == check_id and p.subject == subject
-    )
-    ctx = CheckContext(manifest, check_id, subject, Options(level=level), DigestCache(), RunState())
-    return run_planned(planned, ctx, level)
+    return PlannedChecks(root, Options(level=level))(check_id, subject)
 
 
 def manifest(licenses: str = "", extra: str = "") -> str:
@@ -201,7 +196,7 @@ def test_cs902_fails_an_undeclared_custom_licence_reference(make_repo: RepoFacto
     [("open-source-ai", "failed"), ("corresponding-source", "not-required")],
 )
 def test_cs902_fails_a_non_commercial_licence(
-    make_repo: RepoFactory, level: str, outcome: str
+    make_repo: RepoFactory, level: Level, outcome: str
 ) -> None:
     root = make_repo(manifest("{distribution: CC-BY-NC-4.0}"), LICENSE_TEXT)
     result = check(root, "CS902", "weights", level=level)

@@ -8,14 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory
 
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import Options
 from pytest_corrsource.checks.manifest import MAX_QUOTED, Todo, find_todos
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.results import CheckResult
 
 WITH_TODOS = """\
 # Draft written by corrsource init: review every TODO, then run pytest --corresponding-source
@@ -32,11 +29,10 @@ docs:
 
 
 def check_cs001(root: Path) -> CheckResult:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    [planned] = [p for p in build_plan(manifest) if p.spec.id == "CS001"]
+    checks = PlannedChecks(root, Options(level="open-weights"))
+    planned = checks.find("CS001")
     assert planned.required_by == "open-weights"
-    ctx = CheckContext(manifest, "CS001", "", Options(), DigestCache(), RunState())
-    return run_planned(planned, ctx, "open-weights")
+    return checks.run_planned(planned)
 
 
 def test_a_manifest_without_todo_passes(make_repo: RepoFactory) -> None:
@@ -86,6 +82,7 @@ def test_many_todos_are_counted_exactly_and_quoted_up_to_a_limit(make_repo: Repo
     assert find_todos(notes)[0] == Todo(1, "# TODO: note 0")
 
 
+@pytest.mark.e2e
 def test_a_draft_meets_no_level(make_repo: RepoFactory, tmp_path: Path) -> None:
     root = make_repo(WITH_TODOS, {"README.md": "# tiny\n", "LICENSE": "MIT License\n"})
     report = tmp_path / "report.json"

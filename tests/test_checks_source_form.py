@@ -11,25 +11,20 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory
 
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.checks.api import Options
+from pytest_corrsource.results import CheckResult
+from pytest_corrsource.vocabulary import Level
 
-LEVEL = "open-source-ai"
+LEVEL: Level = "open-source-ai"
 ELF = b"\x7fELF" + bytes(60)
 MODEL_PY = "import math\n\n\ndef forward(x):\n    return math.tanh(x)\n"
 
 
 def check(root: Path, check_id: str) -> CheckResult:
     """Run one planned source check of the repository at ``root`` as the plugin would."""
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(p for p in build_plan(manifest) if p.spec.id == check_id)
-    ctx = CheckContext(manifest, check_id, "", Options(level=LEVEL), DigestCache(), RunState())
-    return run_planned(planned, ctx, LEVEL)
+    return PlannedChecks(root, Options(level=LEVEL))(check_id)
 
 
 def passed(result: CheckResult) -> CheckResult:

@@ -17,20 +17,23 @@ import socket
 import textwrap
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory
+from conftest import (
+    MINIMAL_MANIFEST,
+    RUNNABLE_FILES,
+    RUNNABLE_MANIFEST,
+    PlannedChecks,
+    RepoFactory,
+)
 from safetensors.numpy import load_file
 
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.checks.api import Options
+from pytest_corrsource.results import CheckResult
+from pytest_corrsource.vocabulary import Level
 
-LEVEL = "open-source-ai"
+LEVEL: Level = "open-source-ai"
 
 # A "training" script that needs only the standard library: it writes a safetensors file
 # (8-byte little-endian header length, space-padded JSON header, raw little-endian data) with
@@ -205,24 +208,11 @@ def runnable(
     return root
 
 
-@dataclass
-class Checks:
-    """One repository's checks, sharing one RunState as a pytest session would."""
+class Checks(PlannedChecks):
+    """The repository's checks at ``open-source-ai``; ``fetch`` and ``cache_dir`` as given."""
 
-    root: Path
-    fetch: bool = False
-    cache_dir: Path | None = None
-
-    def __post_init__(self) -> None:
-        self.manifest = load_manifest(self.root / "corresponding-source.yaml")
-        self.plan = build_plan(self.manifest)
-        self.state = RunState()
-
-    def __call__(self, check_id: str, subject: str = "") -> CheckResult:
-        planned = next(p for p in self.plan if p.spec.id == check_id and p.subject == subject)
-        options = Options(level=LEVEL, fetch=self.fetch, cache_dir=self.cache_dir)
-        ctx = CheckContext(self.manifest, check_id, subject, options, DigestCache(), self.state)
-        return run_planned(planned, ctx, LEVEL)
+    def __init__(self, root: Path, *, fetch: bool = False, cache_dir: Path | None = None) -> None:
+        super().__init__(root, Options(level=LEVEL, fetch=fetch, cache_dir=cache_dir))
 
 
 def passed(result: CheckResult) -> CheckResult:
@@ -280,6 +270,7 @@ def with_mode(mode: str, reproduce: str = "") -> dict[str, str]:
     return {old: f"--out {{outdir}}/model.safetensors {mode}\n{reproduce}"}
 
 
+@pytest.mark.e2e
 def test_cs602_and_cs603_pass_when_training_writes_the_released_schema(
     make_repo: RepoFactory,
 ) -> None:
@@ -290,6 +281,7 @@ def test_cs602_and_cs603_pass_when_training_writes_the_released_schema(
     assert passed(checks("CS603")).message == "same 3 tensor names, dtypes and shapes"
 
 
+@pytest.mark.e2e
 def test_cs602_fails_when_training_crashes(make_repo: RepoFactory) -> None:
     checks = Checks(runnable(make_repo, TRAINING, replace=with_mode("--mode crash")))
     message = failure(checks("CS602"))
@@ -299,6 +291,7 @@ def test_cs602_fails_when_training_crashes(make_repo: RepoFactory) -> None:
     assert failure(checks("CS603"), "skipped").startswith("blocked by CS602 (the training command")
 
 
+@pytest.mark.e2e
 def test_cs602_fails_when_training_writes_nothing(make_repo: RepoFactory) -> None:
     checks = Checks(runnable(make_repo, TRAINING, replace=with_mode("--mode nothing")))
     message = failure(checks("CS602"))
@@ -306,6 +299,7 @@ def test_cs602_fails_when_training_writes_nothing(make_repo: RepoFactory) -> Non
     assert failure(checks("CS603"), "skipped").startswith("blocked by CS602")
 
 
+@pytest.mark.e2e
 def test_cs602_fails_when_training_writes_something_else(make_repo: RepoFactory) -> None:
     checks = Checks(runnable(make_repo, TRAINING, replace=with_mode("--mode garbage")))
     message = failure(checks("CS602"))
@@ -314,12 +308,14 @@ def test_cs602_fails_when_training_writes_something_else(make_repo: RepoFactory)
     assert "not valid weights" in failure(checks("CS603"), "skipped")
 
 
+@pytest.mark.e2e
 def test_cs602_fails_truncated_safetensors(make_repo: RepoFactory) -> None:
     checks = Checks(runnable(make_repo, TRAINING, replace=with_mode("--mode truncated")))
     message = failure(checks("CS602"))
     assert "the training command wrote model.safetensors, which is not valid weights" in message
 
 
+@pytest.mark.e2e
 def test_cs603_lists_every_schema_difference(make_repo: RepoFactory) -> None:
     checks = Checks(runnable(make_repo, TRAINING, replace=with_mode("--mode wider,missing,extra")))
     passed(checks("CS602"))  # it did write weights: only their schema is wrong
@@ -331,11 +327,13 @@ def test_cs603_lists_every_schema_difference(make_repo: RepoFactory) -> None:
     assert "dtype mismatch" not in message
 
 
+@pytest.mark.e2e
 def test_cs603_exact_passes_identical_values(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, TRAINING, replace=with_mode("", "  reproduce: exact\n"))
     assert passed(Checks(root)("CS603")).message == "values reproduced (exact)"
 
 
+@pytest.mark.e2e
 def test_cs603_exact_fails_different_values(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, TRAINING, replace=with_mode("--delta 1e-3", "  reproduce: exact\n"))
     message = failure(Checks(root)("CS603"))
@@ -345,11 +343,13 @@ def test_cs603_exact_fails_different_values(make_repo: RepoFactory) -> None:
 TOLERANCE = "  reproduce: tolerance\n  tolerance: 0.5\n"
 
 
+@pytest.mark.e2e
 def test_cs603_tolerance_passes_a_small_difference(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, TRAINING, replace=with_mode("--delta 0.1", TOLERANCE))
     assert passed(Checks(root)("CS603")).message == "values reproduced (tolerance)"
 
 
+@pytest.mark.e2e
 def test_cs603_tolerance_fails_a_large_difference_naming_the_worst_tensor(
     make_repo: RepoFactory,
 ) -> None:
@@ -361,11 +361,13 @@ def test_cs603_tolerance_fails_a_large_difference_naming_the_worst_tensor(
 # --------------------------------------------------------------------------- CS405 modify
 
 
+@pytest.mark.e2e
 def test_cs405_passes_when_modify_writes_released_schema_weights(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, MODIFY)
     assert passed(Checks(root)("CS405")).message == "wrote {outdir}/ft.safetensors"
 
 
+@pytest.mark.e2e
 def test_cs405_reports_a_wrong_schema(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo, MODIFY, replace={"ft.safetensors\n": "ft.safetensors --mode wider\n"}
@@ -379,6 +381,7 @@ def test_cs405_reports_a_wrong_schema(make_repo: RepoFactory) -> None:
     assert "shape mismatch: layer.weight ([4, 3] released, [4, 5] regenerated)" in message
 
 
+@pytest.mark.e2e
 def test_cs405_reports_missing_output(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo, MODIFY, replace={"ft.safetensors\n": "ft.safetensors --mode nothing\n"}
@@ -619,6 +622,7 @@ def test_cs702_fails_when_no_card_is_declared(make_repo: RepoFactory) -> None:
 # --------------------------------------------------------------------------- CS703 preprocessing
 
 
+@pytest.mark.e2e
 def test_cs703_passes_when_preprocessing_writes_its_output(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, PREPROCESSING)
     before = tree(root)
@@ -626,12 +630,14 @@ def test_cs703_passes_when_preprocessing_writes_its_output(make_repo: RepoFactor
     assert tree(root) == before
 
 
+@pytest.mark.e2e
 def test_cs703_fails_when_preprocessing_writes_nothing(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, PREPROCESSING, replace={"train.txt\n": "train.txt --skip\n"})
     message = failure(Checks(root)("CS703"))
     assert "preprocessing exited 0 but did not write {outdir}/train.txt" in message
 
 
+@pytest.mark.e2e
 def test_cs703_fails_when_preprocessing_fails(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, PREPROCESSING, replace={"train.txt\n": "train.txt --bogus\n"})
     message = failure(Checks(root)("CS703"))
@@ -639,6 +645,7 @@ def test_cs703_fails_when_preprocessing_fails(make_repo: RepoFactory) -> None:
     assert "unrecognized arguments: --bogus" in message
 
 
+@pytest.mark.e2e
 def test_cs703_fails_missing_preprocessing_code(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, PREPROCESSING, replace={"code: [prepare.py]": "code: [clean.py]"})
     message = failure(Checks(root)("CS703"))
@@ -692,17 +699,20 @@ def test_cs703_no_preprocessing_must_be_true(make_repo: RepoFactory) -> None:
 # --------------------------------------------------------------------------- CS801 evaluation
 
 
+@pytest.mark.e2e
 def test_cs801_passes_and_records_the_metric(make_repo: RepoFactory) -> None:
     result = passed(Checks(runnable(make_repo, EVALUATION))("CS801"))
     assert result.data["metric"] == "1.23"
     assert result.message == "evaluation: 1.23"
 
 
+@pytest.mark.e2e
 def test_cs801_records_the_whole_match_without_a_group(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, EVALUATION, replace={"loss: ([0-9.]+)": "loss: [0-9.]+"})
     assert passed(Checks(root)("CS801")).data["metric"] == "loss: 1.23"
 
 
+@pytest.mark.e2e
 def test_cs801_fails_quoting_the_regex(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, EVALUATION, replace={"loss: ([0-9.]+)": "accuracy: [0-9.]+"})
     message = failure(Checks(root)("CS801"))
@@ -710,6 +720,7 @@ def test_cs801_fails_quoting_the_regex(make_repo: RepoFactory) -> None:
     assert "loss: 1.23" in message  # what it printed instead
 
 
+@pytest.mark.e2e
 def test_cs801_checks_expect_stderr(make_repo: RepoFactory) -> None:
     expect = 'expect: {stdout: "loss: ([0-9.]+)"}'
     ok = runnable(make_repo, EVALUATION, replace={expect: 'expect: {stderr: "^$"}'})
@@ -721,6 +732,7 @@ def test_cs801_checks_expect_stderr(make_repo: RepoFactory) -> None:
     assert "stderr does not match `evaluation.expect.stderr` /warming up/" in message
 
 
+@pytest.mark.e2e
 def test_cs801_fails_a_failing_evaluation(make_repo: RepoFactory) -> None:
     root = runnable(make_repo, EVALUATION, replace={"{weights}\n": "{weights} --fail\n"})
     message = failure(Checks(root)("CS801"))
@@ -728,6 +740,7 @@ def test_cs801_fails_a_failing_evaluation(make_repo: RepoFactory) -> None:
     assert "evaluation crashed" in message
 
 
+@pytest.mark.e2e
 def test_cs801_fails_missing_evaluation_data(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo, EVALUATION, replace={"data: [data/val.txt]": "data: [data/test.txt]"}
@@ -735,6 +748,7 @@ def test_cs801_fails_missing_evaluation_data(make_repo: RepoFactory) -> None:
     assert "not in the repository: data/test.txt" in failure(Checks(root)("CS801"))
 
 
+@pytest.mark.e2e
 def test_cs801_fails_without_a_command(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo, EVALUATION, replace={"  command: python eval.py --weights {weights}\n": ""}

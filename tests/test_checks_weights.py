@@ -18,16 +18,14 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory, sha256, write_weights
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory, sha256, write_weights
 from safetensors.numpy import save_file
 
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.checks.api import Options
+from pytest_corrsource.results import CheckResult
+from pytest_corrsource.vocabulary import Level
 
-LEVEL = "corresponding-source"
+LEVEL: Level = "corresponding-source"
 
 # A protocol-0 pickle that calls os.system("echo pwned") when loaded. Never loaded here.
 EVIL_PICKLE = b"cos\nsystem\n(S'echo pwned'\ntR."
@@ -43,17 +41,10 @@ def check(
     subject: str,
     *,
     component: str = "weights",
-    level: str = LEVEL,
+    level: Level = LEVEL,
 ) -> CheckResult:
     """Run one planned check of the repository at ``root`` the way the plugin would."""
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(
-        p
-        for p in build_plan(manifest)
-        if p.spec.id == check_id and p.subject == subject and p.component == component
-    )
-    ctx = CheckContext(manifest, check_id, subject, Options(level=level), DigestCache(), RunState())
-    return run_planned(planned, ctx, level)
+    return PlannedChecks(root, Options(level=level))(check_id, subject, component=component)
 
 
 def weights_manifest(*entries: str) -> str:
@@ -70,15 +61,17 @@ def sharded(root: Path, total_size: int | None = None) -> dict[str, str]:
         "model-00001-of-00002.safetensors": {"a.weight": rng.standard_normal((2, 3)).astype("f4")},
         "model-00002-of-00002.safetensors": {"b.weight": rng.standard_normal(5).astype("f4")},
     }
-    weight_map = {}
+    weight_map: dict[str, str] = {}
     size = 0
     for name, tensors in shards.items():
         save_file(tensors, str(folder / name))
         for key, array in tensors.items():
             weight_map[key] = name
             size += array.nbytes
-    index = {"metadata": {"total_size": size if total_size is None else total_size}}
-    index["weight_map"] = weight_map  # type: ignore[assignment]
+    index: dict[str, object] = {
+        "metadata": {"total_size": size if total_size is None else total_size}
+    }
+    index["weight_map"] = weight_map
     (folder / "model.safetensors.index.json").write_text(json.dumps(index))
     return {name: sha256(folder / name) for name in shards}
 

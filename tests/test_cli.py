@@ -7,14 +7,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory
 
-from pytest_corrsource.catalogue import CHECKS, SNIPPETS
+from pytest_corrsource.catalogue import CHECKS, SNIPPETS, CheckSpec
 from pytest_corrsource.cli import explain, levels_requiring, main
 
 
 @pytest.mark.parametrize("spec", CHECKS, ids=[c.id for c in CHECKS])
-def test_every_check_is_explained(spec, capsys: pytest.CaptureFixture[str]) -> None:
+def test_every_check_is_explained(spec: CheckSpec, capsys: pytest.CaptureFixture[str]) -> None:
     assert spec.why, f"{spec.id} says why it matters"
     assert main(["explain", spec.id.lower()]) == 0
     text = capsys.readouterr().out
@@ -51,21 +51,15 @@ def test_checks_lists_every_check(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_failure_messages_point_to_explain(make_repo: RepoFactory) -> None:
-    from pytest_corrsource.checks.api import CheckContext, Options, RunState
-    from pytest_corrsource.hashing import DigestCache
-    from pytest_corrsource.manifest import load_manifest
-    from pytest_corrsource.plan import build_plan
-    from pytest_corrsource.results import run_planned
+    from pytest_corrsource.checks.api import Options
 
     root = make_repo(MINIMAL_MANIFEST.replace("sha256: {sha}", "sha256: " + "0" * 64))
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(p for p in build_plan(manifest) if p.spec.id == "CS104")
-    ctx = CheckContext(manifest, "CS104", planned.subject, Options(), DigestCache(), RunState())
-    result = run_planned(planned, ctx, "open-weights")
+    result = PlannedChecks(root, Options(level="open-weights"))("CS104")
     assert result.outcome == "failed"
     assert "  more: corrsource explain CS104" in result.message
 
 
+@pytest.mark.e2e
 def test_check_is_pytest_with_the_flag(make_repo: RepoFactory, tmp_path: Path) -> None:
     root = make_repo(MINIMAL_MANIFEST, {"LICENSE": "MIT License\n"})
     base = [sys.executable, "-m", "pytest_corrsource", "check", str(root), "-p", "no:randomly"]
@@ -115,6 +109,7 @@ def test_schema_prints_the_shipped_schema(capsys: pytest.CaptureFixture[str]) ->
     assert SCHEMA_URL.endswith("/pytest_corrsource/schema/corresponding-source.schema.json")
 
 
+@pytest.mark.e2e
 def test_the_console_script_runs(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "pytest_corrsource", "--version"],
                           capture_output=True, text=True, timeout=60, cwd=tmp_path)  # fmt: skip

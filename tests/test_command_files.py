@@ -4,14 +4,10 @@ shell bodies, files a generate step builds (issue 14, "Commands as people write 
 from __future__ import annotations
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory
 
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.checks.command_files import analyse_command
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.results import CheckResult
 
 
 @pytest.mark.parametrize(
@@ -64,10 +60,7 @@ def cs401(
     make_repo: RepoFactory, run_section: str, files: dict[str, str | bytes], name: str = "repo"
 ) -> CheckResult:
     root = make_repo(MINIMAL_MANIFEST + run_section, files, name=name)
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(p for p in build_plan(manifest) if p.spec.id == "CS401")
-    ctx = CheckContext(manifest, "CS401", "", Options(), DigestCache(), RunState())
-    return run_planned(planned, ctx, "corresponding-source")
+    return PlannedChecks(root)("CS401")
 
 
 def test_cs401_accepts_a_file_a_generate_step_builds(make_repo: RepoFactory) -> None:

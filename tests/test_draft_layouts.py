@@ -225,6 +225,7 @@ def test_nanogpt_prefers_the_cpu_variant(
     manifest, text, _err = draft(repo, capsys)
 
     assert manifest.training is not None
+    assert manifest.training.command is not None
     assert manifest.training.command.startswith(
         "python train.py config/train_shakespeare_char.py --device=cpu --compile=False"
     )

@@ -213,11 +213,12 @@ def fake_repo(make_repo: RepoFactory, sections: str = FAKE) -> Path:
     return root
 
 
+@pytest.mark.e2e
 def test_a_manifest_of_do_nothing_steps_meets_no_level_above_open_weights(
     make_repo: RepoFactory,
 ) -> None:
     checks = Checks(fake_repo(make_repo))
-    results = {p.key: checks(p.spec.id, p.subject) for p in checks.plan}
+    results = checks.run_all()
     by_id = {r.id: r for r in results.values()}
     for check_id, claim in [
         ("CS301", "generate[0]"),
@@ -239,6 +240,7 @@ def test_a_manifest_of_do_nothing_steps_meets_no_level_above_open_weights(
     assert met == ["open-weights"]
 
 
+@pytest.mark.e2e
 def test_the_honest_variant_of_the_same_repository_meets_open_source_ai(
     make_repo: RepoFactory,
 ) -> None:
@@ -267,12 +269,13 @@ def test_the_honest_variant_of_the_same_repository_meets_open_source_ai(
     )
     root = runnable(make_repo, honest, files={"DATA_CARD.md": FULL_CARD})
     checks = Checks(root)
-    results = {p.key: checks(p.spec.id, p.subject) for p in checks.plan}
+    results = checks.run_all()
     not_passed = {r.id: r.message for r in results.values() if r.outcome != "passed"}
     assert not_passed == {}
     assert results["CS603:training:"].message == "values reproduced (exact)"
 
 
+@pytest.mark.e2e
 def test_run_expect_files_must_be_written_by_the_run(make_repo: RepoFactory) -> None:
     root = runnable(
         make_repo, "", replace={"  expect:\n": '  expect:\n    files: ["{repo}/run.py"]\n'}
@@ -287,6 +290,7 @@ def test_run_expect_files_must_be_written_by_the_run(make_repo: RepoFactory) -> 
     assert checks("CS403").message.startswith("blocked by CS402")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     ("command", "reason"),
     [
@@ -320,6 +324,7 @@ def test_training_that_links_the_released_weights_did_not_produce_them(
     assert checks("CS603").message.startswith("blocked by CS602")
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize(
     "command",
     [

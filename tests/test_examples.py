@@ -2,7 +2,7 @@
 
 These install numpy and safetensors into a real isolated environment (from the session's local
 index of the test venv's own wheels, see conftest.py: once per session, the examples share one
-install spec) and run the models' own scripts, so they are marked ``slow``; CI runs them. What
+install spec) and run the models' own scripts, so they are marked ``e2e``; CI runs them. What
 each example must give is recorded once, in examples/expected.json.
 """
 
@@ -28,7 +28,7 @@ TABLE_END = "<!-- end of generated table -->\n"
 
 def run_example(
     name: str, tmp_path: Path, *args: str
-) -> tuple[subprocess.CompletedProcess[str], dict]:
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
     report = tmp_path / "report.json"
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--corresponding-source", str(EXAMPLES / name),
@@ -40,14 +40,14 @@ def run_example(
     return proc, json.loads(report.read_text())
 
 
-def outcomes(report: dict) -> dict[str, str]:
+def outcomes(report: dict[str, Any]) -> dict[str, str]:
     return {
         f"{c['id']}[{c['subject']}]" if c["subject"] else c["id"]: c["outcome"]
         for c in report["checks"]
     }
 
 
-def failed(report: dict) -> list[str]:
+def failed(report: dict[str, Any]) -> list[str]:
     return sorted(c["id"] for c in report["checks"] if c["outcome"] == "failed")
 
 
@@ -90,7 +90,7 @@ def test_readme_names_check_ids_only_in_the_generated_table() -> None:
     assert re.findall(r"CS\d{3}", prose) == []
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_example_outcome_is_the_expected_one(tmp_path: Path, name: str) -> None:
     """A real run of each example gives exactly the outcome examples/expected.json records."""
@@ -107,7 +107,7 @@ def test_example_outcome_is_the_expected_one(tmp_path: Path, name: str) -> None:
     assert f"verdict: level {expected['level']} {verdict}" in proc.stdout
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_tinychar_passes_every_check(tmp_path: Path) -> None:
     _proc, report = run_example("tinychar", tmp_path, "--corrsource-level", "open-source-ai")
     assert report["passed"] is True
@@ -117,14 +117,14 @@ def test_tinychar_passes_every_check(tmp_path: Path) -> None:
     assert evaluation["data"]["metric"].startswith("loss: ")
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_weights_only_meets_open_weights(tmp_path: Path) -> None:
     proc, report = run_example("weights-only", tmp_path, "--corrsource-level", "open-weights")
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert report["levels_met"] == ["open-weights"]
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_example_test_module_uses_the_fixtures(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", str(EXAMPLES / "tinychar" / "tests"), "-p", "no:randomly",

@@ -123,8 +123,8 @@ def test_versions_2_and_3(tmp_path: Path) -> None:
 @pytest.mark.parametrize("compressed", [False, True])
 def test_real_npz(tmp_path: Path, compressed: bool) -> None:
     path = tmp_path / "weights.npz"
-    arrays = {"w": np.zeros((4, 4), np.float32), "b": np.ones(4, np.int8)}
-    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    save = np.savez_compressed if compressed else np.savez
+    save(path, w=np.zeros((4, 4), np.float32), b=np.ones(4, np.int8))
     result = read_npz_header(path)
     assert result.format == "npz"
     assert {(t.name, t.dtype, t.shape, t.nbytes) for t in result.tensors} == {

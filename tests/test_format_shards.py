@@ -18,7 +18,7 @@ from pytest_corrsource.formats.shards import (
     verify_sharded_checkpoint,
 )
 
-SHARDS = {
+SHARDS: dict[str, dict[str, tuple[int, ...]]] = {
     "model-00001-of-00003.safetensors": {"embed": (4, 8), "layer.0.w": (8, 8)},
     "model-00002-of-00003.safetensors": {"layer.1.w": (8, 8), "layer.1.b": (8,)},
     "model-00003-of-00003.safetensors": {"head": (8, 2)},

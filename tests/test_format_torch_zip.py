@@ -14,22 +14,20 @@ import tempfile
 import textwrap
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
-from conftest import RUNNABLE_FILES, RepoFactory
+from conftest import RUNNABLE_FILES, PlannedChecks, RepoFactory
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import Options
 from pytest_corrsource.formats import FormatError
 from pytest_corrsource.formats.tensors import open_tensors, read_schema
 from pytest_corrsource.formats.torch_zip import read_torch_zip
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.perturb import PerturbUnsupported, perturb_weights
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.results import CheckResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CHECKPOINT = FIXTURES / "torch_checkpoint.pt"
@@ -111,9 +109,9 @@ def test_a_storage_of_the_wrong_size_is_a_format_error(tmp_path: Path) -> None:
             zout.writestr(info.filename, data)
     with pytest.raises(FormatError, match=r"storage '0' .* is 44 bytes .* needs 48 stored"):
         read_schema(src)
-    with pytest.raises(PerturbUnsupported, match="needs 48 stored") as info:
+    with pytest.raises(PerturbUnsupported, match="needs 48 stored") as raised:
         perturb_weights(src, tmp_path / "out.pt")
-    assert info.value.format == "corrupt"
+    assert raised.value.format == "corrupt"
 
 
 def test_a_compressed_storage_is_refused(tmp_path: Path) -> None:
@@ -121,9 +119,9 @@ def test_a_compressed_storage_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(CHECKPOINT) as zin, zipfile.ZipFile(src, "w") as zout:
         for info in zin.infolist():
             zout.writestr(info.filename, zin.read(info), zipfile.ZIP_DEFLATED)
-    with pytest.raises(PerturbUnsupported, match=r"is compressed; torch\.save stores") as info:
+    with pytest.raises(PerturbUnsupported, match=r"is compressed; torch\.save stores") as raised:
         perturb_weights(src, tmp_path / "out.pt")
-    assert info.value.format == "torch-zip"  # a limit of the plugin, not corruption
+    assert raised.value.format == "torch-zip"  # a limit of the plugin, not corruption
 
 
 def test_a_tensor_reaching_past_its_storage_is_a_format_error(tmp_path: Path) -> None:
@@ -258,9 +256,11 @@ def test_torch_loads_the_modified_copy(tmp_path: Path, weights_only: bool, fixtu
     assert changed >= 6
 
 
-def _flatten(value: object, prefix: str = "") -> list[tuple[str, object]]:
+def _flatten(value: object, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted path, leaf) of what ``torch.load`` returned; a leaf is Any: torch's own types
+    are not known here (the test venv has no torch, the test skips)."""
     if isinstance(value, dict):
-        out = []
+        out: list[tuple[str, Any]] = []
         for key, item in value.items():
             out += _flatten(item, f"{prefix}.{key}" if prefix else str(key))
         return out
@@ -339,14 +339,11 @@ def torch_repo(make_repo: RepoFactory, run: str, training_source: str = "") -> P
     return root
 
 
-def check(root: Path, check_id: str, state: RunState | None = None) -> CheckResult:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(p for p in build_plan(manifest) if p.spec.id == check_id)
-    options = Options(level="open-source-ai")
-    ctx = CheckContext(manifest, check_id, "", options, DigestCache(), state or RunState())
-    return run_planned(planned, ctx, "open-source-ai")
+def check(root: Path, check_id: str) -> CheckResult:
+    return PlannedChecks(root, Options(level="open-source-ai"))(check_id)
 
 
+@pytest.mark.e2e
 def test_cs403_passes_a_run_that_honours_a_torch_checkpoint(make_repo: RepoFactory) -> None:
     result = check(torch_repo(make_repo, HONOURS), "CS403")
     assert result.outcome == "passed", result.message
@@ -357,18 +354,21 @@ def test_cs403_passes_a_run_that_honours_a_torch_checkpoint(make_repo: RepoFacto
     assert 0.9 < record["share_of_values"] < 1
 
 
+@pytest.mark.e2e
 def test_cs403_fails_a_run_that_ignores_a_torch_checkpoint(make_repo: RepoFactory) -> None:
     result = check(torch_repo(make_repo, IGNORES), "CS403")
     assert result.outcome == "failed", result.message
     assert "the run's output is identical with modified weights" in result.message
 
 
+@pytest.mark.e2e
 def test_cs603_schema_passes_the_same_architecture(make_repo: RepoFactory) -> None:
     result = check(torch_repo(make_repo, HONOURS, "assets/ck.pt"), "CS603")
     assert result.outcome == "passed", result.message
     assert result.message.endswith("same 27 tensor names, dtypes and shapes")
 
 
+@pytest.mark.e2e
 def test_cs603_schema_fails_a_different_architecture(make_repo: RepoFactory) -> None:
     result = check(torch_repo(make_repo, HONOURS, "assets/other.pt"), "CS603")
     assert result.outcome == "failed", result.message
@@ -448,6 +448,7 @@ def test_any_bytes_as_data_pkl_are_read_or_refused_never_crash(payload: bytes) -
             perturb_weights(src, Path(tmp) / "out.pt")
 
 
+@pytest.mark.e2e
 def test_cs403_fails_a_corrupt_checkpoint_and_skips_a_plugin_limit(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:

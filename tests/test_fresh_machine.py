@@ -44,7 +44,7 @@ def test_the_local_index_serves_the_test_venvs_own_wheels() -> None:
     assert (root / "index" / "simple" / "numpy" / "index.html").read_text().count(".whl") == 2
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_a_check_builds_its_environment_in_the_session_cache(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -60,7 +60,7 @@ def test_a_check_builds_its_environment_in_the_session_cache(
     assert any(p.is_dir() for p in envs.iterdir())
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_the_user_cache_is_never_touched(tmp_path: Path) -> None:
     """Run a test that builds an environment as a fresh user would: HOME empty, no cache
     variables. Nothing may appear under HOME/.cache, and the session folder is removed."""
@@ -87,6 +87,7 @@ def test_the_user_cache_is_never_touched(tmp_path: Path) -> None:
     assert list(tmp.glob("corrsource-tests-*")) == []
 
 
+@pytest.mark.e2e
 def test_a_leftover_step_of_this_session_is_found(tmp_path: Path) -> None:
     root = Path(os.environ[SESSION_ROOT_VARIABLE])
     env = dict(os.environ)

@@ -51,6 +51,7 @@ def _run(
     return pytester.runpytest_subprocess("--corresponding-source", "-p", "no:randomly", *args)
 
 
+@pytest.mark.e2e
 @pytest.mark.parametrize("xdist", [[], ["-n", "2"]], ids=["serial", "xdist"])
 def test_annotations_at_manifest_lines(
     pytester: pytest.Pytester,
@@ -80,6 +81,7 @@ def test_annotations_at_manifest_lines(
     assert "**❌ NOT MET** at level `corresponding-source`" in summary
 
 
+@pytest.mark.e2e
 def test_annotations_are_capped(
     pytester: pytest.Pytester, make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

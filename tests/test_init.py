@@ -280,6 +280,7 @@ def test_nanogpt_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert f"pytest --corresponding-source {repo}" in err
 
 
+@pytest.mark.e2e
 def test_hugging_face_sharded_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = hf_repo(tmp_path / "tiny-llama")
     manifest, text, _err = draft(repo, capsys)
@@ -449,6 +450,7 @@ def test_mlflow_project(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert [(w.path, w.format) for w in manifest.weights] == [("model/model.pth", "torch-zip")]
 
 
+@pytest.mark.e2e
 def test_gguf_release(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     repo = tmp_path / "tiny-gguf"
     repo.mkdir()
@@ -495,6 +497,7 @@ def _weights_verdict(repo: Path, tmp_path: Path) -> tuple[int, dict[str, Any], s
     return code, report, output
 
 
+@pytest.mark.e2e
 def test_nanogpt_benign_pickle_passes_open_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -510,6 +513,7 @@ def test_nanogpt_benign_pickle_passes_open_weights(
     assert "open-weights" in report["levels_met"]
 
 
+@pytest.mark.e2e
 def test_nanogpt_pickle_with_a_global_fails_only_cs105(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -628,6 +632,7 @@ def test_scalars_read_back_as_the_same_string(value: str) -> None:
     assert yaml.safe_load(f"key: [{scalar(value, flow=True)}, x]\n") == {"key": [value, "x"]}
 
 
+@pytest.mark.e2e
 @pytest.mark.skipif(
     importlib.util.find_spec("pytest_corrsource.__main__") is None,
     reason="python -m pytest_corrsource needs pytest_corrsource/__main__.py",

@@ -20,12 +20,15 @@ from pytest_corrsource.licensing import RefDeclaration, judge, parse_expression
 from pytest_corrsource.manifest import ManifestError, load_manifest
 from pytest_corrsource.plan import build_plan
 from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.vocabulary import Level
 
 LICENSE_TEXT = {"LICENSE": "MIT License\n"}
 FOO_TEXT = {"LICENSES/LicenseRef-Foo.txt": "The Foo Licence: do anything.\n"}
 
 
-def check(root: Path, check_id: str, subject: str, *, level: str = "open-source-ai") -> CheckResult:
+def check(
+    root: Path, check_id: str, subject: str, *, level: Level = "open-source-ai"
+) -> CheckResult:
     manifest = load_manifest(root / "corresponding-source.yaml")
     planned = next(
         p for p in build_plan(manifest) if p.spec.id == check_id and p.subject == subject

@@ -629,7 +629,7 @@ def from_spec(spec: Spec) -> st.SearchStrategy[object]:
     if isinstance(spec, Struct):
         fields = {k: from_spec(v) for k, v in spec.fields.items()}
         required = {k: fields.pop(k) for k in spec.required}
-        good = st.fixed_dictionaries(required, optional=fields)  # type: ignore[arg-type]
+        good = st.fixed_dictionaries(required, optional=fields)
     elif isinstance(spec, ListOf):
         good = st.lists(from_spec(spec.item), min_size=spec.min_items, max_size=3)
         if spec.single_ok:

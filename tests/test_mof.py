@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs installed (as in init.py)
 import pytest
 import yaml
 from conftest import MINIMAL_MANIFEST, RepoFactory
@@ -105,7 +106,7 @@ MOT_SCHEMA = {
 EXAMPLES = Path(__file__).parents[1] / "examples"
 
 
-def run_mof(pytester: pytest.Pytester, repo: Path, *args: str) -> list[dict]:
+def run_mof(pytester: pytest.Pytester, repo: Path, *args: str) -> list[dict[str, Any]]:
     out = pytester.path / "mof.yml"
     pytester.runpytest("--corresponding-source", str(repo), "--corrsource-mof", str(out), *args)
     records = list(yaml.safe_load_all(out.read_text()))
@@ -134,7 +135,7 @@ def test_weights_only_example_record(pytester: pytest.Pytester) -> None:
     assert release["license"]["distribution"] == {"name": "Apache-2.0", "path": "LICENSE"}
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_tinychar_example_record_lists_only_verified_components(pytester: pytest.Pytester) -> None:
     (record,) = run_mof(
         pytester, EXAMPLES / "tinychar", "--corrsource-level", "open-source-ai", "-p", "no:randomly"
@@ -182,7 +183,7 @@ def test_junit_properties_from_ini(pytester: pytest.Pytester, make_repo: RepoFac
     assert '<property name="corrsource.component" value="weights" />' in xml.read_text()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 @pytest.mark.parametrize("name", ["tivoized", "ignores-weights", "needs-network"])
 def test_variant_example_records(pytester: pytest.Pytester, name: str) -> None:
     (record,) = run_mof(pytester, EXAMPLES / name, "-p", "no:randomly")

@@ -7,13 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, PlannedChecks, RepoFactory
 
 from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.results import CheckResult
 from pytest_corrsource.sandbox.environments import environment_key
 from pytest_corrsource.sandbox.steps import (
     environment_spec,
@@ -74,20 +73,11 @@ packages = ["mypkg"]
 
 
 def cs402(root: Path) -> CheckResult:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    state = RunState()
-    result = None
-    for planned in build_plan(manifest):
-        if planned.spec.id in ("CS101", "CS201", "CS202", "CS402"):
-            ctx = CheckContext(
-                manifest, planned.spec.id, planned.subject, Options(), DigestCache(), state
-            )
-            result = run_planned(planned, ctx, "corresponding-source")
-            if planned.spec.id == "CS202":
-                assert result.outcome == "passed", result.message
-    assert result is not None
-    assert result.id == "CS402"
-    return result
+    checks = PlannedChecks(root, Options(level="corresponding-source"))
+    for check_id in ("CS101", "CS201", "CS202"):
+        result = checks(check_id)
+        assert result.outcome == "passed", result.message
+    return checks("CS402")
 
 
 @pytest.mark.parametrize(

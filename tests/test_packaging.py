@@ -15,7 +15,7 @@ ROOT = Path(__file__).parents[1]
 REPOSITORY = "https://github.com/pytest-corrsource/pytest-corrsource"
 SKIPPED_PARTS = {"__pycache__", ".pytest_cache", ".hypothesis", ".mypy_cache", ".ruff_cache"}
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +59,14 @@ def test_wheel_metadata(dists: dict[str, Path]) -> None:
         metadata = email.parser.Parser().parsestr(wheel.read(metadata_name).decode())
         names = wheel.namelist()
     assert metadata["License-Expression"] == "MIT"
-    classifiers = metadata.get_all("Classifier")
+    classifiers = metadata.get_all("Classifier", [])
     assert "Operating System :: POSIX :: Linux" in classifiers
     assert "Development Status :: 3 - Alpha" in classifiers
     assert "Programming Language :: Python :: 3.10" in classifiers
-    urls = dict(u.split(", ", 1) for u in metadata.get_all("Project-URL"))
+    urls: dict[str, str] = {}
+    for line in metadata.get_all("Project-URL", []):
+        label, url = line.split(", ", 1)  # "Source, https://...": a line without ", " raises
+        urls[label] = url
     assert urls["Source"] == REPOSITORY
     assert any(n.endswith("licenses/LICENSE") for n in names)
     assert "pytest_corrsource/schema/corresponding-source.schema.json" in names

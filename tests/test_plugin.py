@@ -80,7 +80,12 @@ def summary_lines(result: pytest.RunResult, name: str = "tiny") -> list[str]:
     return lines[start:end]
 
 
-@pytest.fixture(params=[pytest.param([], id="serial"), pytest.param(["-n", "2"], id="xdist")])
+@pytest.fixture(
+    params=[
+        pytest.param([], id="serial"),
+        pytest.param(["-n", "2"], id="xdist", marks=pytest.mark.e2e),  # a subprocess session
+    ]
+)
 def plugin_args(request: pytest.FixtureRequest) -> list[str]:
     return list(request.param)
 
@@ -440,6 +445,7 @@ def test_bad_level_names_its_source(
     result.stderr.fnmatch_lines(["*argument --corrsource-level: invalid choice: 'gold'*"])
 
 
+@pytest.mark.e2e
 def test_levels_decide_what_must_pass(repo: RepoBuilder, run: Runner) -> None:
     # A `run` whose script is missing: a failure beyond open-weights is not required there.
     repo(MINIMAL_MANIFEST + "run:\n  command: python missing.py --weights {weights}\n")
@@ -623,6 +629,7 @@ def test_json_and_markdown_report(
     assert not (pytester.path / "summary.md.md").exists()
 
 
+@pytest.mark.e2e
 def test_report_under_xdist_equals_serial(
     pytester: pytest.Pytester, repo: RepoBuilder, inline: Runner, tmp_path: Path
 ) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory
+
 from pytest_corrsource import progress
 from pytest_corrsource.progress import LOG_INTERVAL, TerminalProgress
 
@@ -96,8 +99,10 @@ print("model output: 0123abcd")
 """
 
 
-def test_a_slow_step_shows_its_progress_in_the_log(pytester: Any, make_repo: Any) -> None:
-    from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST
+@pytest.mark.e2e
+def test_a_slow_step_shows_its_progress_in_the_log(
+    pytester: pytest.Pytester, make_repo: RepoFactory
+) -> None:
 
     root = make_repo(RUNNABLE_MANIFEST, {**RUNNABLE_FILES, "run.py": SLOW_RUN})
     args = ("-p", "no:randomly", "--corresponding-source", str(root), "-k", "released")

@@ -19,42 +19,30 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, require_bwrap
+from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, PlannedChecks, RepoFactory, require_bwrap
 
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.checks.api import Options
 from pytest_corrsource.sandbox.backends import Backend
 from pytest_corrsource.sandbox.steps import StepRun, get_environment, run_pipeline
+from pytest_corrsource.vocabulary import Level
 
-LEVEL = "corresponding-source"
+LEVEL: Level = "corresponding-source"
 OUTPUT = 'print("model output: 00")\n'
+
+pytestmark = pytest.mark.e2e  # every attack runs as a step in the sandbox
 
 
 @pytest.fixture(scope="module", autouse=True)
 def bwrap() -> Backend:
     """The bubblewrap backend; a skip here, a failure under CI=true."""
-    backend: Backend = require_bwrap()
-    return backend
+    return require_bwrap()
 
 
-class Checks:
+class Checks(PlannedChecks):
+    """The repository's checks with the sandbox mode ``sandbox``; :meth:`run` is its run step."""
+
     def __init__(self, root: Path, *, sandbox: str = "auto") -> None:
-        self.manifest = load_manifest(root / "corresponding-source.yaml")
-        self.plan = build_plan(self.manifest)
-        self.state = RunState()
-        self.options = Options(level=LEVEL, sandbox=sandbox)
-
-    def context(self, check_id: str, subject: str = "") -> CheckContext:
-        return CheckContext(
-            self.manifest, check_id, subject, self.options, DigestCache(), self.state
-        )
-
-    def __call__(self, check_id: str, subject: str = "") -> CheckResult:
-        planned = next(p for p in self.plan if p.spec.id == check_id and p.subject == subject)
-        return run_planned(planned, self.context(check_id, subject), LEVEL)
+        super().__init__(root, Options(level=LEVEL, sandbox=sandbox))
 
     def run(self, variant: str = "released", *, network: bool = True) -> StepRun:
         step = run_pipeline(self.context("CS402"), variant, network=network).step("run")

@@ -30,8 +30,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def working_bwrap() -> Backend:
-    backend: Backend = require_bwrap()
-    return backend
+    return require_bwrap()
 
 
 @pytest.fixture
@@ -67,7 +66,9 @@ def test_without_any_working_bwrap_auto_reports_partial_isolation(failing_bwrap:
     assert "bwrap: setting up uid map: Permission denied" in summary
     isolation = best.isolation(DEFAULT_LIMITS)
     assert isolation["pid"] == "shared with the host"
-    assert isolation["limits"]["applied"] is False  # type: ignore[index]
+    limits = isolation["limits"]
+    assert isinstance(limits, dict)
+    assert limits["applied"] is False
 
 
 def test_mode_bwrap_without_a_working_bwrap_is_an_error(failing_bwrap: str) -> None:

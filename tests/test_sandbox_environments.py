@@ -48,18 +48,18 @@ class CountingInstall:
         return InstallOutcome(ok=self.ok and proc.returncode == 0, log=proc.stdout + proc.stderr)
 
 
-def _spec(tmp: Path, *, requirement: str = "", **kwargs: object) -> EnvironmentSpec:
+def _spec(
+    tmp: Path,
+    *,
+    requirement: str = "",
+    python: str | None = None,
+    commands: tuple[str, ...] = ("pip install -r requirements.txt",),
+    env: tuple[tuple[str, str], ...] = (),
+) -> EnvironmentSpec:
     req = tmp / "requirements.txt"
     if not req.exists():
         req.write_text(requirement)
-    base: dict[str, object] = {
-        "python": None,
-        "commands": ("pip install -r requirements.txt",),
-        "files": (req,),
-        "env": (),
-    }
-    base.update(kwargs)
-    return EnvironmentSpec(**base)  # type: ignore[arg-type]
+    return EnvironmentSpec(python=python, commands=commands, files=(req,), env=env)
 
 
 @pytest.fixture(scope="module")
@@ -194,7 +194,7 @@ def test_default_cache_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
 # ------------------------------------------------------------------------------ building
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_build_creates_venv_with_pip(built: tuple[Environment, CountingInstall, Path]) -> None:
     env, install, root = built
     assert not env.reused
@@ -215,7 +215,7 @@ def test_build_creates_venv_with_pip(built: tuple[Environment, CountingInstall, 
     assert Path(out).resolve() == env.root.resolve()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_second_ensure_reuses(built: tuple[Environment, CountingInstall, Path]) -> None:
     env, _install, root = built
     again = CountingInstall()
@@ -227,7 +227,7 @@ def test_second_ensure_reuses(built: tuple[Environment, CountingInstall, Path]) 
     assert env2.install_log == env.install_log
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_fresh_rebuilds_and_partial_build_is_rebuilt(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     key = environment_key(spec)
@@ -249,7 +249,7 @@ def test_fresh_rebuilds_and_partial_build_is_rebuilt(tmp_path: Path) -> None:
     assert (root / MARKER_NAME).exists()
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_failing_install_removes_dir_and_raises_with_log(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     root = tmp_path / "cache" / "envs" / environment_key(spec)[:16]
@@ -330,7 +330,7 @@ _WORKER = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
+@pytest.mark.e2e
 def test_concurrent_processes_build_once(tmp_path: Path) -> None:
     (tmp_path / "repo").mkdir()
     (tmp_path / "repo" / "requirements.txt").write_text("")

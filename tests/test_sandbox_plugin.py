@@ -73,6 +73,7 @@ def test_sandbox_none_is_stated_in_every_report(
     assert "Isolation: NO sandbox (--corrsource-sandbox=none" in markdown
 
 
+@pytest.mark.e2e
 def test_the_bubblewrap_isolation_in_the_reports(pytester: pytest.Pytester, repo: None) -> None:
     best = require_bwrap()
     result = pytester.runpytest(*ARGS, "--corrsource-report=r.json")
@@ -88,6 +89,7 @@ def test_the_bubblewrap_isolation_in_the_reports(pytester: pytest.Pytester, repo
     assert f"Isolation: bubblewrap ({best.origin})" in markdown
 
 
+@pytest.mark.e2e
 def test_nothing_a_run_starts_outlives_the_pytest_session(make_repo: RepoFactory) -> None:
     """The whole session in a subprocess: a double-forked, setsid, empty-environment daemon
     that would write into the checkout after the session is gone, and never writes. (With

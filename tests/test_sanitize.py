@@ -166,6 +166,7 @@ HOSTILE_RUN = textwrap.dedent(
 )
 
 
+@pytest.mark.e2e
 def test_hostile_output_reaches_no_output_active(
     pytester: pytest.Pytester, make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import jsonschema
+import jsonschema  # type: ignore[import-untyped]  # no stubs installed (as in init.py)
 import pytest
 import yaml
 
@@ -153,7 +153,8 @@ def _loader_accepts(tmp_path: Path, text: str) -> bool:
 
 
 def _schema_accepts(schema: dict[str, object], text: str) -> bool:
-    return jsonschema.Draft202012Validator(schema).is_valid(yaml.safe_load(text))
+    accepted: bool = jsonschema.Draft202012Validator(schema).is_valid(yaml.safe_load(text))
+    return accepted
 
 
 def test_agreement_sets_are_big_enough() -> None:

@@ -166,26 +166,18 @@ def test_redact_credentials_inside_allowed_values_and_free_text() -> None:
     )
 
 
+@pytest.mark.e2e
 def test_cs202_reports_a_variable_kept_from_the_steps(
     make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A credential riding in an allowed variable never reaches a step, and the user is told
     # which variable was kept back (never its value).
-    from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST
-
-    from pytest_corrsource.checks.api import CheckContext, Options, RunState
-    from pytest_corrsource.hashing import DigestCache
-    from pytest_corrsource.manifest import load_manifest
-    from pytest_corrsource.plan import build_plan
-    from pytest_corrsource.results import run_planned
+    from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, PlannedChecks
 
     token = "glpat-s3cretvalue1234"
     monkeypatch.setenv("PIP_EXTRA_INDEX_URL", f"https://ci:{token}@packages.example.invalid/simple")
     root = make_repo(RUNNABLE_MANIFEST, RUNNABLE_FILES)
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(p for p in build_plan(manifest) if p.spec.id == "CS202")
-    ctx = CheckContext(manifest, "CS202", "", Options(), DigestCache(), RunState())
-    result = run_planned(planned, ctx, "corresponding-source")
+    result = PlannedChecks(root)("CS202")
     assert result.outcome == "passed", result.message
     assert any(
         w.startswith("PIP_EXTRA_INDEX_URL was not passed to the step: its value carries")

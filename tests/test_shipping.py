@@ -6,8 +6,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import RepoFactory
+from conftest import PlannedChecks, RepoFactory
 
+from pytest_corrsource.results import CheckResult
 from pytest_corrsource.shipping import shipped_tree
 
 
@@ -76,26 +77,18 @@ def test_a_hostile_git_config_runs_nothing(repo: Path, tmp_path: Path) -> None:
     assert not canary.exists()
 
 
-def _cs402(root: Path, *, working_tree: bool = False) -> object:
-    from pytest_corrsource.checks.api import CheckContext, Options, RunState
-    from pytest_corrsource.hashing import DigestCache
-    from pytest_corrsource.manifest import load_manifest
-    from pytest_corrsource.plan import build_plan
-    from pytest_corrsource.results import run_planned
+def _cs402(root: Path, *, working_tree: bool = False) -> CheckResult:
+    from pytest_corrsource.checks.api import Options
 
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    state, options = RunState(), Options(working_tree=working_tree)
-    result = None
-    for planned in build_plan(manifest):  # CS402 after its prerequisites, as a session runs
-        ctx = CheckContext(
-            manifest, planned.spec.id, planned.subject, options, DigestCache(), state
-        )
-        result = run_planned(planned, ctx, "corresponding-source")
+    checks = PlannedChecks(root, Options(working_tree=working_tree))
+    for planned in checks.plan:  # CS402 after its prerequisites, as a session runs
+        result = checks.run_planned(planned)
         if planned.spec.id == "CS402":
             return result
     raise AssertionError("no CS402 planned")
 
 
+@pytest.mark.e2e
 def test_an_ignored_file_the_run_needs_fails_as_on_a_fresh_clone(make_repo: RepoFactory) -> None:
     # nanoGPT's gitignored meta.pkl made the run pass in the checkout and fail on a clone.
     from conftest import RUN_SCRIPT, RUNNABLE_FILES, RUNNABLE_MANIFEST
@@ -108,19 +101,22 @@ def test_an_ignored_file_the_run_needs_fails_as_on_a_fresh_clone(make_repo: Repo
     git(root, "init", "-q")
     git(root, "add", ".")
     git(root, "commit", "-qm", "release")
-    assert "data/meta.txt" not in shipped_tree(root).files  # type: ignore[union-attr]
+    tree = shipped_tree(root)
+    assert tree is not None
+    assert "data/meta.txt" not in tree.files
 
     shipped = _cs402(root)
-    assert shipped.outcome == "failed"  # type: ignore[attr-defined]
-    message = shipped.message  # type: ignore[attr-defined]
+    assert shipped.outcome == "failed"
+    message = shipped.message
     assert "No such file or directory: 'data/meta.txt'" in message
     # the fix says what the copy lacked (an ignored folder is named as a folder)
     assert "left out as untracked or ignored: data/ (--corrsource-working-tree copies" in message
 
     as_is = _cs402(root, working_tree=True)
-    assert as_is.outcome == "passed", as_is.message  # type: ignore[attr-defined]
+    assert as_is.outcome == "passed", as_is.message
 
 
+@pytest.mark.e2e
 def test_declared_weights_ship_even_when_git_ignores_them(make_repo: RepoFactory) -> None:
     # DVC (and other channels) keep weights out of git on purpose: declared, they ship.
     from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST
@@ -131,4 +127,4 @@ def test_declared_weights_ship_even_when_git_ignores_them(make_repo: RepoFactory
     git(root, "add", ".")
     git(root, "commit", "-qm", "release")
     result = _cs402(root)
-    assert result.outcome == "passed", result.message  # type: ignore[attr-defined]
+    assert result.outcome == "passed", result.message

@@ -13,12 +13,14 @@ import shutil
 import textwrap
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
-from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory, sha256
+from conftest import RUNNABLE_FILES, RUNNABLE_MANIFEST, PlannedChecks, RepoFactory, sha256
 
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
+from pytest_corrsource.checks.api import Options
 from pytest_corrsource.formats import FormatError
 from pytest_corrsource.formats.tensors import (
     UnreadableTensors,
@@ -26,11 +28,8 @@ from pytest_corrsource.formats.tensors import (
     open_tensors,
     read_schema,
 )
-from pytest_corrsource.hashing import DigestCache
-from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.perturb import PerturbUnsupported, perturb_weights
-from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, run_planned
+from pytest_corrsource.results import CheckResult
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LOGISTIC = FIXTURES / "sklearn_logistic.pkl"
@@ -297,20 +296,17 @@ def repo(
 
 
 def check(root: Path, check_id: str) -> CheckResult:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    planned = next(p for p in build_plan(manifest) if p.spec.id == check_id)
-    ctx = CheckContext(
-        manifest, check_id, "", Options(level="open-source-ai"), DigestCache(), RunState()
-    )
-    return run_planned(planned, ctx, "open-source-ai")
+    return PlannedChecks(root, Options(level="open-source-ai"))(check_id)
 
 
+@pytest.mark.e2e
 def test_cs403_passes_on_a_joblib_model(make_repo: RepoFactory) -> None:
     result = check(repo(make_repo, MLP, MLP, "reproduce: schema"), "CS403")
     assert result.outcome == "passed", result.message
     assert result.data["modified"][0]["format"] == "pickle"
 
 
+@pytest.mark.e2e
 def test_cs603_schema_fails_a_wider_joblib_model(make_repo: RepoFactory) -> None:
     wider = FIXTURES / "sklearn_mlp_wider.joblib"
     result = check(repo(make_repo, MLP, wider, "reproduce: schema"), "CS603")
@@ -318,12 +314,14 @@ def test_cs603_schema_fails_a_wider_joblib_model(make_repo: RepoFactory) -> None
     assert "shape mismatch: _best_coefs.0 ([4, 5] released, [4, 7] regenerated)" in result.message
 
 
+@pytest.mark.e2e
 def test_cs603_schema_passes_the_same_joblib_model(make_repo: RepoFactory) -> None:
     result = check(repo(make_repo, MLP, MLP, "reproduce: schema"), "CS603")
     assert result.outcome == "passed", result.message
     assert result.message.endswith("same 19 tensor names, dtypes and shapes")
 
 
+@pytest.mark.e2e
 def test_cs603_exact_compares_torch_values(make_repo: RepoFactory, tmp_path: Path) -> None:
     ck = FIXTURES / "torch_checkpoint.pt"
     assert check(repo(make_repo, ck, ck, "reproduce: exact"), "CS603").outcome == "passed"
@@ -335,6 +333,7 @@ def test_cs603_exact_compares_torch_values(make_repo: RepoFactory, tmp_path: Pat
     assert "26 tensor(s) are not byte-identical: optimizer.state.5.step, " in result.message
 
 
+@pytest.mark.e2e
 def test_cs603_tolerance_names_the_worst_torch_tensor(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -349,6 +348,7 @@ def test_cs603_tolerance_names_the_worst_torch_tensor(
     assert "differ by more than the tolerance 1e-06" in result.message
 
 
+@pytest.mark.e2e
 def test_cs603_fails_what_it_cannot_read_without_blaming_the_repo(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -426,6 +426,7 @@ def test_gguf_with_a_type_it_cannot_change_is_refused(tmp_path: Path) -> None:
         perturb_weights(src, tmp_path / "out.gguf")
 
 
+@pytest.mark.e2e
 def test_cs603_schema_fails_a_wider_gguf(make_repo: RepoFactory) -> None:
     result = check(
         repo(make_repo, GGUF, FIXTURES / "model_wider.gguf", "reproduce: schema"), "CS603"
@@ -492,6 +493,7 @@ def test_raw_layouts_that_do_not_fit_are_refused(
         perturb_weights(src, tmp_path / "out.bin", layout=layout)
 
 
+@pytest.mark.e2e
 def test_manifest_layout_reaches_cs403_and_cs603(make_repo: RepoFactory, tmp_path: Path) -> None:
     released = llama2c_bin(tmp_path / "model.bin")
     (tmp_path / "wider").mkdir()
@@ -517,6 +519,7 @@ def test_manifest_layout_reaches_cs403_and_cs603(make_repo: RepoFactory, tmp_pat
     assert "shape mismatch: range0 ([320] released, [624] regenerated)" in cs603.message
 
 
+@pytest.mark.e2e
 def test_without_a_layout_a_raw_file_is_skipped_with_a_reason(
     make_repo: RepoFactory, tmp_path: Path
 ) -> None:
@@ -537,8 +540,11 @@ def test_safetensors_shards_and_npy_read_like_the_reference(tmp_path: Path) -> N
 
     from safetensors.numpy import save_file
 
-    a = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
-    b = {"b.bias": np.arange(3, dtype=np.int64), "b.half": np.ones(2, dtype=np.float16)}
+    a: dict[str, npt.NDArray[Any]] = {"a.weight": np.arange(6, dtype=np.float32).reshape(2, 3)}
+    b: dict[str, npt.NDArray[Any]] = {
+        "b.bias": np.arange(3, dtype=np.int64),
+        "b.half": np.ones(2, dtype=np.float16),
+    }
     save_file(a, str(tmp_path / "model-00001-of-00002.safetensors"))
     save_file(b, str(tmp_path / "model-00002-of-00002.safetensors"))
     weight_map = {"a.weight": "model-00001-of-00002.safetensors"}

@@ -13,19 +13,19 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RUNNABLE_MANIFEST, RepoFactory
+from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RUNNABLE_MANIFEST, PlannedChecks, RepoFactory
 
 from pytest_corrsource.catalogue import BUILTIN
-from pytest_corrsource.checks.api import CheckContext, Options, RunState
-from pytest_corrsource.hashing import DigestCache
+from pytest_corrsource.checks.api import Options
 from pytest_corrsource.levels import judge_levels
 from pytest_corrsource.manifest import ManifestError, load_manifest
 from pytest_corrsource.plan import build_plan
-from pytest_corrsource.results import CheckResult, parse_waiver, refuse_unknown_waivers, run_planned
+from pytest_corrsource.results import CheckResult, parse_waiver, refuse_unknown_waivers
 from pytest_corrsource.sandbox import process, steps
 from pytest_corrsource.sandbox.backends import Backend
+from pytest_corrsource.vocabulary import Level
 
-LEVEL = "corresponding-source"
+LEVEL: Level = "corresponding-source"
 NO_NAMESPACES = "user namespaces are disabled (simulated)"
 REASON = "CI runner without user namespaces"
 WAIVE_CS404 = f"waive:\n  CS404: {REASON}\n"
@@ -38,26 +38,16 @@ def no_namespaces(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def run_all(
-    root: Path, level: str = LEVEL, waivers: tuple[tuple[str, str], ...] = ()
+    root: Path, level: Level = LEVEL, waivers: tuple[tuple[str, str], ...] = ()
 ) -> dict[str, CheckResult]:
-    manifest = load_manifest(root / "corresponding-source.yaml")
-    state = RunState()
-    options = Options(level=level, waivers=waivers)
-    results = {}
-    for planned in build_plan(manifest):
-        ctx = CheckContext(
-            manifest, planned.spec.id, planned.subject, options, DigestCache(), state,
-            planned.component,
-        )  # fmt: skip
-        results[planned.key] = run_planned(planned, ctx, level)
-    return results
+    return PlannedChecks(root, Options(level=level, waivers=waivers)).run_all()
 
 
 def by_id(results: dict[str, CheckResult]) -> dict[str, CheckResult]:
     return {r.id: r for r in results.values()}
 
 
-def verdict(root: Path, results: dict[str, CheckResult], level: str = LEVEL) -> str:
+def verdict(root: Path, results: dict[str, CheckResult], level: Level = LEVEL) -> str:
     plan = build_plan(load_manifest(root / "corresponding-source.yaml"))
     return next(v for v in judge_levels(plan, results) if v.level == level).describe()
 
@@ -97,6 +87,7 @@ def test_the_manifest_refuses_a_waiver_key_that_is_no_id(make_repo: RepoFactory)
 # --------------------------------------------------------------------------- results, levels
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces")
 def test_a_required_check_that_cannot_run_here_fails_saying_so(make_repo: RepoFactory) -> None:
     root = make_repo(RUNNABLE_MANIFEST, RUNNABLE_FILES)
@@ -111,6 +102,7 @@ def test_a_required_check_that_cannot_run_here_fails_saying_so(make_repo: RepoFa
     assert verdict(root, results) == "not met"
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces")
 def test_a_check_that_cannot_run_here_is_only_skipped_where_no_level_requires_it(
     make_repo: RepoFactory,
@@ -123,6 +115,7 @@ def test_a_check_that_cannot_run_here_is_only_skipped_where_no_level_requires_it
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces")
 @pytest.mark.parametrize("where", ["manifest", "command line"])
 def test_a_waived_check_meets_the_level_with_waivers(make_repo: RepoFactory, where: str) -> None:
@@ -140,6 +133,7 @@ def test_a_waived_check_meets_the_level_with_waivers(make_repo: RepoFactory, whe
     assert [r.id for r in results.values() if r.outcome in ("failed", "waived")] == ["CS404"]
 
 
+@pytest.mark.e2e
 def test_a_required_check_skipped_for_this_repository_fails_too(make_repo: RepoFactory) -> None:
     """CheckSkipped (the repository gives the check nothing to work on) is treated like
     CheckUnverifiable for a required check: "could not be verified", waivable, never silent."""
@@ -179,6 +173,7 @@ def test_a_waiver_never_covers_a_check_that_ran_and_failed(make_repo: RepoFactor
     assert verdict(root, results, "open-weights") == "not met"
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces")
 def test_the_command_line_reason_wins_over_the_manifest(make_repo: RepoFactory) -> None:
     root = make_repo(RUNNABLE_MANIFEST + WAIVE_CS404, RUNNABLE_FILES)
@@ -204,6 +199,7 @@ def inner(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
     )  # fmt: skip
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces", "plugin_repo")
 def test_without_a_waiver_the_run_fails_on_that_check(pytester: pytest.Pytester) -> None:
     result = inner(pytester)
@@ -212,6 +208,7 @@ def test_without_a_waiver_the_run_fails_on_that_check(pytester: pytest.Pytester)
     result.stdout.fnmatch_lines(["  - CS404 run::offline: failed"])
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces", "plugin_repo")
 def test_with_a_waiver_every_report_says_met_with_waivers(pytester: pytest.Pytester) -> None:
     result = inner(pytester, f"--corrsource-waive=CS404={REASON}", "-rs")
@@ -239,6 +236,7 @@ def test_with_a_waiver_every_report_says_met_with_waivers(pytester: pytest.Pytes
     assert "| CS404 run::offline |  | ⚠️ waived |" in markdown
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces", "plugin_repo")
 def test_a_waiver_is_a_github_warning_annotation(pytester: pytest.Pytester) -> None:
     result = inner(pytester, f"--corrsource-waive=CS404={REASON}", "--corrsource-annotations=on")
@@ -248,6 +246,7 @@ def test_a_waiver_is_a_github_warning_annotation(pytester: pytest.Pytester) -> N
     )
 
 
+@pytest.mark.e2e
 @pytest.mark.usefixtures("no_namespaces", "plugin_repo")
 def test_waivers_from_the_ini_file(pytester: pytest.Pytester) -> None:
     pytester.makeini(f"[pytest]\ncorrsource_waive =\n    CS404={REASON}\n")
