@@ -151,8 +151,8 @@ CHECKS: tuple[CheckSpec, ...] = (
         "CS104",
         "weights",
         "hash",
-        "the file matches its declared digest (the manifest's sha256, else the md5 dvc.lock "
-        "or a .dvc file records, else the Git LFS pointer's oid)",
+        "the file matches its declared digest (the manifest's sha256, else DVC's md5 or the "
+        "LFS oid)",
         "open-weights",
         "users must be able to verify they run the released weights",
         "declare `sha256:` (`corrsource init` fills it in) or update it after re-exporting",

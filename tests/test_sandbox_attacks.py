@@ -485,8 +485,15 @@ def test_a_step_within_its_limits_passes(make_repo: RepoFactory) -> None:
 
 def test_an_unusable_limit_fails_with_its_reason(make_repo: RepoFactory) -> None:
     root = hostile(make_repo, OUTPUT, manifest="limits:\n  memory: 0MiB\n")
-    result = Checks(root)("CS402")
-    assert result.outcome == "failed"
+    checks = Checks(root)
+    # The first step under the limits is the install: CS202 fails with the reason, and the
+    # run, which needs the environment, is blocked by it (never a second failure).
+    install = checks("CS202")
+    assert install.outcome == "failed"
+    assert "`limits:` '0MiB' is not a positive size" in install.message
+    result = checks("CS402")
+    assert result.outcome == "skipped"
+    assert result.data["blocked_by"] == "CS202"
     assert "`limits:` '0MiB' is not a positive size" in result.message
 
 
