@@ -149,12 +149,12 @@ class IsolatedEnvironment:
 
     def run(self, command: str, *, timeout: float = 600.0) -> RunOutput:
         """Run ``command`` (placeholders allowed) in a scratch copy inside this environment."""
-        from pytest_corrsource.sandbox.steps import Step, run_in_scratch
+        from pytest_corrsource.sandbox.steps import PipelineStep, run_in_scratch
 
         try:
             step = run_in_scratch(
                 self._cs.context(),
-                Step("command", command, timeout),
+                PipelineStep("command", command, timeout),
                 python=self.python,
                 bin_dir=self.bin_dir,
             )
@@ -201,7 +201,7 @@ class RunOutput:
 def run_model_for(
     cs: Corrsource, env: IsolatedEnvironment, tmp_path_factory: pytest.TempPathFactory
 ) -> Callable[..., RunOutput]:
-    from pytest_corrsource.sandbox.steps import Step, run_in_scratch
+    from pytest_corrsource.sandbox.steps import PipelineStep, run_in_scratch
 
     run = cs.manifest.run
     if run is None:
@@ -218,7 +218,7 @@ def run_model_for(
         if weights is not None:
             replace[cs.manifest.weights[0].path] = Path(weights).resolve()
         command = run.command + "".join(" " + shlex.quote(a) for a in extra_args)
-        step = Step("run", command, timeout or run.timeout, run.expect.files, run.network)
+        step = PipelineStep("run", command, timeout or run.timeout, run.expect.files, run.network)
         return RunOutput.of(
             _unwrap(
                 cs,

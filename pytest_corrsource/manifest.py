@@ -157,7 +157,7 @@ INSTALL_TIMEOUT = 1800.0
 
 
 @dataclass(frozen=True)
-class Step:
+class DeclaredStep:
     """A command with declared outputs: a generate step, `modify`, data preprocessing."""
 
     command: str
@@ -215,7 +215,7 @@ class DataSource:
 class Data:
     line: int
     sources: tuple[DataSource, ...] = ()
-    preprocessing: Step | None = None
+    preprocessing: DeclaredStep | None = None
     card: PathRef | None = None
     no_preprocessing: str | None = None  # `data.no-preprocessing`: why none is needed
 
@@ -255,9 +255,9 @@ class Manifest:
     architecture: tuple[PathRef, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     install: Install | None = None
-    generate: tuple[Step, ...] = ()
+    generate: tuple[DeclaredStep, ...] = ()
     run: Run | None = None
-    modify: Step | None = None
+    modify: DeclaredStep | None = None
     training: Training | None = None
     data: Data | None = None
     evaluation: Evaluation | None = None
@@ -508,8 +508,10 @@ class _Builder:
             )
         return tuple(entries)
 
-    def step(self, loc: Located, keypath: str, default_timeout: float = DEFAULT_TIMEOUT) -> Step:
-        return Step(
+    def step(
+        self, loc: Located, keypath: str, default_timeout: float = DEFAULT_TIMEOUT
+    ) -> DeclaredStep:
+        return DeclaredStep(
             command=_req(loc, "command"),
             line=loc.line,
             produces=self.outputs(loc.get("produces"), f"{keypath}.produces"),
@@ -577,7 +579,7 @@ def _build(tree: Located, path: Path, root: Path, display: str) -> Manifest:
             system=tuple(_strings(inst.get("system"))),
         )
 
-    generate: tuple[Step, ...] = ()
+    generate: tuple[DeclaredStep, ...] = ()
     if (gen := tree.get("generate")) is not None:
         generate = tuple(b.step(s, f"generate[{i}]") for i, s in enumerate(gen.value))
 

@@ -25,7 +25,7 @@ from pytest_corrsource.sandbox.installers import (
     uv_argv,
     uv_environment,
 )
-from pytest_corrsource.sandbox.steps import Step, get_environment, run_in_scratch
+from pytest_corrsource.sandbox.steps import PipelineStep, get_environment, run_in_scratch
 
 UV = Path("/opt/uv")
 PY = Path("/env/bin/python")
@@ -244,7 +244,7 @@ def test_the_installer_builds_the_environment_and_cs202_says_which(
     assert installed_by(env.root, "safetensors") == chosen
     assert ("(run as uv pip install)" in env.install_log) is (chosen == "uv")
     # The environment works for a step: the installed package imports.
-    step = Step("run", "python -c 'import safetensors; print(\"ok\")'", 60)
+    step = PipelineStep("run", "python -c 'import safetensors; print(\"ok\")'", 60)
     run = run_in_scratch(ctx, step, python=env.python, bin_dir=env.bin_dir)
     assert run.ok, run.describe()
     assert run.result.stdout.strip() == "ok"

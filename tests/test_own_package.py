@@ -13,7 +13,7 @@ from pytest_corrsource.checks.api import CheckContext, Options, RunState
 from pytest_corrsource.hashing import DigestCache
 from pytest_corrsource.manifest import load_manifest
 from pytest_corrsource.results import CheckResult
-from pytest_corrsource.sandbox.environments import environment_key
+from pytest_corrsource.sandbox.environments import default_cache_dir, environment_key
 from pytest_corrsource.sandbox.steps import (
     environment_spec,
     installs_repository,
@@ -72,12 +72,13 @@ packages = ["mypkg"]
 # sys.path: only the installed package can answer, as for a user whose cwd is elsewhere.
 
 
-def cs402(root: Path) -> CheckResult:
-    checks = PlannedChecks(root, Options(level="corresponding-source"))
+def cs402(root: Path, installer: str = "auto") -> tuple[CheckResult, CheckResult]:
+    """(CS202, CS402) of a fresh session on ``root``."""
+    checks = PlannedChecks(root, Options(level="corresponding-source", installer=installer))
     for check_id in ("CS101", "CS201", "CS202"):
         result = checks(check_id)
         assert result.outcome == "passed", result.message
-    return checks("CS402")
+    return checks("CS202"), checks("CS402")
 
 
 @pytest.mark.parametrize(
@@ -146,22 +147,48 @@ def test_an_editable_line_in_requirements_puts_the_code_in_the_key(
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("how", ["command", "requirements"])
-def test_an_editable_install_runs_the_current_code(make_repo: RepoFactory, how: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "installer"),
+    [("command", "auto"), ("requirements", "auto"), ("plain", "auto"), ("command", "pip")],
+)
+def test_changed_code_gets_a_new_environment_that_keeps_the_dependencies(
+    make_repo: RepoFactory, how: str, installer: str
+) -> None:
     assert MINIMAL_MANIFEST  # same weights as every test repository
     manifest_text = PACKAGE.replace('VALUE"', '1"')
-    files = {"pyproject.toml": PYPROJECT, "mypkg/__init__.py": "VALUE = 1\n"}
+    # A dependency from the session's local index: the second environment must keep it.
+    pyproject = PYPROJECT.replace(
+        'version = "0.1"', 'version = "0.1"\ndependencies = ["safetensors"]'
+    )
+    files = {"pyproject.toml": pyproject, "mypkg/__init__.py": "VALUE = 1\n"}
     if how == "requirements":  # `-e .` inside requirements.txt, as many repositories write it
         manifest_text = manifest_text.replace("-e .", "-r requirements.txt").replace(
             "[pyproject.toml]", "[requirements.txt, pyproject.toml]"
         )
         files["requirements.txt"] = "-e .\n"
+    elif how == "plain":  # not editable: the same version number must not hide the new code
+        manifest_text = manifest_text.replace("install -e .", "install .")
     root = make_repo(manifest_text, files)
-    first = cs402(root)
+    first_env, first = cs402(root, installer)
     assert first.outcome == "passed", first.message
     # Change the package's code: the cached environment must not run the old code.
     (root / "mypkg" / "__init__.py").write_text("VALUE = 2\n")
     manifest = root / "corresponding-source.yaml"
     manifest.write_text(manifest.read_text().replace("value 1", "value 2"))
-    second = cs402(root)
+    second_env, second = cs402(root, installer)
     assert second.outcome == "passed", second.message
+    assert second_env.data["environment"] != first_env.data["environment"]
+    assert "dependencies kept, the repository's own package reinstalled" in second_env.message
+    # The dependency's files are the first environment's (hard links), not a new install.
+    envs = default_cache_dir() / "envs"
+    old_root = envs / first_env.data["environment"][:16]
+    new_root = envs / second_env.data["environment"][:16]
+    (old_file,) = old_root.glob("lib/python*/site-packages/safetensors/__init__.py")
+    (new_file,) = new_root.glob("lib/python*/site-packages/safetensors/__init__.py")
+    assert new_file.stat().st_ino == old_file.stat().st_ino
+    # The first environment still runs the first code: seeding rewrote nothing of it.
+    (root / "mypkg" / "__init__.py").write_text("VALUE = 1\n")
+    manifest.write_text(manifest.read_text().replace("value 2", "value 1"))
+    again_env, again = cs402(root, installer)
+    assert again_env.data == {**first_env.data, "reused": True}
+    assert again.outcome == "passed", again.message

@@ -19,7 +19,7 @@ from pytest_corrsource import patterns
 from pytest_corrsource.checks.api import CheckContext, CheckFailed, Finding
 from pytest_corrsource.manifest import DataSource
 from pytest_corrsource.safe_io import MAX_DOCUMENT_BYTES, read_text_bounded, regular_file_problem
-from pytest_corrsource.sandbox.steps import Step, run_step
+from pytest_corrsource.sandbox.steps import PipelineStep, run_step
 
 # Each required topic of a data card, and the words a heading or label may use for it.
 CARD_TOPICS: dict[str, tuple[str, ...]] = {
@@ -223,7 +223,9 @@ def check_preprocessing(ctx: CheckContext) -> Finding:
     missing_code = [r.path for r in pre.code if not (ctx.root / r.path).is_file()]
     if missing_code:
         raise CheckFailed(f"preprocessing code not in the repository: {', '.join(missing_code)}")
-    run = run_step(ctx, Step("preprocessing", pre.command, pre.timeout, pre.produces, pre.network))
+    run = run_step(
+        ctx, PipelineStep("preprocessing", pre.command, pre.timeout, pre.produces, pre.network)
+    )
     run.require_success("preprocessing")
     return Finding(message=f"wrote {', '.join(pre.produces) or 'nothing declared'}")
 
@@ -316,7 +318,7 @@ def check_evaluation(ctx: CheckContext) -> Finding:
         raise CheckFailed("`evaluation.command` is not declared: nothing says how to evaluate")
     run = run_step(
         ctx,
-        Step(
+        PipelineStep(
             "evaluation",
             evaluation.command,
             evaluation.timeout,

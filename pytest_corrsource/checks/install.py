@@ -48,9 +48,20 @@ def check_environment(ctx: CheckContext) -> Finding:
         )
     env = get_environment(ctx)
     how = "reused from the cache (built with" if env.reused else "built with"
+    seeded = (
+        f" (from environment {env.seeded_from} of this repository's other code: its "
+        "dependencies kept, the repository's own package reinstalled)"
+        if env.seeded_from and not env.reused
+        else ""
+    )
     return Finding(
         message=f"environment {env.key[:12]} {how} {env.installer}"
-        f"{')' if env.reused else ''} at {env.root}",
+        f"{')' if env.reused else ''}{seeded} at {env.root}",
         warnings=[*environment_warnings(ctx), *env.warnings],
-        data={"environment": env.key, "reused": env.reused, "installer": env.installer},
+        data={
+            "environment": env.key,
+            "reused": env.reused,
+            "installer": env.installer,
+            "seeded_from": env.seeded_from,
+        },
     )

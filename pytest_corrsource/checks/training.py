@@ -18,7 +18,7 @@ from pytest_corrsource.checks.api import CheckContext, CheckFailed, Finding
 from pytest_corrsource.formats import WeightsHeader
 from pytest_corrsource.safe_io import read_head, same_content
 from pytest_corrsource.sandbox.steps import (
-    Step,
+    PipelineStep,
     StepRun,
     get_environment,
     new_dir,
@@ -122,7 +122,7 @@ def schema_differences(
     return lines
 
 
-def _run_step(ctx: CheckContext, key: str, step: Step) -> StepRun:
+def _run_step(ctx: CheckContext, key: str, step: PipelineStep) -> StepRun:
     """``run_step`` memoised per process (the modify step)."""
     run: StepRun = ctx.state.once(f"{key}:{ctx.manifest.path}", lambda: run_step(ctx, step))
     return run
@@ -143,7 +143,7 @@ def withheld_weights(ctx: CheckContext) -> dict[str, Path]:
     return withheld
 
 
-def _run_training(ctx: CheckContext, key: str, step: Step) -> StepRun:
+def _run_training(ctx: CheckContext, key: str, step: PipelineStep) -> StepRun:
     """The training step, memoised per process, in a scratch copy without the released
     weights (:func:`withheld_weights`)."""
 
@@ -179,7 +179,7 @@ def training_run(ctx: CheckContext) -> StepRun:
         raise CheckFailed("`training.command` is not declared: nothing says how to train")
     if not training.produces:
         raise CheckFailed("`training.produces` is not declared: where do the weights go?")
-    step = Step(
+    step = PipelineStep(
         "training",
         training.command,
         training.timeout,
@@ -329,7 +329,7 @@ def check_modify(ctx: CheckContext) -> Finding:
     run = _run_step(
         ctx,
         "modify",
-        Step("modify", modify.command, modify.timeout, modify.produces, modify.network),
+        PipelineStep("modify", modify.command, modify.timeout, modify.produces, modify.network),
     )
     run.require_success("the modify command")
     released_name, _ = _released_header(ctx)

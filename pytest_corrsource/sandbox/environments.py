@@ -43,11 +43,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
 from pytest_corrsource.errors import CorrsourceError
+from pytest_corrsource.safe_io import read_text_bounded
 from pytest_corrsource.sandbox.installers import find_uv
 
 __all__ = [
@@ -148,6 +149,9 @@ class Environment:
     install_log: str
     installer: str = "pip"
     warnings: tuple[str, ...] = ()
+    # Built from a copy of this repository's environment for other code of its own (the key
+    # of that environment): the dependencies were kept, the repository's package reinstalled.
+    seeded_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -432,11 +436,17 @@ def _read_marker(root: Path, key: str) -> dict[str, Any] | None:
 
 
 def _write_marker(
-    root: Path, key: str, log: str, installer: str = "pip", warnings: tuple[str, ...] = ()
+    root: Path,
+    key: str,
+    log: str,
+    installer: str = "pip",
+    warnings: tuple[str, ...] = (),
+    base: str | None = None,
 ) -> None:
     tmp = root / f"{MARKER_NAME}.tmp-{os.getpid()}"
     payload = {
         "key": key,
+        "base": base,
         "created": time.time(),
         "install_log": log,
         "installer": installer,
@@ -447,6 +457,111 @@ def _write_marker(
         fh.flush()
         os.fsync(fh.fileno())
     os.replace(tmp, root / MARKER_NAME)
+
+
+# --------------------------------------------------------------------------- seeding
+# A repository that installs itself gets a new environment whenever its code changes (the key
+# holds the code's digest). Building it from nothing would download and unpack every
+# dependency again (torch: minutes, gigabytes). Instead the newest complete environment of the
+# same repository with the same dependency key (everything but the code) is copied, with hard
+# links, the repository's own distributions are taken out of the copy, and the install commands
+# run again: the dependencies are already satisfied, only the repository's package is built.
+# Hard links share file contents with the seed; an install that rewrites a file in place can
+# therefore change the seed, which belongs to the same repository (the key holds its identity),
+# never to another.
+
+#: How many environments are looked at for a seed (the cache is pruned by hand, so bounded).
+_MAX_SEED_CANDIDATES = 500
+
+
+def base_key(spec: EnvironmentSpec) -> str | None:
+    """The key of ``spec`` without the repository's code: environments that differ only in
+    the code share it. None when nothing of the repository is installed, or for conda."""
+    if spec.source is None or spec.conda is not None:
+        return None
+    return environment_key(replace(spec, source=None))
+
+
+def _find_seed(envs: Path, base: str, exclude: Path) -> Path | None:
+    """The newest complete environment whose marker records ``base``."""
+    found: list[tuple[float, Path]] = []
+    for marker in sorted(envs.glob(f"*/{MARKER_NAME}"))[:_MAX_SEED_CANDIDATES]:
+        root = marker.parent
+        if root == exclude or root.is_symlink():
+            continue
+        try:
+            data = json.loads(read_text_bounded(marker, 4 * LOG_TAIL_CHARS))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("base") == base:
+            found.append((float(data.get("created") or 0.0), root))
+    return max(found)[1] if found else None
+
+
+def _seed_from(seed: Path, root: Path) -> str:
+    """Copy the environment ``seed`` to ``root`` (hard links for files), point its scripts at
+    ``root``, and take the repository's own distributions out; return a log line."""
+
+    def link(source: str, target: str) -> None:
+        os.link(source, target)
+
+    shutil.copytree(seed, root, symlinks=True, copy_function=link)
+    (root / MARKER_NAME).unlink(missing_ok=True)
+    own = seed / "src"
+    shutil.rmtree(root / "src", ignore_errors=True)
+    removed = _remove_own_distributions(root, own)
+    _repoint_scripts(root, seed)
+    names = ", ".join(removed) or "none found"
+    return f"(seeded from environment {seed.name}: dependencies kept; reinstalled: {names})\n"
+
+
+def _remove_own_distributions(root: Path, own_source: Path) -> list[str]:
+    """Uninstall, as pip would (by RECORD), every distribution installed from ``own_source``
+    (the seed's copy of the repository). Only paths inside ``root`` are removed."""
+    removed = []
+    resolved_root = root.resolve()
+    own_url = own_source.resolve().as_uri()
+    for direct_url in root.glob("lib/python*/site-packages/*.dist-info/direct_url.json"):
+        try:
+            url = json.loads(read_text_bounded(direct_url, 1_000_000)).get("url", "")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not isinstance(url, str) or not (url == own_url or url.startswith(own_url + "/")):
+            continue
+        dist_info = direct_url.parent
+        site = dist_info.parent
+        try:
+            record = read_text_bounded(dist_info / "RECORD", 50_000_000)
+        except (OSError, ValueError):
+            record = ""
+        for row in record.splitlines():
+            relative = row.rsplit(",", 2)[0].strip('"')
+            target = (site / relative).resolve() if relative else site
+            inside = resolved_root in target.parents
+            if inside and (target.is_file() or target.is_symlink()):
+                target.unlink()
+        shutil.rmtree(dist_info, ignore_errors=True)
+        removed.append(dist_info.name.split("-", 1)[0])
+    return removed
+
+
+def _repoint_scripts(root: Path, seed: Path) -> None:
+    """Scripts and ``.pth`` files name the seed's path: rewrite them (as new files, so the
+    seed's linked copy is untouched) to name ``root``."""
+    old, new = os.fsencode(seed), os.fsencode(root)
+    candidates = [p for p in (root / "bin").iterdir()] if (root / "bin").is_dir() else []
+    candidates += list(root.glob("lib/python*/site-packages/*.pth"))
+    candidates.append(root / "pyvenv.cfg")
+    for path in candidates:
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > 1_000_000:
+            continue
+        data = path.read_bytes()
+        if old not in data:
+            continue
+        mode = path.stat().st_mode
+        path.unlink()
+        path.write_bytes(data.replace(old, new))
+        path.chmod(mode)
 
 
 def _remove_tree(root: Path) -> None:
@@ -575,10 +690,14 @@ def ensure_environment(
                     warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
                 )
         _remove_tree(root)
+        base = base_key(spec)
+        seed = None if fresh or base is None else _find_seed(envs, base, exclude=root)
         try:
             if spec.conda not in (None, "pip-section"):
                 root.mkdir()
                 venv_log = f"(the install commands make the conda environment at {python})\n"
+            elif seed is not None:
+                venv_log = _seed_from(seed, root)
             elif spec.installer == "uv" and spec.uv is not None:
                 venv_log = _create_uv_venv(spec.uv, interpreter, root)
             else:
@@ -594,7 +713,7 @@ def ensure_environment(
             if not python.exists():
                 message = f"the install commands made no interpreter at {python}"
                 raise EnvironmentBuildError(message, log)
-            _write_marker(root, key, log, spec.installer, outcome.warnings)
+            _write_marker(root, key, log, spec.installer, outcome.warnings, base)
         except BaseException:
             shutil.rmtree(root, ignore_errors=True)
             raise
@@ -607,4 +726,5 @@ def ensure_environment(
         install_log=log,
         installer=spec.installer,
         warnings=outcome.warnings,
+        seeded_from=None if seed is None else seed.name,
     )

@@ -95,7 +95,7 @@ _USER_TREE_SKIP: tuple[str, ...] = ()
 
 
 @dataclass
-class Step:
+class PipelineStep:
     """One command of a pipeline, ready to run."""
 
     label: str  # "generate[0]", "run", "training" … for messages
@@ -107,7 +107,7 @@ class Step:
 
 @dataclass
 class StepRun:
-    step: Step
+    step: PipelineStep
     argv: list[str]
     result: CommandResult
     outdir: Path
@@ -348,7 +348,7 @@ def environment_spec(ctx: CheckContext) -> EnvironmentSpec:
 
 def _conda_steps(
     ctx: CheckContext, conda: CondaFile | None, prefix: Path, timeout: float
-) -> tuple[list[Step], list[str], list[str]]:
+) -> tuple[list[PipelineStep], list[str], list[str]]:
     """The steps that make the environment from the conda file (before the manifest's
     commands), the manifest's conda commands that the builder does or skips, and warnings."""
     if conda is None:
@@ -366,12 +366,14 @@ def _conda_steps(
         else:
             create = f"{program} create -y -p {where} -f {{repo}}/{shlex.quote(rel)}"
         handled = [c for c, k in kinds.items() if k in ("create", "activate")]
-        return [Step("install", create, timeout)], handled, []
+        return [PipelineStep("install", create, timeout)], handled, []
     steps = []
     lines = pip_requirement_lines(conda)
     if lines:
         generated = posixpath.join(posixpath.dirname(rel), ".corrsource-conda-pip.txt")
-        steps.append(Step("install", f"python -m pip install -r {{repo}}/{generated}", timeout))
+        steps.append(
+            PipelineStep("install", f"python -m pip install -r {{repo}}/{generated}", timeout)
+        )
     handled = [c for c, k in kinds.items() if k is not None]
     skipped_commands = [c for c, k in kinds.items() if k == "other"]
     pin = f"and its `{conda.python}` " if conda.python else ""
@@ -436,7 +438,7 @@ def get_environment(ctx: CheckContext) -> Environment:
                     "\n".join(pip_requirement_lines(conda)) + "\n", encoding="utf-8"
                 )
             steps = conda_steps + [
-                Step("install", command, timeout)
+                PipelineStep("install", command, timeout)
                 for command in spec.commands
                 if command not in handled
             ]
@@ -487,7 +489,7 @@ def placeholder_values(
 
 def run_in_scratch(
     ctx: CheckContext,
-    step: Step,
+    step: PipelineStep,
     *,
     python: Path,
     bin_dir: Path,
@@ -621,7 +623,7 @@ def _tool_paths(uv: Path | None) -> tuple[Path, ...]:
 _SYSTEM_PREFIXES = ("/usr/", "/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/etc/", "/opt/")
 
 
-def _resolve_outputs(step: Step, values: PlaceholderValues, repo: Path) -> dict[str, Path]:
+def _resolve_outputs(step: PipelineStep, values: PlaceholderValues, repo: Path) -> dict[str, Path]:
     """Each declared output -> its path (relative ones are inside the scratch copy)."""
     outputs = {}
     for declared in step.produces:
@@ -691,7 +693,7 @@ def left_out_note(ctx: CheckContext) -> str | None:
     )
 
 
-def run_step(ctx: CheckContext, step: Step) -> StepRun:
+def run_step(ctx: CheckContext, step: PipelineStep) -> StepRun:
     """Run one step in a fresh scratch copy inside the isolated environment."""
     env = get_environment(ctx)
     return run_in_scratch(ctx, step, python=env.python, bin_dir=env.bin_dir)
@@ -732,12 +734,14 @@ def run_pipeline(
         ).root
         steps: list[StepRun] = []
         todo = [
-            Step(f"generate[{i}]", g.command, g.timeout, g.produces, g.network)
+            PipelineStep(f"generate[{i}]", g.command, g.timeout, g.produces, g.network)
             for i, g in enumerate(manifest.generate)
         ]
         if manifest.run is not None:
             cmd = manifest.run
-            todo.append(Step("run", cmd.command, cmd.timeout, cmd.expect.files, cmd.network))
+            todo.append(
+                PipelineStep("run", cmd.command, cmd.timeout, cmd.expect.files, cmd.network)
+            )
         for step in todo:
             run = run_in_scratch(
                 ctx, step, python=env.python, bin_dir=env.bin_dir, repo=repo, network=network
