@@ -8,12 +8,14 @@ metadata, integer and boolean tensors — is kept exactly.
 
 Supported formats (detected by magic bytes, never by file name alone):
 
-* ``safetensors`` — the 8-byte little-endian header length followed by ``{``.  The
-  header bytes are copied verbatim and the data section is streamed tensor by tensor in
-  bounded-size chunks, so multi-GiB files need only a few MiB of memory.
-* ``safetensors-index`` — a ``*.safetensors.index.json`` (JSON with a ``weight_map``).
-  The index is copied unchanged and every shard it names is perturbed into the
-  destination index's folder under the same relative name.
+* ``safetensors`` — the 8-byte little-endian header length followed by ``{``, validated and
+  located by :func:`pytest_corrsource.formats.safetensors.read_safetensors_layout` (the one
+  safetensors reader).  The header bytes are copied verbatim and the data section is streamed
+  tensor by tensor in bounded-size chunks, so multi-GiB files need only a few MiB of memory.
+* ``safetensors-index`` — a ``*.safetensors.index.json`` (JSON with a ``weight_map``, read by
+  :func:`pytest_corrsource.formats.shards.read_safetensors_index`).  The index is copied
+  unchanged and every shard it names is perturbed into the destination index's folder under
+  the same relative name.
 * ``npy`` (``\\x93NUMPY``) — header copied verbatim, data streamed like safetensors.
 * ``npz`` (a zip whose members are all ``.npy``) and ``skops`` (a zip of ``schema.json`` and
   ``.npy`` members) — each ``.npy`` member is loaded with ``allow_pickle=False`` (one member in
@@ -72,8 +74,6 @@ import contextlib
 import functools
 import hashlib
 import io
-import itertools
-import json
 import math
 import os
 import shutil
@@ -82,27 +82,27 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from pytest_corrsource.errors import CorrsourceError
+from pytest_corrsource.formats import FormatError
+from pytest_corrsource.formats.detect import detect_format
+from pytest_corrsource.formats.safetensors import SAFETENSORS_DTYPE_BITS, read_safetensors_layout
+from pytest_corrsource.formats.shards import read_safetensors_index
 
 __all__ = [
     "PerturbResult",
     "PerturbUnsupported",
-    "detect_format",
     "perturb_weights",
 ]
 
 #: Bytes processed per step when streaming; a multiple of 24 so it divides every
 #: element size (1, 2, 4, 8) and the 3-byte F6 packing group.
 CHUNK_BYTES = (1 << 20) // 24 * 24
-#: safetensors refuses headers larger than this; so do we.
-MAX_SAFETENSORS_HEADER = 100_000_000
-_MAX_INDEX_BYTES = 64 << 20
 # Large on purpose: the change must reach a model's output (greedy decoding, argmax labels),
 # or CS403 would wrongly conclude that the run ignores its weights. Values stay finite and of
 # the same order of magnitude, so loading and running still work.
@@ -427,19 +427,6 @@ def _check_distinct(src: Path, dst: Path) -> None:
         raise ValueError(f"destination {dst} is the source file; refusing to overwrite it")
 
 
-# --------------------------------------------------------------------------- detection
-
-
-def detect_format(path: Path) -> str:
-    """One of ``safetensors``, ``safetensors-index``, ``npy``, ``npz``, ``pickle``,
-    ``torch-zip``, ``gguf``, ``unknown`` — decided by content (magic bytes), not by name, with
-    the same rules as the weights checks."""
-    from pytest_corrsource.formats.detect import detect_format as detect
-
-    fmt = detect(Path(path))
-    return "unknown" if fmt == "opaque" else fmt
-
-
 def _format_error(fmt: str, src: Path, exc: Exception) -> PerturbUnsupported:
     """A reader's error: a limit of this plugin keeps ``fmt``, anything else is corruption."""
     from pytest_corrsource.formats.pickle_values import UnsupportedFeature
@@ -458,17 +445,10 @@ def _pickle_error(fmt: str) -> PerturbUnsupported:
 
 # --------------------------------------------------------------------------- safetensors
 
-_ST_BITS: dict[str, int] = {
-    "BOOL": 8, "U8": 8, "I8": 8, "I16": 16, "U16": 16, "I32": 32, "U32": 32,
-    "I64": 64, "U64": 64, "F16": 16, "BF16": 16, "F32": 32, "F64": 64, "C64": 64,
-    "F8_E4M3": 8, "F8_E5M2": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "F8_E8M0": 8,
-    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
-}  # fmt: skip
-
 
 def _st_kind(dtype: str) -> _Kind:
     if dtype in ("F16", "F32", "F64"):
-        return _Kind("float", np.dtype(f"<f{_ST_BITS[dtype] // 8}"))
+        return _Kind("float", np.dtype(f"<f{SAFETENSORS_DTYPE_BITS[dtype] // 8}"))
     if dtype == "C64":
         return _Kind("float", np.dtype("<f4"))
     if dtype == "BF16":
@@ -482,137 +462,45 @@ def _st_kind(dtype: str) -> _Kind:
     return _COPY
 
 
-@dataclass(frozen=True)
-class _StTensor:
-    name: str
-    dtype: str
-    begin: int
-    end: int
-
-
-def _corrupt(path: Path, why: str) -> PerturbUnsupported:
+def _corrupt(path: Path, why: object) -> PerturbUnsupported:
     return PerturbUnsupported(f"safetensors: corrupt file {path.name}: {why}", format="corrupt")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _read_safetensors_header(path: Path) -> tuple[int, list[_StTensor]]:
-    """Validate the header; return (data section start, tensors sorted by offset)."""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        prefix = fh.read(8)
-        if len(prefix) < 8:
-            raise _corrupt(path, "shorter than the 8-byte header length")
-        (n,) = struct.unpack("<Q", prefix)
-        if n > MAX_SAFETENSORS_HEADER:
-            raise _corrupt(path, f"header length {n} exceeds {MAX_SAFETENSORS_HEADER}")
-        if 8 + n > size:
-            raise _corrupt(path, f"header length {n} exceeds the file size {size}")
-        raw = fh.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _corrupt(path, f"header is not valid JSON ({exc})") from exc
-    if not isinstance(header, dict):
-        raise _corrupt(path, "header is not a JSON object")
-    data_len = size - 8 - n
-    tensors: list[_StTensor] = []
-    for name, info in header.items():
-        if name == "__metadata__":
-            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
-                raise _corrupt(path, "__metadata__ must map strings to strings")
-            continue
-        if not isinstance(info, dict):
-            raise _corrupt(path, f"entry {name!r} is not an object")
-        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if not isinstance(dtype, str):
-            raise _corrupt(path, f"tensor {name!r} has no dtype")
-        if dtype not in _ST_BITS:
-            raise PerturbUnsupported(
-                f"safetensors: tensor {name!r} has unknown dtype {dtype!r}", format="safetensors"
-            )
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-        ):
-            raise _corrupt(path, f"tensor {name!r} has an invalid shape {shape!r}")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1]
-        ):
-            raise _corrupt(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
-        bits = math.prod(shape) * _ST_BITS[dtype]
-        if bits % 8 or bits // 8 != offsets[1] - offsets[0]:
-            raise _corrupt(
-                path,
-                f"tensor {name!r}: {dtype}{shape} needs {bits / 8:g} bytes, "
-                f"data_offsets span {offsets[1] - offsets[0]}",
-            )
-        if offsets[1] > data_len:
-            raise _corrupt(path, f"tensor {name!r} extends past the end of the file")
-        tensors.append(_StTensor(name, dtype, offsets[0], offsets[1]))
-    tensors.sort(key=lambda t: (t.begin, t.end))
-    for prev, cur in itertools.pairwise(tensors):
-        if cur.begin < prev.end:
-            raise _corrupt(path, f"tensors {prev.name!r} and {cur.name!r} overlap")
-    return 8 + n, tensors
-
-
 def _perturb_safetensors(src: Path, dst: Path, seed: int) -> PerturbResult:
-    data_start, tensors = _read_safetensors_header(src)
-    size = src.stat().st_size
+    """The header is copied verbatim and every tensor streamed in offset order; the reader
+    has proved that the tensors tile the data section (no gap, overlap or trailing byte)."""
+    try:
+        header, data_start, offsets = read_safetensors_layout(src)
+    except FormatError as exc:
+        raise _corrupt(src, exc) from None
     changed: list[str] = []
     unchanged: list[str] = []
     with src.open("rb") as fin, _atomic_output(dst) as fout:
-        _copy_bytes(fin, fout, data_start)  # header bytes, verbatim
-        pos = 0
-        for t in tensors:
-            if t.begin > pos:
-                _copy_bytes(fin, fout, t.begin - pos)
+        _copy_bytes(fin, fout, data_start)
+        for t in sorted(header.tensors, key=lambda t: offsets[t.name]):
             kind = _st_kind(t.dtype)
-            n = t.end - t.begin
-            if kind.op == "copy" or n == 0:
+            if kind.op == "copy" or t.nbytes == 0:
                 kind = _COPY
                 unchanged.append(t.name)
             else:
                 changed.append(t.name)
-            _stream(fin, fout, n, kind, seed, t.name)
-            pos = t.end
-        _copy_bytes(fin, fout, size - data_start - pos)
+            _stream(fin, fout, t.nbytes, kind, seed, t.name)
     return PerturbResult("safetensors", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
 
 
 def _perturb_index(src: Path, dst: Path, seed: int) -> PerturbResult:
-    if src.stat().st_size > _MAX_INDEX_BYTES:
-        raise _corrupt(src, f"the index is larger than {_MAX_INDEX_BYTES} bytes")
+    """Every shard the index names is perturbed to the same relative name beside ``dst``;
+    the index is copied unchanged."""
     try:
-        data = json.loads(src.read_bytes())
-        weight_map = data["weight_map"]
-        if not isinstance(weight_map, dict):
-            raise TypeError("weight_map is not an object")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise _corrupt(src, f"not a shard index: {exc}") from None
-    shards: set[str] = set()
-    for tensor, shard in weight_map.items():
-        rel = PurePosixPath(shard) if isinstance(shard, str) else None
-        if rel is None or rel.is_absolute() or ".." in rel.parts or not rel.parts or "\\" in shard:
-            raise PerturbUnsupported(
-                f"safetensors-index: tensor {tensor!r} maps to an invalid shard name {shard!r}",
-                format="corrupt",
-            )
-        shards.add(shard)
+        index = read_safetensors_index(src, src.parent)
+    except FormatError as exc:
+        raise PerturbUnsupported(
+            f"safetensors-index: corrupt index {src.name}: {exc}", format="corrupt"
+        ) from None
     changed: set[str] = set()
     unchanged: set[str] = set()
     written: list[Path] = []
-    for shard in sorted(shards):
+    for shard in index.shards:
         shard_src = src.parent / shard
         shard_dst = dst.parent / shard
         if not shard_src.is_file():
@@ -625,7 +513,7 @@ def _perturb_index(src: Path, dst: Path, seed: int) -> PerturbResult:
         if fmt != "safetensors":
             raise PerturbUnsupported(
                 f"safetensors-index: shard {shard!r} is not a safetensors file ({fmt})",
-                format=fmt,
+                format="corrupt",
             )
         result = _perturb_safetensors(shard_src, shard_dst, seed)
         changed.update(result.changed)
@@ -700,7 +588,6 @@ def _perturb_npz(src: Path, dst: Path, seed: int) -> PerturbResult:
 
 
 def _perturb_skops(src: Path, dst: Path, seed: int) -> PerturbResult:
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.skops import skops_arrays
 
     try:
@@ -767,7 +654,7 @@ def _perturb_npy_members(
 def _torch_kind(dtype: str, byteorder: str, where: str) -> _Kind:
     if dtype == "C128":
         kind = _Kind("float", np.dtype("<f8"))
-    elif dtype in _ST_BITS:
+    elif dtype in SAFETENSORS_DTYPE_BITS:
         kind = _st_kind(dtype)
     else:  # quantized storages: integers plus per-tensor scales kept in the pickle
         return _COPY
@@ -799,7 +686,6 @@ def _perturb_torch_zip(src: Path, dst: Path, seed: int) -> PerturbResult:
     holds one) and central-directory record, so member names, order, offsets and 64-byte
     alignment are unchanged.
     """
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.torch_zip import central_directory_records, read_torch_zip
 
     try:
@@ -883,7 +769,6 @@ def _rewrite_regions(src: Path, dst: Path, regions: list[_Region], seed: int) ->
 def _perturb_torch_legacy(src: Path, dst: Path, seed: int) -> PerturbResult:
     """Pre-1.6 ``torch.save``: the storages' raw bytes follow the pickles; change the float
     ones in place (same rules as the zip format)."""
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.torch_zip import read_torch_legacy
 
     try:
@@ -906,7 +791,6 @@ def _perturb_pickle(src: Path, dst: Path, seed: int, fmt: str = "pickle") -> Per
     """Change the float payloads of the numpy arrays pickled in ``src`` (scikit-learn models,
     ``joblib.dump`` files), byte for byte in place: every opcode, and so the pickle's meaning,
     stays the same; nothing is unpickled."""
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.pickled_arrays import read_pickled_arrays
     from pytest_corrsource.formats.torch_zip import is_torch_legacy
 
@@ -940,8 +824,6 @@ def _perturb_compressed_joblib(src: Path, dst: Path, seed: int, codec: str) -> P
     """joblib's compressed files: decompress -> change in place -> recompress (same codec)."""
     import tempfile
 
-    from pytest_corrsource.formats import FormatError
-    from pytest_corrsource.formats.detect import detect_format as detect
     from pytest_corrsource.formats.tensors import decompress_joblib
 
     fmt = f"joblib-{codec}"
@@ -953,7 +835,7 @@ def _perturb_compressed_joblib(src: Path, dst: Path, seed: int, codec: str) -> P
             raise PerturbUnsupported(
                 f"{src.name}: unknown format ({exc})", format="unknown"
             ) from None
-        if detect(plain) != "pickle":
+        if detect_format(plain) != "pickle":
             raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
         result = _perturb_pickle(plain, changed, seed, fmt)
         schema = _verify_same_schema(plain, changed, "pickle")
@@ -1031,7 +913,6 @@ def _gguf_kind(dtype: str) -> _Kind | None:
 def _perturb_gguf(src: Path, dst: Path, seed: int) -> PerturbResult:
     """Change every float tensor and the scales of every supported quantized block in place;
     the header, metadata, alignment padding and integer tensors are copied."""
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.gguf import read_gguf_layout
 
     try:
@@ -1071,7 +952,6 @@ _RAW_KINDS = {
 
 def _perturb_raw(src: Path, dst: Path, seed: int, layout: RawLayout) -> PerturbResult:
     """The manifest says which bytes are floats (``weights[].layout``): change exactly those."""
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.tensors import RAW_ITEMSIZE, raw_ranges
 
     try:
@@ -1128,17 +1008,17 @@ def perturb_weights(
     if layout is not None:
         return _perturb_raw(src, dst, seed, layout)
     fmt = detect_format(src)
-    if fmt == "unknown":
+    if fmt == "opaque":  # the formats a magic number alone does not tell
         from pytest_corrsource.formats.pickled_arrays import compression_of
         from pytest_corrsource.formats.skops import is_skops
 
         if is_skops(src):
             fmt = "skops"
-
-        with src.open("rb") as fh:
-            codec = compression_of(fh.read(8))
-        if codec is not None and fmt == "unknown":
-            return _perturb_compressed_joblib(src, dst, seed, codec)
+        else:
+            with src.open("rb") as fh:
+                codec = compression_of(fh.read(8))
+            if codec is not None:
+                return _perturb_compressed_joblib(src, dst, seed, codec)
     handler = _HANDLERS.get(fmt)
     if handler is None:
         raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
@@ -1149,7 +1029,6 @@ def perturb_weights(
 def _verify_same_schema(src: Path, dst: Path, fmt: str) -> dict[str, tuple[str, tuple[int, ...]]]:
     """The plugin's own reader must see the released schema in the modified copy: only values
     may differ. A difference is a bug of this module, reported rather than run."""
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.tensors import UnreadableTensors, read_schema
 
     try:

@@ -315,11 +315,13 @@ def test_sharded_checkpoint(tmp_path: Path) -> None:
 def test_index_with_escaping_shard_name(tmp_path: Path) -> None:
     index = tmp_path / "model.safetensors.index.json"
     index.write_text(json.dumps({"weight_map": {"w": "../evil.safetensors"}}))
-    with pytest.raises(PerturbUnsupported, match="invalid shard name"):
+    with pytest.raises(PerturbUnsupported, match="not a plain relative path") as escaping:
         perturb_weights(index, tmp_path / "out" / index.name)
+    assert escaping.value.format == "corrupt"
     index.write_text(json.dumps({"weight_map": {"w": "missing.safetensors"}}))
     with pytest.raises(PerturbUnsupported, match="does not exist"):
         perturb_weights(index, tmp_path / "out" / index.name)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 @settings(max_examples=60, deadline=None)
@@ -463,8 +465,8 @@ def _corrupt_variants(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     data = ok.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
     cases: dict[str, tuple[bytes, str]] = {
-        "truncated": (data[:-4], "past the end"),
-        "header_too_long": (struct.pack("<Q", 10_000) + data[8:], "exceeds the file size"),
+        "truncated": (data[:-4], "file truncated"),
+        "header_too_long": (struct.pack("<Q", 10_000) + data[8:], r"exceeds the file \("),
         "bad_json": (data[:8] + b"{" + b"x" * (n - 1) + data[8 + n :], "not valid JSON"),
     }
 
@@ -474,7 +476,7 @@ def _corrupt_variants(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
     cases["shape_mismatch"] = (
         with_header({"w": {"dtype": "F32", "shape": [5], "data_offsets": [0, 16]}}),
-        "needs 20 bytes",
+        "of F32 needs 20",
     )
     cases["overlap"] = (
         with_header(
@@ -487,12 +489,13 @@ def _corrupt_variants(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     )
     cases["unknown_dtype"] = (
         with_header({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}),
-        "unknown dtype 'F128'",
+        "unknown dtype `F128`",
     )
     dup = b'{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},' + (
         b'"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
     )
-    cases["duplicate"] = (struct.pack("<Q", len(dup)) + dup + b"\0", "duplicate key")
+    cases["duplicate"] = (struct.pack("<Q", len(dup)) + dup + b"\0", "duplicate tensor name")
+    cases["trailing_bytes"] = (data + b"\0" * 4, "4 trailing bytes")
     out: dict[str, tuple[Path, str]] = {}
     for name, (content, message) in cases.items():
         path = tmp_path / f"{name}.safetensors"
@@ -504,8 +507,9 @@ def _corrupt_variants(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 def test_corrupt_safetensors_is_reported(tmp_path: Path) -> None:
     for name, (path, message) in _corrupt_variants(tmp_path).items():
         dst = tmp_path / "out" / path.name
-        with pytest.raises(PerturbUnsupported, match=message):
+        with pytest.raises(PerturbUnsupported, match=message) as failure:
             perturb_weights(path, dst)
+        assert failure.value.format == "corrupt", name
         assert not dst.exists(), name
         assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
 

@@ -27,7 +27,15 @@ from pathlib import Path
 from typing import Any
 
 from . import FormatError, TensorInfo
-from .pickle_values import Call, Global, PersId, UnsupportedFeature, evaluate_pickle, walk_named
+from .pickle_values import (
+    MAX_PICKLE_DEPTH,
+    Call,
+    Global,
+    PersId,
+    UnsupportedFeature,
+    evaluate_pickle,
+    walk_named,
+)
 
 __all__ = [
     "STORAGE_DTYPES",
@@ -204,8 +212,8 @@ def _all_pers_ids(value: Any) -> Any:
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
-        if depth > 200:
-            raise FormatError("pickle nests deeper than 200 levels.")
+        if depth > MAX_PICKLE_DEPTH:
+            raise FormatError(f"pickle nests deeper than {MAX_PICKLE_DEPTH} levels.")
         if isinstance(node, PersId):
             yield node
             continue
