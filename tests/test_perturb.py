@@ -547,3 +547,93 @@ def test_large_file_uses_bounded_memory(tmp_path: Path) -> None:
         tail_a = np.frombuffer(a.read(), "<f4")
         tail_b = np.frombuffer(b.read(), "<f4")
     assert np.all(tail_a != tail_b)
+
+
+# ------------------------------------------------------------------------------ fast paths
+
+
+@pytest.mark.parametrize("dtype", ["<f4", "<f8"])
+def test_the_in_place_path_writes_what_the_general_path_writes(dtype: str) -> None:
+    from pytest_corrsource.perturb import _float_values, _Noise
+
+    rng = np.random.default_rng(5)
+    fi = np.finfo(dtype)
+    plain = rng.standard_normal(4096).astype(dtype)
+    chunks = {"normal": plain}
+    for label, value in [
+        ("zero", 0.0),
+        ("nan", np.nan),
+        ("inf", np.inf),
+        ("subnormal", fi.smallest_subnormal),
+        ("huge", fi.max * 0.75),
+    ]:
+        chunk = plain.copy()
+        chunk[100] = value
+        chunks[label] = chunk
+    for label, chunk in chunks.items():
+        noise = _Noise(3, label, 0)
+        expected = _float_values(chunk.view(np.uint8), np.dtype(dtype), noise)
+        buffer = chunk.copy().view(np.uint8)
+        got = _float_values(buffer, np.dtype(dtype), noise, in_place=True)
+        assert got.tobytes() == expected.tobytes(), label
+        assert not np.array_equal(got.view(dtype)[:100], chunk[:100]), label
+
+
+def big_int_safetensors(path: Path) -> Path:
+    """A float tensor between two integer tensors long enough for the kernel copy."""
+    save_file(
+        {
+            "a_ids": np.arange(1 << 16, dtype=np.int64),
+            "b_weight": np.random.default_rng(0).standard_normal(1 << 17).astype(np.float32),
+            "c_ids": np.arange(1 << 15, dtype=np.int32),
+        },
+        str(path),
+    )
+    return path
+
+
+def test_untouched_spans_are_copied_in_the_kernel_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    src = big_int_safetensors(tmp_path / "m.safetensors")
+    calls: list[int] = []
+    real = os.copy_file_range
+
+    def spy(*args: int) -> int:
+        calls.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(os, "copy_file_range", spy)
+    perturb_weights(src, tmp_path / "out.safetensors")
+    assert sum(calls) >= (1 << 19) + (1 << 17)  # both integer tensors went through the kernel
+    with safe_open(str(src), "np") as a, safe_open(str(tmp_path / "out.safetensors"), "np") as b:
+        for name in ("a_ids", "c_ids"):
+            np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name))
+        assert np.all(a.get_tensor("b_weight") != b.get_tensor("b_weight"))
+
+
+@pytest.mark.parametrize("failure", ["refused", "short"])
+def test_a_kernel_copy_that_fails_or_stops_short_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    import errno
+    import os
+
+    src = big_int_safetensors(tmp_path / "m.safetensors")
+    perturb_weights(src, tmp_path / "expected.safetensors")
+    real = os.copy_file_range
+
+    def broken(src_fd: int, dst_fd: int, count: int, src_at: int, dst_at: int) -> int:
+        if failure == "refused":
+            raise OSError(errno.EXDEV, "cross-device")
+        if count > 4096:  # copy a little, then fail: the rest must still arrive
+            real(src_fd, dst_fd, 4096, src_at, dst_at)
+            return 4096
+        raise OSError(errno.EINVAL, "no more")
+
+    monkeypatch.setattr(os, "copy_file_range", broken)
+    perturb_weights(src, tmp_path / "out.safetensors")
+    expected = (tmp_path / "expected.safetensors").read_bytes()
+    assert (tmp_path / "out.safetensors").read_bytes() == expected
