@@ -32,13 +32,14 @@ Supported formats (detected by magic bytes, never by file name alone):
   is a byte-string opcode (or, for joblib, bytes after its wrapper); float payloads are
   changed in place, every opcode stays. joblib's zlib/gzip/bz2/xz/lzma files are
   decompressed (bounded), changed and recompressed with the same codec.
-* ``gguf`` — F32/F16/BF16/F64 tensors directly; quantized tensors (Q4_0, Q4_1, Q5_0, Q5_1,
-  Q8_0, Q2_K–Q6_K) by changing each block's fp16 scale ``d``.
+* ``gguf`` — F32/F16/BF16/F64 tensors directly; quantized tensors (Q4_0 … Q8_0, the k-quants
+  Q2_K–Q8_K, the i-quants IQ1_S … IQ4_XS, TQ1_0/TQ2_0, MXFP4, NVFP4) by changing each block's
+  super-block scale (:data:`GGML_BLOCK_SCALES`); Q8_1 and Q1_0 are refused with the reason.
 * ``raw`` — a manifest ``layout`` names the byte ranges that are floats (llama2.c).
 
 Every copy is read back with :mod:`pytest_corrsource.formats.tensors`: a schema that differs
 from the source's is reported as a bug, never run. Unknown formats, corrupt files and
-formats this module cannot change (text-encoded protocol-2 arrays, the i-quants …) raise
+formats this module cannot change (text-encoded protocol-2 arrays, GGUF Q8_1 …) raise
 :class:`PerturbUnsupported` with the reason.
 
 How values are changed:
@@ -163,7 +164,8 @@ class _Kind:
     f8: str = ""  # for "f8": safetensors dtype name
     mask: int = 0  # for "xor"
     block: int = 0  # for "blocks": bytes per quantization block
-    fields: tuple[int, ...] = ()  # for "blocks": offsets of the fp16 scales in a block
+    #: for "blocks": (offset in the block, encoding) of each scale field, see GGML_BLOCK_SCALES
+    fields: tuple[tuple[int, str], ...] = ()
 
 
 _COPY = _Kind("copy")
@@ -354,16 +356,43 @@ def _transform(
     return raw
 
 
+#: bytes of each scale-field encoding in a ggml block
+_SCALE_WIDTH = {"f16": 2, "f32": 4, "e8m0": 1, "ue4m3x4": 4, "iq1m": 8}
+
+
 def _block_scales(raw: U8Array, kind: _Kind, rng: _Noise) -> U8Array:
-    """Change the fp16 scale field(s) of every quantization block; the quants stay. Every
+    """Change the scale field(s) of every quantization block; the quants stay. Every
     dequantised value of a block is ``scale * q (+ min)``, so each non-zero one changes."""
     blocks = np.array(raw, dtype=np.uint8).reshape(-1, kind.block)
-    half = np.dtype("<f2")
-    for offset in kind.fields:
-        scales = np.ascontiguousarray(blocks[:, offset : offset + 2]).reshape(-1)
-        changed = _float_values(scales, half, rng)
-        blocks[:, offset : offset + 2] = changed.reshape(-1, 2)
+    for offset, encoding in kind.fields:
+        width = _SCALE_WIDTH[encoding]
+        field_bytes = np.ascontiguousarray(blocks[:, offset : offset + width]).reshape(-1)
+        if encoding == "f16":
+            changed = _float_values(field_bytes, np.dtype("<f2"), rng)
+        elif encoding == "f32":
+            changed = _float_values(field_bytes, np.dtype("<f4"), rng)
+        elif encoding == "e8m0":  # a power-of-two exponent: doubled or halved
+            changed = _f8_values(field_bytes, "F8_E8M0")
+        elif encoding == "ue4m3x4":  # unsigned E4M3 bytes: one mantissa step each
+            changed = _f8_values(field_bytes, "F8_E4M3")
+        else:
+            changed = _iq1m_scales(field_bytes, rng)
+        blocks[:, offset : offset + width] = changed.reshape(-1, width)
     return np.asarray(blocks.reshape(-1), dtype=np.uint8)
+
+
+def _iq1m_scales(field_bytes: U8Array, rng: _Noise) -> U8Array:
+    """IQ1_M keeps its fp16 block scale in the top 4 bits of its four little-endian uint16
+    ``scales`` words (ggml-common.h ``iq1m_scale_t``: word k holds bits 4k..4k+3); the low
+    12 bits of each word, the 3-bit sub-block scales, are kept."""
+    words = field_bytes.view("<u2").reshape(-1, 4).copy()
+    top = (words >> np.uint16(12)).astype(np.uint16)
+    shifts = np.array([0, 4, 8, 12], dtype=np.uint16)
+    scale = np.bitwise_or.reduce(top << shifts, axis=1).astype("<u2")
+    changed = _float_values(scale.view(np.uint8), np.dtype("<f2"), rng).view("<u2")
+    nibbles = (changed[:, None] >> shifts) & np.uint16(0xF)
+    words = (words & np.uint16(0x0FFF)) | (nibbles << np.uint16(12)).astype(np.uint16)
+    return np.asarray(words.astype("<u2").view(np.uint8).reshape(-1), dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------- streaming
@@ -942,27 +971,54 @@ def _compress(fin: IO[bytes], fout: IO[bytes], codec: str) -> None:
 
 # --------------------------------------------------------------------------- GGUF
 
-#: ggml block type -> (bytes per block, offsets of its fp16 scale ``d``), from llama.cpp's
-#: ggml/src/ggml-common.h (``block_q4_0 {ggml_half d; uint8_t qs[16]}``, ``block_q6_K {ql[128];
-#: qh[64]; scales[16]; ggml_half d}`` …). Only ``d`` is changed: mins (``m``/``dmin``) and the
-#: per-sub-block 6/8-bit scales keep their bits, and every dequantised value ``d * q (- min)``
-#: with q != 0 moves.
-GGML_BLOCK_SCALES: dict[str, tuple[int, tuple[int, ...]]] = {
-    "Q4_0": (18, (0,)),
-    "Q4_1": (20, (0,)),
-    "Q5_0": (22, (0,)),
-    "Q5_1": (24, (0,)),
-    "Q8_0": (34, (0,)),
-    "Q2_K": (84, (80,)),
-    "Q3_K": (110, (108,)),
-    "Q4_K": (144, (0,)),
-    "Q5_K": (176, (0,)),
-    "Q6_K": (210, (208,)),
+#: ggml block type -> its scale fields as (offset in the block, encoding), from the block structs
+#: of llama.cpp's ggml/src/ggml-common.h (``block_q4_0 {ggml_half d; uint8_t qs[16]}``,
+#: ``block_q6_K {ql[128]; qh[64]; scales[16]; ggml_half d}``, ``block_tq1_0 {qs[48]; qh[4];
+#: ggml_half d}``, ``block_mxfp4 {uint8_t e; qs[16]}`` …) and, for NVFP4, gguf-py's quants.py
+#: (four unsigned-E4M3 sub-block scales, then the quants). Only the super-block scale is
+#: changed: mins (``m``/``dmin``) and the 3-8-bit sub-block scales keep their bits, and every
+#: dequantised value ``d * q (- min)`` with q != 0 moves. Block sizes: formats.gguf.GGML_TYPES.
+#: Encodings: ``f16``/``f32`` IEEE floats, ``e8m0`` a power-of-two exponent byte,
+#: ``ue4m3x4`` four unsigned E4M3 bytes, ``iq1m`` an fp16 spread over four uint16 words.
+GGML_BLOCK_SCALES: dict[str, tuple[tuple[int, str], ...]] = {
+    "Q4_0": ((0, "f16"),),
+    "Q4_1": ((0, "f16"),),
+    "Q5_0": ((0, "f16"),),
+    "Q5_1": ((0, "f16"),),
+    "Q8_0": ((0, "f16"),),
+    "Q2_K": ((80, "f16"),),
+    "Q3_K": ((108, "f16"),),
+    "Q4_K": ((0, "f16"),),
+    "Q5_K": ((0, "f16"),),
+    "Q6_K": ((208, "f16"),),
+    "Q8_K": ((0, "f32"),),  # {float d; int8 qs[256]; int16 bsums[16]}: bsums count quants
+    "IQ2_XXS": ((0, "f16"),),
+    "IQ2_XS": ((0, "f16"),),
+    "IQ2_S": ((0, "f16"),),
+    "IQ3_XXS": ((0, "f16"),),
+    "IQ3_S": ((0, "f16"),),
+    "IQ1_S": ((0, "f16"),),
+    "IQ1_M": ((48, "iq1m"),),  # {qs[32]; qh[16]; scales[8]}
+    "IQ4_NL": ((0, "f16"),),
+    "IQ4_XS": ((0, "f16"),),
+    "TQ1_0": ((52, "f16"),),
+    "TQ2_0": ((64, "f16"),),
+    "MXFP4": ((0, "e8m0"),),
+    "NVFP4": ((0, "ue4m3x4"),),
+}
+#: ggml types whose blocks are not changed, and why (a limit of this plugin, not of the file)
+GGML_UNMODIFIABLE: dict[str, str] = {
+    "Q8_1": "its blocks also hold s = d * sum(q), which would have to change with d; llama.cpp "
+    "uses this type only for intermediate results",
+    "Q1_0": "no block layout for it is published in ggml-common.h or gguf-py that this plugin "
+    "was checked against",
 }
 
 
 def _gguf_kind(dtype: str) -> _Kind | None:
-    """None for a type this module cannot change (the i-quants, ternary, MXFP4 …)."""
+    """None for a type this module cannot change (:data:`GGML_UNMODIFIABLE`)."""
+    from pytest_corrsource.formats.gguf import GGML_TYPES
+
     if dtype in ("F32", "F16", "F64"):
         return _st_kind(dtype)
     if dtype == "BF16":
@@ -970,8 +1026,8 @@ def _gguf_kind(dtype: str) -> _Kind | None:
     if dtype in ("I8", "I16", "I32", "I64"):
         return _COPY
     if dtype in GGML_BLOCK_SCALES:
-        block, fields = GGML_BLOCK_SCALES[dtype]
-        return _Kind("blocks", block=block, fields=fields)
+        block = next(size for name, _n, size in GGML_TYPES.values() if name == dtype)
+        return _Kind("blocks", block=block, fields=GGML_BLOCK_SCALES[dtype])
     return None
 
 
@@ -990,9 +1046,9 @@ def _perturb_gguf(src: Path, dst: Path, seed: int) -> PerturbResult:
     for tensor in header.tensors:
         kind = _gguf_kind(tensor.dtype)
         if kind is None:
+            why = GGML_UNMODIFIABLE.get(tensor.dtype, "a ggml type this plugin does not know")
             raise PerturbUnsupported(
-                f"gguf: tensor {tensor.name!r} has ggml type {tensor.dtype}, whose blocks this "
-                "plugin cannot yet change",
+                f"gguf: cannot modify {tensor.dtype} (tensor {tensor.name!r}): {why}",
                 format="gguf",
             )
         if kind.op == "copy" or tensor.nbytes == 0:
