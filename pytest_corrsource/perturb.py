@@ -27,7 +27,8 @@ Supported formats (detected by magic bytes, never by file name alone):
   patched, so ``data.pkl``, member names, order, offsets and alignment are unchanged. All
   float storages change — parameters, buffers and optimizer state alike (a run that resumes
   must honour what it loads); integer, bool and quantized storages are copied.
-  ``torch-legacy`` (pre-1.6 ``torch.save``): the same, on the raw storages after the pickles.
+  ``torch-legacy`` (pre-1.6 ``torch.save``): the same, on the raw storages after the pickles;
+  ``torch-tar`` (torch < 0.4): the same, on the raw storages inside its ``storages`` member.
 * ``pickle`` holding numpy arrays (scikit-learn, ``joblib.dump``) — each array's raw payload
   is a byte-string opcode (or, for joblib, bytes after its wrapper); float payloads are
   changed in place, every opcode stays. joblib's zlib/gzip/bz2/xz/lzma files are
@@ -860,15 +861,17 @@ def _rewrite_regions(src: Path, dst: Path, regions: list[_Region], seed: int) ->
 # --------------------------------------------------------------------------- pickled numpy
 
 
-def _perturb_torch_legacy(src: Path, dst: Path, seed: int) -> PerturbResult:
-    """Pre-1.6 ``torch.save``: the storages' raw bytes follow the pickles; change the float
-    ones in place (same rules as the zip format)."""
-    from pytest_corrsource.formats.torch_zip import read_torch_legacy
+def _perturb_torch_storages(src: Path, dst: Path, seed: int, fmt: str) -> PerturbResult:
+    """Pre-1.6 ``torch.save`` (``torch-legacy``: the storages' raw bytes follow the pickles)
+    and torch < 0.4's tar (``torch-tar``: they lie in its ``storages`` member, whose bytes tar
+    checksums do not cover): change the float storages in place (same rules as the zip
+    format); every other byte is copied."""
+    from pytest_corrsource.formats.torch_zip import read_torch_checkpoint
 
     try:
-        archive = read_torch_legacy(src)
+        archive = read_torch_checkpoint(src, fmt)
     except FormatError as exc:
-        raise _format_error("torch-legacy", src, exc) from None
+        raise _format_error(fmt, src, exc) from None
     regions: list[_Region] = []
     changed: set[str] = set()
     for storage in archive.storages.values():
@@ -878,7 +881,7 @@ def _perturb_torch_legacy(src: Path, dst: Path, seed: int) -> PerturbResult:
             changed.update(storage.tensors)
     _rewrite_regions(src, dst, regions, seed)
     unchanged = {t.name for t in archive.tensors} - changed
-    return PerturbResult("torch-legacy", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+    return PerturbResult(fmt, tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
 
 
 def _perturb_pickle(src: Path, dst: Path, seed: int, fmt: str = "pickle") -> PerturbResult:
@@ -886,10 +889,11 @@ def _perturb_pickle(src: Path, dst: Path, seed: int, fmt: str = "pickle") -> Per
     ``joblib.dump`` files), byte for byte in place: every opcode, and so the pickle's meaning,
     stays the same; nothing is unpickled."""
     from pytest_corrsource.formats.pickled_arrays import read_pickled_arrays
-    from pytest_corrsource.formats.torch_zip import is_torch_legacy
+    from pytest_corrsource.formats.torch_zip import torch_pickle_format
 
-    if is_torch_legacy(src):
-        return _perturb_torch_legacy(src, dst, seed)
+    torch_fmt = torch_pickle_format(src)
+    if torch_fmt is not None:
+        return _perturb_torch_storages(src, dst, seed, torch_fmt)
     try:
         arrays = read_pickled_arrays(src)
     except FormatError as exc:

@@ -251,10 +251,10 @@ def _npz(path: Path) -> dict[str, TensorEntry]:
     }
 
 
-def _torch_zip(path: Path, legacy: bool = False) -> dict[str, TensorEntry]:
-    from .torch_zip import read_torch_legacy, read_torch_zip
+def _torch(path: Path, fmt: str) -> dict[str, TensorEntry]:
+    from .torch_zip import read_torch_checkpoint
 
-    archive = read_torch_legacy(path) if legacy else read_torch_zip(path)
+    archive = read_torch_checkpoint(path, fmt)
     order = ">" if archive.byteorder == "big" else "<"
     entries: dict[str, TensorEntry] = {}
     for t in archive.tensors:
@@ -415,9 +415,9 @@ def open_tensors(
         elif fmt == "npz":
             entries = _npz(path)
         elif fmt == "torch-zip":
-            entries = _torch_zip(path)
-        elif fmt == "pickle" and _is_torch_legacy(path):
-            fmt, entries = "torch-legacy", _torch_zip(path, legacy=True)
+            entries = _torch(path, fmt)
+        elif fmt == "pickle" and (torch_fmt := _torch_pickle_format(path)):
+            fmt, entries = torch_fmt, _torch(path, torch_fmt)
         elif fmt == "pickle":
             entries = _pickled(path, fmt)
         elif fmt == "gguf":
@@ -433,10 +433,10 @@ def open_tensors(
     return TensorFile(path, fmt, entries)
 
 
-def _is_torch_legacy(path: Path) -> bool:
-    from .torch_zip import is_torch_legacy
+def _torch_pickle_format(path: Path) -> str | None:
+    from .torch_zip import torch_pickle_format
 
-    return is_torch_legacy(path)
+    return torch_pickle_format(path)
 
 
 def _is_skops(path: Path) -> bool:
