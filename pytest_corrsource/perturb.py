@@ -984,31 +984,19 @@ def _compress(fin: IO[bytes], fout: IO[bytes], codec: str) -> None:
 #: dequantised value ``d * q (- min)`` with q != 0 moves. Block sizes: formats.gguf.GGML_TYPES.
 #: Encodings: ``f16``/``f32`` IEEE floats, ``e8m0`` a power-of-two exponent byte,
 #: ``ue4m3x4`` four unsigned E4M3 bytes, ``iq1m`` an fp16 spread over four uint16 words.
+_D_FIRST: tuple[str, ...] = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K")
+_D_FIRST += ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ4_NL", "IQ4_XS")
 GGML_BLOCK_SCALES: dict[str, tuple[tuple[int, str], ...]] = {
-    "Q4_0": ((0, "f16"),),
-    "Q4_1": ((0, "f16"),),
-    "Q5_0": ((0, "f16"),),
-    "Q5_1": ((0, "f16"),),
-    "Q8_0": ((0, "f16"),),
-    "Q2_K": ((80, "f16"),),
-    "Q3_K": ((108, "f16"),),
-    "Q4_K": ((0, "f16"),),
-    "Q5_K": ((0, "f16"),),
-    "Q6_K": ((208, "f16"),),
+    **{name: ((0, "f16"),) for name in _D_FIRST},  # {ggml_half d; …}
+    "Q2_K": ((80, "f16"),),  # {scales[16]; qs[64]; d; dmin}
+    "Q3_K": ((108, "f16"),),  # {hmask[32]; qs[64]; scales[12]; d}
+    "Q6_K": ((208, "f16"),),  # {ql[128]; qh[64]; scales[16]; d}
     "Q8_K": ((0, "f32"),),  # {float d; int8 qs[256]; int16 bsums[16]}: bsums count quants
-    "IQ2_XXS": ((0, "f16"),),
-    "IQ2_XS": ((0, "f16"),),
-    "IQ2_S": ((0, "f16"),),
-    "IQ3_XXS": ((0, "f16"),),
-    "IQ3_S": ((0, "f16"),),
-    "IQ1_S": ((0, "f16"),),
     "IQ1_M": ((48, "iq1m"),),  # {qs[32]; qh[16]; scales[8]}
-    "IQ4_NL": ((0, "f16"),),
-    "IQ4_XS": ((0, "f16"),),
-    "TQ1_0": ((52, "f16"),),
-    "TQ2_0": ((64, "f16"),),
-    "MXFP4": ((0, "e8m0"),),
-    "NVFP4": ((0, "ue4m3x4"),),
+    "TQ1_0": ((52, "f16"),),  # {qs[48]; qh[4]; d}
+    "TQ2_0": ((64, "f16"),),  # {qs[64]; d}
+    "MXFP4": ((0, "e8m0"),),  # {uint8_t e; qs[16]}
+    "NVFP4": ((0, "ue4m3x4"),),  # {uint8_t d[4]; qs[32]} (gguf-py)
 }
 #: ggml types whose blocks are not changed, and why (a limit of this plugin, not of the file)
 GGML_UNMODIFIABLE: dict[str, str] = {

@@ -23,6 +23,7 @@ import os
 import struct
 import tarfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -373,28 +374,13 @@ def read_torch_legacy(path: Path) -> TorchZip:
             dtype, numel = referenced[key]
             if dtype is None:
                 raise UnsupportedFeature(f"storage {key!r} is untyped in a legacy checkpoint.")
-            count = handle.read(8)
-            if len(count) != 8:
-                raise FormatError(f"storage {key!r}: the file ends before its size.")
-            if int.from_bytes(count, "little" if little else "big") != numel:
+            storage = _raw_storage(handle, key, dtype, end, "the file", little=little)
+            if storage.nbytes != numel * _itemsize(dtype):
                 raise FormatError(
                     f"storage {key!r}: stored size differs from the pickle's {numel}."
                 )
-            start, nbytes = handle.tell(), numel * _itemsize(dtype)
-            if start + nbytes > end:
-                raise FormatError(f"storage {key!r} runs past the end of the file.")
-            handle.seek(start + nbytes)
-            storages[key] = TorchStorage(
-                key=key,
-                member="",
-                dtype=dtype,
-                nbytes=nbytes,
-                data_offset=start,
-                crc=0,
-                header_offset=-1,
-                descriptor=False,
-                tensors=[t.name for t in tensors if t.storage == key],
-            )
+            storage.tensors = [t.name for t in tensors if t.storage == key]
+            storages[key] = storage
     for t in tensors:
         _check_extent(t, storages[t.storage])
     return TorchZip("", "little" if little else "big", tuple(tensors), storages, -1)
@@ -480,42 +466,62 @@ def read_torch_tar(path: Path) -> TorchZip:
     )
 
 
+def _raw_storage(
+    handle: IO[bytes], key: str, dtype: str, end: int, within: str, *, little: bool = True
+) -> TorchStorage:
+    """One storage as torch's ``UntypedStorage._new_with_file`` reads it (the legacy and the tar
+    formats): its element count in 8 bytes, then its raw bytes, which are skipped here and
+    located by ``data_offset``. ``within`` names what the storage must not run past."""
+    count = _read_exact(handle, 8, end, f"storage {key}'s size")
+    nbytes = int.from_bytes(count, "little" if little else "big") * _itemsize(dtype)
+    start = handle.tell()
+    if start + nbytes > end:
+        raise FormatError(f"storage {key} runs past the end of {within}.")
+    handle.seek(start + nbytes)
+    return TorchStorage(
+        key=key,
+        member="",
+        dtype=dtype,
+        nbytes=nbytes,
+        data_offset=start,
+        crc=0,
+        header_offset=-1,
+        descriptor=False,
+        tensors=[],
+    )
+
+
+def _records(
+    handle: IO[bytes], member: tarfile.TarInfo, what: str
+) -> Iterator[tuple[int, Any, Any]]:
+    """The records of a ``storages`` or ``tensors`` member: a pickled count, then per record a
+    pickled 3-tuple whose first item is its key, each followed by data the caller reads before
+    asking for the next record."""
+    end = member.offset_data + member.size
+    handle.seek(member.offset_data)
+    count = _count(evaluate_pickle(handle, end), f"the {what} count", member.size)
+    for _ in range(count):
+        record = evaluate_pickle(handle, end)
+        if not (isinstance(record, tuple) and len(record) == 3):
+            raise FormatError(f"a {what} header is not a 3-tuple: {record!r:.80}.")
+        yield _tar_key(record[0], f"{what} key"), record[1], record[2]
+
+
 def _tar_storages(
     handle: IO[bytes], member: tarfile.TarInfo
 ) -> tuple[dict[int, TorchStorage], dict[int, tuple[int, int]]]:
     """The ``storages`` member: key -> storage, and view key -> (root key, element offset)."""
-    start, end = member.offset_data, member.offset_data + member.size
-    handle.seek(start)
-    count = _count(evaluate_pickle(handle, end), "the storage count", member.size)
+    end = member.offset_data + member.size
     storages: dict[int, TorchStorage] = {}
-    for _ in range(count):
-        args = evaluate_pickle(handle, end)
-        if not (isinstance(args, tuple) and len(args) == 3 and isinstance(args[2], Global)):
-            raise FormatError(f"a storage header is not (key, location, type): {args!r:.80}.")
-        key = _tar_key(args[0], "storage key")
-        cls = args[2]
+    for key, _location, cls in _records(handle, member, "storage"):
+        if not isinstance(cls, Global):
+            raise FormatError(f"storage {key}'s type is not a class: {cls!r:.60}.")
         if cls.module not in ("torch", "torch.cuda") or cls.name not in STORAGE_DTYPES:
             raise UnsupportedFeature(f"unknown storage class {cls.dotted}.")
-        dtype, itemsize = STORAGE_DTYPES[cls.name]
-        numel = int.from_bytes(_read_exact(handle, 8, end, f"storage {key}'s size"), "little")
-        nbytes = numel * itemsize
-        data_offset = handle.tell()
-        if data_offset + nbytes > end:
-            raise FormatError(f"storage {key} runs past the end of the `storages` member.")
-        handle.seek(data_offset + nbytes)
         if key in storages:
             raise FormatError(f"storage key {key} appears twice.")
-        storages[key] = TorchStorage(
-            key=str(key),
-            member="storages",
-            dtype=dtype,
-            nbytes=nbytes,
-            data_offset=data_offset,
-            crc=0,
-            header_offset=-1,
-            descriptor=False,
-            tensors=[],
-        )
+        dtype = STORAGE_DTYPES[cls.name][0]
+        storages[key] = _raw_storage(handle, str(key), dtype, end, "the `storages` member")
     views: dict[int, tuple[int, int]] = {}
     listed = evaluate_pickle(handle, end)
     if not isinstance(listed, list):
@@ -542,15 +548,10 @@ def _tar_tensors(
 ) -> dict[int, TorchTensor]:
     """The ``tensors`` member: tensor key -> tensor (named by its key until the object names
     it), on its root storage."""
-    start, end = member.offset_data, member.offset_data + member.size
-    handle.seek(start)
-    count = _count(evaluate_pickle(handle, end), "the tensor count", member.size)
+    end = member.offset_data + member.size
     tensors: dict[int, TorchTensor] = {}
-    for _ in range(count):
-        args = evaluate_pickle(handle, end)
-        if not (isinstance(args, tuple) and len(args) == 3):
-            raise FormatError(f"a tensor header is not (key, storage, type): {args!r:.80}.")
-        key, storage = _tar_key(args[0], "tensor key"), _tar_key(args[1], "tensor storage")
+    for key, storage_id, _type in _records(handle, member, "tensor"):
+        storage = _tar_key(storage_id, "tensor storage")
         ndim = struct.unpack("<i", _read_exact(handle, 4, end, f"tensor {key}'s ndim"))[0]
         if not 0 <= ndim <= _MAX_DIMS:
             raise FormatError(f"tensor {key} has {ndim} dimensions.")
