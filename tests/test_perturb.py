@@ -637,3 +637,25 @@ def test_a_kernel_copy_that_fails_or_stops_short_falls_back(
     perturb_weights(src, tmp_path / "out.safetensors")
     expected = (tmp_path / "expected.safetensors").read_bytes()
     assert (tmp_path / "out.safetensors").read_bytes() == expected
+
+
+def test_the_bf16_fast_path_writes_what_the_general_path_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_corrsource import perturb
+
+    rng = np.random.default_rng(9)
+    chunks = {
+        "normal": rng.standard_normal(4096).astype(np.float32),
+        "near_tiny": np.full(64, 3e-38, dtype=np.float32),  # just above 2 * tiny
+        "near_max": np.full(64, 1.6e38, dtype=np.float32),  # just below max / 2
+    }
+    for label, values in chunks.items():
+        raw = (values.view(np.uint32) >> np.uint32(16)).astype("<u2").view(np.uint8)
+        noise = perturb._Noise(3, label, 0)
+        fast = perturb._bf16_values(raw.copy(), noise)
+        with monkeypatch.context() as patched:
+            patched.setattr(perturb, "_scaled_in_place", lambda x, rng: False)
+            general = perturb._bf16_values(raw.copy(), noise)
+        assert fast.tobytes() == general.tobytes(), label
+        assert np.all(fast.view("<u2") != raw.view("<u2")), label
