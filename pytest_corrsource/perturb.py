@@ -245,8 +245,8 @@ def _scaled_in_place(x: npt.NDArray[Any], rng: _Noise) -> bool:
     and return True (a few vector passes, no temporary the size of the chunk). Otherwise touch
     nothing and return False.
 
-    Why the rule holds: every factor lies in [0.76, 0.885) or [1.135, 1.26), so for such an
-    ``x`` the product is finite, normal and at least 11 % away from ``x`` — exactly what the
+    Why the rule holds: every factor lies in [0.51, 0.76] or [1.26, 1.51), so for such an
+    ``x`` the product is finite, normal and at least 24 % away from ``x`` — exactly what the
     general path would compute, with no element to fix up."""
     info = np.finfo(x.dtype)
     magnitude = np.abs(x)
@@ -304,8 +304,8 @@ def _bf16_values(raw: U8Array, rng: _Noise) -> U8Array:
     bits = raw.view("<u2")
     wide = bits.astype(np.uint32) << np.uint32(16)
     xf = wide.view(np.float32)
-    # The float32 common case also holds for bfloat16: a change of at least 11 % survives
-    # rounding to its 8-bit mantissa, and |y| <= 0.63 * max cannot round to infinity.
+    # The float32 common case also holds for bfloat16: a change of at least 24 % survives
+    # rounding to its 8-bit mantissa, and |y| < 0.76 * max cannot round to infinity.
     if xf.size and _scaled_in_place(xf, rng):
         return np.asarray(_bf16_rounded(wide).astype("<u2").view(np.uint8), dtype=np.uint8)
     with np.errstate(all="ignore"):
