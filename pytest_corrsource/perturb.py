@@ -185,7 +185,7 @@ def _factor_table(seed: int, dtype: str) -> npt.NDArray[Any]:
     u = rng.random(2 * _TABLE, dtype=np.dtype(dtype).type)
     u *= 2
     u -= 1  # [-1, 1)
-    u += np.copysign(1.0, u).astype(u.dtype)
+    u += np.copysign(u.dtype.type(1), u)  # ±1 in u's dtype: one temporary, not two
     u *= _RELATIVE_SCALE / 2  # |u| in [scale/2, scale)
     u += 1.01
     u.setflags(write=False)
@@ -463,9 +463,10 @@ def _stream(
     """Transform ``n`` bytes from ``fin`` into ``fout``; return the CRC-32 of what was written
     when ``crc`` (zip members), else 0.
 
-    Two buffers alternate: chunk i is read into one and (for float32/float64) transformed in
-    place while a helper thread writes chunk i-1 from the other and adds it to the CRC —
-    numpy, the CRC and file writes release the GIL, so the two overlap on a second core.
+    Three stages overlap over three buffers: a reader thread reads chunk i+1 while chunk i is
+    transformed (in place, for float32/float64/bfloat16) and a writer thread writes chunk i-1
+    and adds it to the CRC — file reads and writes, numpy and the CRC release the GIL, so the
+    stages share both cores.
     """
     if kind.op == "copy" and not crc:
         _copy_bytes(fin, fout, n)
@@ -486,29 +487,37 @@ def _stream(
         raw = np.frombuffer(data, dtype=np.uint8)
         emit(_transform(kind, raw, seed, name, 0, in_place=True).data)
         return checksum
-    buffers = (bytearray(step), bytearray(step))
-    remaining, chunk = n, 0
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb") as writer:
-        pending: concurrent.futures.Future[None] | None = None
+    sizes = [min(step, n - start) for start in range(0, n, step)]
+    buffers = [bytearray(step) for _ in range(3)]
+
+    def read(chunk: int) -> U8Array:
+        buf = buffers[chunk % 3]
+        if fin.readinto(memoryview(buf)[: sizes[chunk]]) != sizes[chunk]:
+            raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
+        return np.frombuffer(buf, dtype=np.uint8, count=sizes[chunk])
+
+    with (
+        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb-read") as reader,
+        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb-write") as writer,
+    ):
+        reads: dict[int, concurrent.futures.Future[U8Array]] = {
+            c: reader.submit(read, c) for c in range(min(2, len(sizes)))
+        }
+        written: concurrent.futures.Future[None] | None = None
         try:
-            while remaining > 0:
-                want = min(step, remaining)
-                # the writer may still hold the other buffer (chunk - 1), never this one
-                buf = buffers[chunk % 2]
-                if fin.readinto(memoryview(buf)[:want]) != want:
-                    raise PerturbUnsupported(
-                        f"unexpected end of file in tensor {name!r}", format="corrupt"
-                    )
-                raw = np.frombuffer(buf, dtype=np.uint8, count=want)
+            for chunk in range(len(sizes)):
+                raw = reads.pop(chunk).result()
                 out = _transform(kind, raw, seed, name, chunk, in_place=True)
-                if pending is not None:
-                    pending.result()  # in order, and re-raises a write error
-                pending = writer.submit(emit, out.data)
-                remaining -= want
-                chunk += 1
+                if written is not None:
+                    written.result()  # in order; re-raises a write error; frees chunk - 1's buffer
+                written = writer.submit(emit, out.data)
+                if chunk + 2 < len(sizes):  # into the buffer chunk - 1 was written from
+                    reads[chunk + 2] = reader.submit(read, chunk + 2)
         finally:
-            if pending is not None:
-                pending.result()
+            for pending in reads.values():  # after an error: the reads not yet started
+                pending.cancel()
+            if written is not None:
+                written.result()
     return checksum
 
 
