@@ -711,9 +711,9 @@ def is_legacy_torch_tar(path: Path) -> bool:
 
 def _scan_legacy_tar(path: Path, acc: _Accumulator) -> None:
     acc.unscannable.append(
-        "legacy PyTorch tar checkpoint: its `storages` and `tensors` members interleave "
-        "pickles with raw data whose sizes only unpickling reveals, and torch itself refuses "
-        "to load this format with weights_only=True"
+        "legacy PyTorch tar checkpoint: torch itself refuses to load this format with "
+        "weights_only=True, so loading it always unpickles its `storages`, `tensors` and "
+        "`pickle` members without an allow-list"
     )
     try:
         with tarfile.open(path, mode="r:") as archive:
