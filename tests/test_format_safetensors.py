@@ -405,7 +405,7 @@ def test_dtype_table() -> None:
 
 def test_layout_locates_every_tensor_like_the_reference_reader(tmp_path: Path) -> None:
     path = tmp_path / "m.safetensors"
-    arrays = {
+    arrays: dict[str, np.ndarray] = {
         "b.bias": np.arange(3, dtype=np.float16),
         "a.weight": np.arange(12, dtype=np.float32).reshape(3, 4),
         "ids": np.arange(5, dtype=np.int64),
