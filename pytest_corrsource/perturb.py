@@ -8,12 +8,14 @@ metadata, integer and boolean tensors — is kept exactly.
 
 Supported formats (detected by magic bytes, never by file name alone):
 
-* ``safetensors`` — the 8-byte little-endian header length followed by ``{``.  The
-  header bytes are copied verbatim and the data section is streamed tensor by tensor in
-  bounded-size chunks, so multi-GiB files need only a few MiB of memory.
-* ``safetensors-index`` — a ``*.safetensors.index.json`` (JSON with a ``weight_map``).
-  The index is copied unchanged and every shard it names is perturbed into the
-  destination index's folder under the same relative name.
+* ``safetensors`` — the 8-byte little-endian header length followed by ``{``, validated and
+  located by :func:`pytest_corrsource.formats.safetensors.read_safetensors_layout` (the one
+  safetensors reader).  The header bytes are copied verbatim and the data section is streamed
+  tensor by tensor in bounded-size chunks, so multi-GiB files need only a few MiB of memory.
+* ``safetensors-index`` — a ``*.safetensors.index.json`` (JSON with a ``weight_map``, read by
+  :func:`pytest_corrsource.formats.shards.read_safetensors_index`).  The index is copied
+  unchanged and every shard it names is perturbed into the destination index's folder under
+  the same relative name.
 * ``npy`` (``\\x93NUMPY``) — header copied verbatim, data streamed like safetensors.
 * ``npz`` (a zip whose members are all ``.npy``) and ``skops`` (a zip of ``schema.json`` and
   ``.npy`` members) — each ``.npy`` member is loaded with ``allow_pickle=False`` (one member in
@@ -25,18 +27,20 @@ Supported formats (detected by magic bytes, never by file name alone):
   patched, so ``data.pkl``, member names, order, offsets and alignment are unchanged. All
   float storages change — parameters, buffers and optimizer state alike (a run that resumes
   must honour what it loads); integer, bool and quantized storages are copied.
-  ``torch-legacy`` (pre-1.6 ``torch.save``): the same, on the raw storages after the pickles.
+  ``torch-legacy`` (pre-1.6 ``torch.save``): the same, on the raw storages after the pickles;
+  ``torch-tar`` (torch < 0.4): the same, on the raw storages inside its ``storages`` member.
 * ``pickle`` holding numpy arrays (scikit-learn, ``joblib.dump``) — each array's raw payload
   is a byte-string opcode (or, for joblib, bytes after its wrapper); float payloads are
   changed in place, every opcode stays. joblib's zlib/gzip/bz2/xz/lzma files are
   decompressed (bounded), changed and recompressed with the same codec.
-* ``gguf`` — F32/F16/BF16/F64 tensors directly; quantized tensors (Q4_0, Q4_1, Q5_0, Q5_1,
-  Q8_0, Q2_K–Q6_K) by changing each block's fp16 scale ``d``.
+* ``gguf`` — F32/F16/BF16/F64 tensors directly; quantized tensors (Q4_0 … Q8_0, the k-quants
+  Q2_K–Q8_K, the i-quants IQ1_S … IQ4_XS, TQ1_0/TQ2_0, MXFP4, NVFP4) by changing each block's
+  super-block scale (:data:`GGML_BLOCK_SCALES`); Q8_1 and Q1_0 are refused with the reason.
 * ``raw`` — a manifest ``layout`` names the byte ranges that are floats (llama2.c).
 
 Every copy is read back with :mod:`pytest_corrsource.formats.tensors`: a schema that differs
 from the source's is reported as a bug, never run. Unknown formats, corrupt files and
-formats this module cannot change (text-encoded protocol-2 arrays, the i-quants …) raise
+formats this module cannot change (text-encoded protocol-2 arrays, GGUF Q8_1 …) raise
 :class:`PerturbUnsupported` with the reason.
 
 How values are changed:
@@ -72,8 +76,6 @@ import contextlib
 import functools
 import hashlib
 import io
-import itertools
-import json
 import math
 import os
 import shutil
@@ -82,27 +84,27 @@ import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
 
 from pytest_corrsource.errors import CorrsourceError
+from pytest_corrsource.formats import FormatError
+from pytest_corrsource.formats.detect import detect_format
+from pytest_corrsource.formats.safetensors import SAFETENSORS_DTYPE_BITS, read_safetensors_layout
+from pytest_corrsource.formats.shards import read_safetensors_index
 
 __all__ = [
     "PerturbResult",
     "PerturbUnsupported",
-    "detect_format",
     "perturb_weights",
 ]
 
 #: Bytes processed per step when streaming; a multiple of 24 so it divides every
 #: element size (1, 2, 4, 8) and the 3-byte F6 packing group.
 CHUNK_BYTES = (1 << 20) // 24 * 24
-#: safetensors refuses headers larger than this; so do we.
-MAX_SAFETENSORS_HEADER = 100_000_000
-_MAX_INDEX_BYTES = 64 << 20
 # Large on purpose: the change must reach a model's output (greedy decoding, argmax labels),
 # or CS403 would wrongly conclude that the run ignores its weights. Values stay finite and of
 # the same order of magnitude, so loading and running still work.
@@ -112,6 +114,11 @@ if TYPE_CHECKING:
     from pytest_corrsource.manifest import RawLayout
 
 U8Array = npt.NDArray[np.uint8]
+
+try:  # ISA-L's CRC-32 (the zip one) runs at tens of GB/s, zlib's at one or two
+    from isal.isal_zlib import crc32 as _crc32
+except ImportError:  # pragma: no cover - isal is a dependency; a platform without its wheel
+    from zlib import crc32 as _crc32
 
 
 class PerturbUnsupported(CorrsourceError):
@@ -158,7 +165,8 @@ class _Kind:
     f8: str = ""  # for "f8": safetensors dtype name
     mask: int = 0  # for "xor"
     block: int = 0  # for "blocks": bytes per quantization block
-    fields: tuple[int, ...] = ()  # for "blocks": offsets of the fp16 scales in a block
+    #: for "blocks": (offset in the block, encoding) of each scale field, see GGML_BLOCK_SCALES
+    fields: tuple[tuple[int, str], ...] = ()
 
 
 _COPY = _Kind("copy")
@@ -177,7 +185,7 @@ def _factor_table(seed: int, dtype: str) -> npt.NDArray[Any]:
     u = rng.random(2 * _TABLE, dtype=np.dtype(dtype).type)
     u *= 2
     u -= 1  # [-1, 1)
-    u += np.copysign(1.0, u).astype(u.dtype)
+    u += np.copysign(u.dtype.type(1), u)  # ±1 in u's dtype: one temporary, not two
     u *= _RELATIVE_SCALE / 2  # |u| in [scale/2, scale)
     u += 1.01
     u.setflags(write=False)
@@ -231,8 +239,33 @@ def _uint_like(dtype: np.dtype[Any]) -> np.dtype[Any]:
     return np.dtype(f"{order}u{dtype.itemsize}")
 
 
-def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: _Noise) -> U8Array:
+def _scaled_in_place(x: npt.NDArray[Any], rng: _Noise) -> bool:
+    """The common case of :func:`_float_values`, for native float32/float64 with neither zeros,
+    subnormals, non-finite values nor values within a factor 2 of overflow: multiply in place
+    and return True (a few vector passes, no temporary the size of the chunk). Otherwise touch
+    nothing and return False.
+
+    Why the rule holds: every factor lies in [0.51, 0.76] or [1.26, 1.51), so for such an
+    ``x`` the product is finite, normal and at least 24 % away from ``x`` — exactly what the
+    general path would compute, with no element to fix up."""
+    info = np.finfo(x.dtype)
+    magnitude = np.abs(x)
+    smallest, largest = magnitude.min(), magnitude.max()
+    # NaN compares false: a chunk holding one takes the general path
+    if not (smallest >= 2 * info.tiny and largest <= info.max / 2):
+        return False
+    np.multiply(x, rng.factors(x.size, x.dtype), out=x)
+    return True
+
+
+def _float_values(
+    raw: U8Array, dtype: np.dtype[Any], rng: _Noise, *, in_place: bool = False
+) -> U8Array:
+    """The perturbed bytes of ``raw`` read as ``dtype``; with ``in_place`` (a writable buffer
+    the caller owns) the common float32/float64 case is written over ``raw`` itself."""
     x = raw.view(dtype)
+    if in_place and dtype.isnative and dtype.itemsize >= 4 and x.size and _scaled_in_place(x, rng):
+        return raw
     compute = np.float64 if dtype.itemsize == 8 else np.float32
     ubits = _uint_like(dtype)
     no_sign = ubits.type((1 << (8 * dtype.itemsize - 1)) - 1)
@@ -261,14 +294,23 @@ def _float_values(raw: U8Array, dtype: np.dtype[Any], rng: _Noise) -> U8Array:
     return np.asarray(out.view(np.uint8), dtype=np.uint8)
 
 
+def _bf16_rounded(yb: npt.NDArray[np.uint32]) -> npt.NDArray[np.uint32]:
+    """float32 bit patterns rounded to nearest-even bfloat16 (the top 16 bits)."""
+    rounded = (yb + np.uint32(0x7FFF) + ((yb >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+    return np.asarray(rounded, dtype=np.uint32)
+
+
 def _bf16_values(raw: U8Array, rng: _Noise) -> U8Array:
     bits = raw.view("<u2")
     wide = bits.astype(np.uint32) << np.uint32(16)
     xf = wide.view(np.float32)
+    # The float32 common case also holds for bfloat16: a change of at least 24 % survives
+    # rounding to its 8-bit mantissa, and |y| < 0.76 * max cannot round to infinity.
+    if xf.size and _scaled_in_place(xf, rng):
+        return np.asarray(_bf16_rounded(wide).astype("<u2").view(np.uint8), dtype=np.uint8)
     with np.errstate(all="ignore"):
         y, finite = _perturbed(xf, rng)
-        yb = np.asarray(y, dtype=np.float32).view(np.uint32)
-        rounded = (yb + np.uint32(0x7FFF) + ((yb >> np.uint32(16)) & np.uint32(1))) >> np.uint32(16)
+        rounded = _bf16_rounded(np.asarray(y, dtype=np.float32).view(np.uint32))
         out = rounded.astype("<u2")
         back = (out.astype(np.uint32) << np.uint32(16)).view(np.float32)
         bad = (back == xf) | ~np.isfinite(back)
@@ -306,10 +348,13 @@ def _f8_values(raw: U8Array, name: str) -> U8Array:
     return out
 
 
-def _transform(kind: _Kind, raw: U8Array, seed: int, name: str, chunk: int) -> U8Array:
+def _transform(
+    kind: _Kind, raw: U8Array, seed: int, name: str, chunk: int, *, in_place: bool = False
+) -> U8Array:
+    """The transformed bytes of one chunk; ``in_place`` lets a float transform reuse ``raw``."""
     if kind.op == "float":
         assert kind.dtype is not None
-        return _float_values(raw, kind.dtype, _rng(seed, name, chunk))
+        return _float_values(raw, kind.dtype, _rng(seed, name, chunk), in_place=in_place)
     if kind.op == "bf16":
         return _bf16_values(raw, _rng(seed, name, chunk))
     if kind.op == "f8":
@@ -321,29 +366,88 @@ def _transform(kind: _Kind, raw: U8Array, seed: int, name: str, chunk: int) -> U
     return raw
 
 
+#: bytes of each scale-field encoding in a ggml block
+_SCALE_WIDTH = {"f16": 2, "f32": 4, "e8m0": 1, "ue4m3x4": 4, "iq1m": 8}
+
+
 def _block_scales(raw: U8Array, kind: _Kind, rng: _Noise) -> U8Array:
-    """Change the fp16 scale field(s) of every quantization block; the quants stay. Every
+    """Change the scale field(s) of every quantization block; the quants stay. Every
     dequantised value of a block is ``scale * q (+ min)``, so each non-zero one changes."""
     blocks = np.array(raw, dtype=np.uint8).reshape(-1, kind.block)
-    half = np.dtype("<f2")
-    for offset in kind.fields:
-        scales = np.ascontiguousarray(blocks[:, offset : offset + 2]).reshape(-1)
-        changed = _float_values(scales, half, rng)
-        blocks[:, offset : offset + 2] = changed.reshape(-1, 2)
+    for offset, encoding in kind.fields:
+        width = _SCALE_WIDTH[encoding]
+        field_bytes = np.ascontiguousarray(blocks[:, offset : offset + width]).reshape(-1)
+        if encoding == "f16":
+            changed = _float_values(field_bytes, np.dtype("<f2"), rng)
+        elif encoding == "f32":
+            changed = _float_values(field_bytes, np.dtype("<f4"), rng)
+        elif encoding == "e8m0":  # a power-of-two exponent: doubled or halved
+            changed = _f8_values(field_bytes, "F8_E8M0")
+        elif encoding == "ue4m3x4":  # unsigned E4M3 bytes: one mantissa step each
+            changed = _f8_values(field_bytes, "F8_E4M3")
+        else:
+            changed = _iq1m_scales(field_bytes, rng)
+        blocks[:, offset : offset + width] = changed.reshape(-1, width)
     return np.asarray(blocks.reshape(-1), dtype=np.uint8)
+
+
+def _iq1m_scales(field_bytes: U8Array, rng: _Noise) -> U8Array:
+    """IQ1_M keeps its fp16 block scale in the top 4 bits of its four little-endian uint16
+    ``scales`` words (ggml-common.h ``iq1m_scale_t``: word k holds bits 4k..4k+3); the low
+    12 bits of each word, the 3-bit sub-block scales, are kept."""
+    words = field_bytes.view("<u2").reshape(-1, 4).copy()
+    top = (words >> np.uint16(12)).astype(np.uint16)
+    shifts = np.array([0, 4, 8, 12], dtype=np.uint16)
+    scale = np.bitwise_or.reduce(top << shifts, axis=1).astype("<u2")
+    changed = _float_values(scale.view(np.uint8), np.dtype("<f2"), rng).view("<u2")
+    nibbles = (changed[:, None] >> shifts) & np.uint16(0xF)
+    words = (words & np.uint16(0x0FFF)) | (nibbles << np.uint16(12)).astype(np.uint16)
+    return np.asarray(words.astype("<u2").view(np.uint8).reshape(-1), dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------- streaming
 
 
+#: Untouched spans at least this long are copied inside the kernel (copy_file_range).
+_KERNEL_COPY_MIN = 1 << 16
+
+
 def _copy_bytes(fin: IO[bytes], fout: IO[bytes], n: int) -> None:
-    remaining = n
-    while remaining > 0:
-        block = fin.read(min(CHUNK_BYTES, remaining))
+    """Copy the next ``n`` bytes of ``fin`` to ``fout``; long spans in the kernel, without a
+    pass through user space (a reflink or server-side copy where the file system has one)."""
+    if n >= _KERNEL_COPY_MIN:
+        n -= _kernel_copy(fin, fout, n)
+    while n > 0:
+        block = fin.read(min(CHUNK_BYTES, n))
         if not block:
             raise PerturbUnsupported("unexpected end of file while copying", format="corrupt")
         fout.write(block)
-        remaining -= len(block)
+        n -= len(block)
+
+
+def _kernel_copy(fin: IO[bytes], fout: IO[bytes], n: int) -> int:
+    """Copy up to ``n`` bytes with ``os.copy_file_range`` and return how many were copied (0
+    where the platform, the file system or the file objects do not allow it; the caller copies
+    the rest). Both file positions end after the copied bytes."""
+    copy_file_range = getattr(os, "copy_file_range", None)
+    if copy_file_range is None:  # pragma: no cover - not Linux
+        return 0
+    try:
+        src_fd, dst_fd = fin.fileno(), fout.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        return 0
+    fout.flush()
+    src_at, dst_at = fin.tell(), fout.tell()
+    done = 0
+    with contextlib.suppress(OSError):  # EXDEV, ENOSYS, EINVAL …: fall back to read/write
+        while done < n:
+            got: int = copy_file_range(src_fd, dst_fd, n - done, src_at + done, dst_at + done)
+            if got <= 0:  # the source ended early: the read/write loop reports it
+                break
+            done += got
+    fin.seek(src_at + done)
+    fout.seek(dst_at + done)
+    return done
 
 
 def _stream(
@@ -359,8 +463,10 @@ def _stream(
     """Transform ``n`` bytes from ``fin`` into ``fout``; return the CRC-32 of what was written
     when ``crc`` (zip members), else 0.
 
-    Writing (and the CRC) of chunk i runs on a helper thread while chunk i+1 is transformed:
-    numpy, zlib.crc32 and file writes release the GIL, so the two overlap on a second core.
+    Three stages overlap over three buffers: a reader thread reads chunk i+1 while chunk i is
+    transformed (in place, for float32/float64/bfloat16) and a writer thread writes chunk i-1
+    and adds it to the CRC — file reads and writes, numpy and the CRC release the GIL, so the
+    stages share both cores.
     """
     if kind.op == "copy" and not crc:
         _copy_bytes(fin, fout, n)
@@ -371,40 +477,47 @@ def _stream(
         nonlocal checksum
         fout.write(data)
         if crc:
-            checksum = zlib.crc32(data, checksum)
+            checksum = _crc32(data, checksum)
 
     step = CHUNK_BYTES if not kind.block else max(CHUNK_BYTES // kind.block, 1) * kind.block
     if n <= step:  # one chunk: nothing to overlap, and no thread to start per small tensor
-        data = fin.read(n)
-        if len(data) != n:
+        data = bytearray(n)
+        if fin.readinto(data) != n:
             raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
-        emit(_transform(kind, np.frombuffer(data, dtype=np.uint8), seed, name, 0).data)
+        raw = np.frombuffer(data, dtype=np.uint8)
+        emit(_transform(kind, raw, seed, name, 0, in_place=True).data)
         return checksum
-    buf = bytearray(step)
-    view = memoryview(buf)
-    remaining, chunk = n, 0
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb") as writer:
-        pending: concurrent.futures.Future[None] | None = None
-        while remaining > 0:
-            want = min(step, remaining)
-            if kind.op == "copy" and pending is not None:  # its output is a view of buf
-                pending.result()
-            got = fin.readinto(view[:want])
-            if got != want:
-                if pending is not None:
-                    pending.result()
-                raise PerturbUnsupported(
-                    f"unexpected end of file in tensor {name!r}", format="corrupt"
-                )
-            raw = np.frombuffer(buf, dtype=np.uint8, count=want)
-            out = _transform(kind, raw, seed, name, chunk)
-            if pending is not None:
-                pending.result()  # in order, and re-raises a write error
-            pending = writer.submit(emit, out.data)
-            remaining -= want
-            chunk += 1
-        if pending is not None:
-            pending.result()
+    sizes = [min(step, n - start) for start in range(0, n, step)]
+    buffers = [bytearray(step) for _ in range(3)]
+
+    def read(chunk: int) -> U8Array:
+        buf = buffers[chunk % 3]
+        if fin.readinto(memoryview(buf)[: sizes[chunk]]) != sizes[chunk]:
+            raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
+        return np.frombuffer(buf, dtype=np.uint8, count=sizes[chunk])
+
+    with (
+        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb-read") as reader,
+        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb-write") as writer,
+    ):
+        reads: dict[int, concurrent.futures.Future[U8Array]] = {
+            c: reader.submit(read, c) for c in range(min(2, len(sizes)))
+        }
+        written: concurrent.futures.Future[None] | None = None
+        try:
+            for chunk in range(len(sizes)):
+                raw = reads.pop(chunk).result()
+                out = _transform(kind, raw, seed, name, chunk, in_place=True)
+                if written is not None:
+                    written.result()  # in order; re-raises a write error; frees chunk - 1's buffer
+                written = writer.submit(emit, out.data)
+                if chunk + 2 < len(sizes):  # into the buffer chunk - 1 was written from
+                    reads[chunk + 2] = reader.submit(read, chunk + 2)
+        finally:
+            for pending in reads.values():  # after an error: the reads not yet started
+                pending.cancel()
+            if written is not None:
+                written.result()
     return checksum
 
 
@@ -427,19 +540,6 @@ def _check_distinct(src: Path, dst: Path) -> None:
         raise ValueError(f"destination {dst} is the source file; refusing to overwrite it")
 
 
-# --------------------------------------------------------------------------- detection
-
-
-def detect_format(path: Path) -> str:
-    """One of ``safetensors``, ``safetensors-index``, ``npy``, ``npz``, ``pickle``,
-    ``torch-zip``, ``gguf``, ``unknown`` — decided by content (magic bytes), not by name, with
-    the same rules as the weights checks."""
-    from pytest_corrsource.formats.detect import detect_format as detect
-
-    fmt = detect(Path(path))
-    return "unknown" if fmt == "opaque" else fmt
-
-
 def _format_error(fmt: str, src: Path, exc: Exception) -> PerturbUnsupported:
     """A reader's error: a limit of this plugin keeps ``fmt``, anything else is corruption."""
     from pytest_corrsource.formats.pickle_values import UnsupportedFeature
@@ -458,17 +558,10 @@ def _pickle_error(fmt: str) -> PerturbUnsupported:
 
 # --------------------------------------------------------------------------- safetensors
 
-_ST_BITS: dict[str, int] = {
-    "BOOL": 8, "U8": 8, "I8": 8, "I16": 16, "U16": 16, "I32": 32, "U32": 32,
-    "I64": 64, "U64": 64, "F16": 16, "BF16": 16, "F32": 32, "F64": 64, "C64": 64,
-    "F8_E4M3": 8, "F8_E5M2": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8, "F8_E8M0": 8,
-    "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6,
-}  # fmt: skip
-
 
 def _st_kind(dtype: str) -> _Kind:
     if dtype in ("F16", "F32", "F64"):
-        return _Kind("float", np.dtype(f"<f{_ST_BITS[dtype] // 8}"))
+        return _Kind("float", np.dtype(f"<f{SAFETENSORS_DTYPE_BITS[dtype] // 8}"))
     if dtype == "C64":
         return _Kind("float", np.dtype("<f4"))
     if dtype == "BF16":
@@ -482,137 +575,45 @@ def _st_kind(dtype: str) -> _Kind:
     return _COPY
 
 
-@dataclass(frozen=True)
-class _StTensor:
-    name: str
-    dtype: str
-    begin: int
-    end: int
-
-
-def _corrupt(path: Path, why: str) -> PerturbUnsupported:
+def _corrupt(path: Path, why: object) -> PerturbUnsupported:
     return PerturbUnsupported(f"safetensors: corrupt file {path.name}: {why}", format="corrupt")
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in out:
-            raise ValueError(f"duplicate key {key!r}")
-        out[key] = value
-    return out
-
-
-def _read_safetensors_header(path: Path) -> tuple[int, list[_StTensor]]:
-    """Validate the header; return (data section start, tensors sorted by offset)."""
-    size = path.stat().st_size
-    with path.open("rb") as fh:
-        prefix = fh.read(8)
-        if len(prefix) < 8:
-            raise _corrupt(path, "shorter than the 8-byte header length")
-        (n,) = struct.unpack("<Q", prefix)
-        if n > MAX_SAFETENSORS_HEADER:
-            raise _corrupt(path, f"header length {n} exceeds {MAX_SAFETENSORS_HEADER}")
-        if 8 + n > size:
-            raise _corrupt(path, f"header length {n} exceeds the file size {size}")
-        raw = fh.read(n)
-    try:
-        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_no_duplicates)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise _corrupt(path, f"header is not valid JSON ({exc})") from exc
-    if not isinstance(header, dict):
-        raise _corrupt(path, "header is not a JSON object")
-    data_len = size - 8 - n
-    tensors: list[_StTensor] = []
-    for name, info in header.items():
-        if name == "__metadata__":
-            if not isinstance(info, dict) or not all(isinstance(v, str) for v in info.values()):
-                raise _corrupt(path, "__metadata__ must map strings to strings")
-            continue
-        if not isinstance(info, dict):
-            raise _corrupt(path, f"entry {name!r} is not an object")
-        dtype, shape, offsets = info.get("dtype"), info.get("shape"), info.get("data_offsets")
-        if not isinstance(dtype, str):
-            raise _corrupt(path, f"tensor {name!r} has no dtype")
-        if dtype not in _ST_BITS:
-            raise PerturbUnsupported(
-                f"safetensors: tensor {name!r} has unknown dtype {dtype!r}", format="safetensors"
-            )
-        if not isinstance(shape, list) or not all(
-            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
-        ):
-            raise _corrupt(path, f"tensor {name!r} has an invalid shape {shape!r}")
-        if (
-            not isinstance(offsets, list)
-            or len(offsets) != 2
-            or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
-            or not 0 <= offsets[0] <= offsets[1]
-        ):
-            raise _corrupt(path, f"tensor {name!r} has invalid data_offsets {offsets!r}")
-        bits = math.prod(shape) * _ST_BITS[dtype]
-        if bits % 8 or bits // 8 != offsets[1] - offsets[0]:
-            raise _corrupt(
-                path,
-                f"tensor {name!r}: {dtype}{shape} needs {bits / 8:g} bytes, "
-                f"data_offsets span {offsets[1] - offsets[0]}",
-            )
-        if offsets[1] > data_len:
-            raise _corrupt(path, f"tensor {name!r} extends past the end of the file")
-        tensors.append(_StTensor(name, dtype, offsets[0], offsets[1]))
-    tensors.sort(key=lambda t: (t.begin, t.end))
-    for prev, cur in itertools.pairwise(tensors):
-        if cur.begin < prev.end:
-            raise _corrupt(path, f"tensors {prev.name!r} and {cur.name!r} overlap")
-    return 8 + n, tensors
-
-
 def _perturb_safetensors(src: Path, dst: Path, seed: int) -> PerturbResult:
-    data_start, tensors = _read_safetensors_header(src)
-    size = src.stat().st_size
+    """The header is copied verbatim and every tensor streamed in offset order; the reader
+    has proved that the tensors tile the data section (no gap, overlap or trailing byte)."""
+    try:
+        header, data_start, offsets = read_safetensors_layout(src)
+    except FormatError as exc:
+        raise _corrupt(src, exc) from None
     changed: list[str] = []
     unchanged: list[str] = []
     with src.open("rb") as fin, _atomic_output(dst) as fout:
-        _copy_bytes(fin, fout, data_start)  # header bytes, verbatim
-        pos = 0
-        for t in tensors:
-            if t.begin > pos:
-                _copy_bytes(fin, fout, t.begin - pos)
+        _copy_bytes(fin, fout, data_start)
+        for t in sorted(header.tensors, key=lambda t: offsets[t.name]):
             kind = _st_kind(t.dtype)
-            n = t.end - t.begin
-            if kind.op == "copy" or n == 0:
+            if kind.op == "copy" or t.nbytes == 0:
                 kind = _COPY
                 unchanged.append(t.name)
             else:
                 changed.append(t.name)
-            _stream(fin, fout, n, kind, seed, t.name)
-            pos = t.end
-        _copy_bytes(fin, fout, size - data_start - pos)
+            _stream(fin, fout, t.nbytes, kind, seed, t.name)
     return PerturbResult("safetensors", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
 
 
 def _perturb_index(src: Path, dst: Path, seed: int) -> PerturbResult:
-    if src.stat().st_size > _MAX_INDEX_BYTES:
-        raise _corrupt(src, f"the index is larger than {_MAX_INDEX_BYTES} bytes")
+    """Every shard the index names is perturbed to the same relative name beside ``dst``;
+    the index is copied unchanged."""
     try:
-        data = json.loads(src.read_bytes())
-        weight_map = data["weight_map"]
-        if not isinstance(weight_map, dict):
-            raise TypeError("weight_map is not an object")
-    except (ValueError, KeyError, TypeError) as exc:
-        raise _corrupt(src, f"not a shard index: {exc}") from None
-    shards: set[str] = set()
-    for tensor, shard in weight_map.items():
-        rel = PurePosixPath(shard) if isinstance(shard, str) else None
-        if rel is None or rel.is_absolute() or ".." in rel.parts or not rel.parts or "\\" in shard:
-            raise PerturbUnsupported(
-                f"safetensors-index: tensor {tensor!r} maps to an invalid shard name {shard!r}",
-                format="corrupt",
-            )
-        shards.add(shard)
+        index = read_safetensors_index(src, src.parent)
+    except FormatError as exc:
+        raise PerturbUnsupported(
+            f"safetensors-index: corrupt index {src.name}: {exc}", format="corrupt"
+        ) from None
     changed: set[str] = set()
     unchanged: set[str] = set()
     written: list[Path] = []
-    for shard in sorted(shards):
+    for shard in index.shards:
         shard_src = src.parent / shard
         shard_dst = dst.parent / shard
         if not shard_src.is_file():
@@ -625,7 +626,7 @@ def _perturb_index(src: Path, dst: Path, seed: int) -> PerturbResult:
         if fmt != "safetensors":
             raise PerturbUnsupported(
                 f"safetensors-index: shard {shard!r} is not a safetensors file ({fmt})",
-                format=fmt,
+                format="corrupt",
             )
         result = _perturb_safetensors(shard_src, shard_dst, seed)
         changed.update(result.changed)
@@ -700,7 +701,6 @@ def _perturb_npz(src: Path, dst: Path, seed: int) -> PerturbResult:
 
 
 def _perturb_skops(src: Path, dst: Path, seed: int) -> PerturbResult:
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.skops import skops_arrays
 
     try:
@@ -767,7 +767,7 @@ def _perturb_npy_members(
 def _torch_kind(dtype: str, byteorder: str, where: str) -> _Kind:
     if dtype == "C128":
         kind = _Kind("float", np.dtype("<f8"))
-    elif dtype in _ST_BITS:
+    elif dtype in SAFETENSORS_DTYPE_BITS:
         kind = _st_kind(dtype)
     else:  # quantized storages: integers plus per-tensor scales kept in the pickle
         return _COPY
@@ -799,7 +799,6 @@ def _perturb_torch_zip(src: Path, dst: Path, seed: int) -> PerturbResult:
     holds one) and central-directory record, so member names, order, offsets and 64-byte
     alignment are unchanged.
     """
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.torch_zip import central_directory_records, read_torch_zip
 
     try:
@@ -880,16 +879,17 @@ def _rewrite_regions(src: Path, dst: Path, regions: list[_Region], seed: int) ->
 # --------------------------------------------------------------------------- pickled numpy
 
 
-def _perturb_torch_legacy(src: Path, dst: Path, seed: int) -> PerturbResult:
-    """Pre-1.6 ``torch.save``: the storages' raw bytes follow the pickles; change the float
-    ones in place (same rules as the zip format)."""
-    from pytest_corrsource.formats import FormatError
-    from pytest_corrsource.formats.torch_zip import read_torch_legacy
+def _perturb_torch_storages(src: Path, dst: Path, seed: int, fmt: str) -> PerturbResult:
+    """Pre-1.6 ``torch.save`` (``torch-legacy``: the storages' raw bytes follow the pickles)
+    and torch < 0.4's tar (``torch-tar``: they lie in its ``storages`` member, whose bytes tar
+    checksums do not cover): change the float storages in place (same rules as the zip
+    format); every other byte is copied."""
+    from pytest_corrsource.formats.torch_zip import read_torch_checkpoint
 
     try:
-        archive = read_torch_legacy(src)
+        archive = read_torch_checkpoint(src, fmt)
     except FormatError as exc:
-        raise _format_error("torch-legacy", src, exc) from None
+        raise _format_error(fmt, src, exc) from None
     regions: list[_Region] = []
     changed: set[str] = set()
     for storage in archive.storages.values():
@@ -899,19 +899,19 @@ def _perturb_torch_legacy(src: Path, dst: Path, seed: int) -> PerturbResult:
             changed.update(storage.tensors)
     _rewrite_regions(src, dst, regions, seed)
     unchanged = {t.name for t in archive.tensors} - changed
-    return PerturbResult("torch-legacy", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
+    return PerturbResult(fmt, tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
 
 
 def _perturb_pickle(src: Path, dst: Path, seed: int, fmt: str = "pickle") -> PerturbResult:
     """Change the float payloads of the numpy arrays pickled in ``src`` (scikit-learn models,
     ``joblib.dump`` files), byte for byte in place: every opcode, and so the pickle's meaning,
     stays the same; nothing is unpickled."""
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.pickled_arrays import read_pickled_arrays
-    from pytest_corrsource.formats.torch_zip import is_torch_legacy
+    from pytest_corrsource.formats.torch_zip import torch_pickle_format
 
-    if is_torch_legacy(src):
-        return _perturb_torch_legacy(src, dst, seed)
+    torch_fmt = torch_pickle_format(src)
+    if torch_fmt is not None:
+        return _perturb_torch_storages(src, dst, seed, torch_fmt)
     try:
         arrays = read_pickled_arrays(src)
     except FormatError as exc:
@@ -940,8 +940,6 @@ def _perturb_compressed_joblib(src: Path, dst: Path, seed: int, codec: str) -> P
     """joblib's compressed files: decompress -> change in place -> recompress (same codec)."""
     import tempfile
 
-    from pytest_corrsource.formats import FormatError
-    from pytest_corrsource.formats.detect import detect_format as detect
     from pytest_corrsource.formats.tensors import decompress_joblib
 
     fmt = f"joblib-{codec}"
@@ -953,7 +951,7 @@ def _perturb_compressed_joblib(src: Path, dst: Path, seed: int, codec: str) -> P
             raise PerturbUnsupported(
                 f"{src.name}: unknown format ({exc})", format="unknown"
             ) from None
-        if detect(plain) != "pickle":
+        if detect_format(plain) != "pickle":
             raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
         result = _perturb_pickle(plain, changed, seed, fmt)
         schema = _verify_same_schema(plain, changed, "pickle")
@@ -995,27 +993,42 @@ def _compress(fin: IO[bytes], fout: IO[bytes], codec: str) -> None:
 
 # --------------------------------------------------------------------------- GGUF
 
-#: ggml block type -> (bytes per block, offsets of its fp16 scale ``d``), from llama.cpp's
-#: ggml/src/ggml-common.h (``block_q4_0 {ggml_half d; uint8_t qs[16]}``, ``block_q6_K {ql[128];
-#: qh[64]; scales[16]; ggml_half d}`` …). Only ``d`` is changed: mins (``m``/``dmin``) and the
-#: per-sub-block 6/8-bit scales keep their bits, and every dequantised value ``d * q (- min)``
-#: with q != 0 moves.
-GGML_BLOCK_SCALES: dict[str, tuple[int, tuple[int, ...]]] = {
-    "Q4_0": (18, (0,)),
-    "Q4_1": (20, (0,)),
-    "Q5_0": (22, (0,)),
-    "Q5_1": (24, (0,)),
-    "Q8_0": (34, (0,)),
-    "Q2_K": (84, (80,)),
-    "Q3_K": (110, (108,)),
-    "Q4_K": (144, (0,)),
-    "Q5_K": (176, (0,)),
-    "Q6_K": (210, (208,)),
+#: ggml block type -> its scale fields as (offset in the block, encoding), from the block structs
+#: of llama.cpp's ggml/src/ggml-common.h (``block_q4_0 {ggml_half d; uint8_t qs[16]}``,
+#: ``block_q6_K {ql[128]; qh[64]; scales[16]; ggml_half d}``, ``block_tq1_0 {qs[48]; qh[4];
+#: ggml_half d}``, ``block_mxfp4 {uint8_t e; qs[16]}`` …) and, for NVFP4, gguf-py's quants.py
+#: (four unsigned-E4M3 sub-block scales, then the quants). Only the super-block scale is
+#: changed: mins (``m``/``dmin``) and the 3-8-bit sub-block scales keep their bits, and every
+#: dequantised value ``d * q (- min)`` with q != 0 moves. Block sizes: formats.gguf.GGML_TYPES.
+#: Encodings: ``f16``/``f32`` IEEE floats, ``e8m0`` a power-of-two exponent byte,
+#: ``ue4m3x4`` four unsigned E4M3 bytes, ``iq1m`` an fp16 spread over four uint16 words.
+_D_FIRST: tuple[str, ...] = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q4_K", "Q5_K")
+_D_FIRST += ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ1_S", "IQ4_NL", "IQ4_XS")
+GGML_BLOCK_SCALES: dict[str, tuple[tuple[int, str], ...]] = {
+    **{name: ((0, "f16"),) for name in _D_FIRST},  # {ggml_half d; …}
+    "Q2_K": ((80, "f16"),),  # {scales[16]; qs[64]; d; dmin}
+    "Q3_K": ((108, "f16"),),  # {hmask[32]; qs[64]; scales[12]; d}
+    "Q6_K": ((208, "f16"),),  # {ql[128]; qh[64]; scales[16]; d}
+    "Q8_K": ((0, "f32"),),  # {float d; int8 qs[256]; int16 bsums[16]}: bsums count quants
+    "IQ1_M": ((48, "iq1m"),),  # {qs[32]; qh[16]; scales[8]}
+    "TQ1_0": ((52, "f16"),),  # {qs[48]; qh[4]; d}
+    "TQ2_0": ((64, "f16"),),  # {qs[64]; d}
+    "MXFP4": ((0, "e8m0"),),  # {uint8_t e; qs[16]}
+    "NVFP4": ((0, "ue4m3x4"),),  # {uint8_t d[4]; qs[32]} (gguf-py)
+}
+#: ggml types whose blocks are not changed, and why (a limit of this plugin, not of the file)
+GGML_UNMODIFIABLE: dict[str, str] = {
+    "Q8_1": "its blocks also hold s = d * sum(q), which would have to change with d; llama.cpp "
+    "uses this type only for intermediate results",
+    "Q1_0": "no block layout for it is published in ggml-common.h or gguf-py that this plugin "
+    "was checked against",
 }
 
 
 def _gguf_kind(dtype: str) -> _Kind | None:
-    """None for a type this module cannot change (the i-quants, ternary, MXFP4 …)."""
+    """None for a type this module cannot change (:data:`GGML_UNMODIFIABLE`)."""
+    from pytest_corrsource.formats.gguf import GGML_TYPES
+
     if dtype in ("F32", "F16", "F64"):
         return _st_kind(dtype)
     if dtype == "BF16":
@@ -1023,15 +1036,14 @@ def _gguf_kind(dtype: str) -> _Kind | None:
     if dtype in ("I8", "I16", "I32", "I64"):
         return _COPY
     if dtype in GGML_BLOCK_SCALES:
-        block, fields = GGML_BLOCK_SCALES[dtype]
-        return _Kind("blocks", block=block, fields=fields)
+        block = next(size for name, _n, size in GGML_TYPES.values() if name == dtype)
+        return _Kind("blocks", block=block, fields=GGML_BLOCK_SCALES[dtype])
     return None
 
 
 def _perturb_gguf(src: Path, dst: Path, seed: int) -> PerturbResult:
     """Change every float tensor and the scales of every supported quantized block in place;
     the header, metadata, alignment padding and integer tensors are copied."""
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.gguf import read_gguf_layout
 
     try:
@@ -1044,9 +1056,9 @@ def _perturb_gguf(src: Path, dst: Path, seed: int) -> PerturbResult:
     for tensor in header.tensors:
         kind = _gguf_kind(tensor.dtype)
         if kind is None:
+            why = GGML_UNMODIFIABLE.get(tensor.dtype, "a ggml type this plugin does not know")
             raise PerturbUnsupported(
-                f"gguf: tensor {tensor.name!r} has ggml type {tensor.dtype}, whose blocks this "
-                "plugin cannot yet change",
+                f"gguf: cannot modify {tensor.dtype} (tensor {tensor.name!r}): {why}",
                 format="gguf",
             )
         if kind.op == "copy" or tensor.nbytes == 0:
@@ -1071,7 +1083,6 @@ _RAW_KINDS = {
 
 def _perturb_raw(src: Path, dst: Path, seed: int, layout: RawLayout) -> PerturbResult:
     """The manifest says which bytes are floats (``weights[].layout``): change exactly those."""
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.tensors import RAW_ITEMSIZE, raw_ranges
 
     try:
@@ -1128,17 +1139,17 @@ def perturb_weights(
     if layout is not None:
         return _perturb_raw(src, dst, seed, layout)
     fmt = detect_format(src)
-    if fmt == "unknown":
+    if fmt == "opaque":  # the formats a magic number alone does not tell
         from pytest_corrsource.formats.pickled_arrays import compression_of
         from pytest_corrsource.formats.skops import is_skops
 
         if is_skops(src):
             fmt = "skops"
-
-        with src.open("rb") as fh:
-            codec = compression_of(fh.read(8))
-        if codec is not None and fmt == "unknown":
-            return _perturb_compressed_joblib(src, dst, seed, codec)
+        else:
+            with src.open("rb") as fh:
+                codec = compression_of(fh.read(8))
+            if codec is not None:
+                return _perturb_compressed_joblib(src, dst, seed, codec)
     handler = _HANDLERS.get(fmt)
     if handler is None:
         raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
@@ -1149,7 +1160,6 @@ def perturb_weights(
 def _verify_same_schema(src: Path, dst: Path, fmt: str) -> dict[str, tuple[str, tuple[int, ...]]]:
     """The plugin's own reader must see the released schema in the modified copy: only values
     may differ. A difference is a bug of this module, reported rather than run."""
-    from pytest_corrsource.formats import FormatError
     from pytest_corrsource.formats.tensors import UnreadableTensors, read_schema
 
     try:

@@ -16,7 +16,11 @@ from safetensors import safe_open
 from safetensors.numpy import save_file
 
 from pytest_corrsource.formats import FormatError
-from pytest_corrsource.formats.safetensors import SAFETENSORS_DTYPE_BITS, read_safetensors_header
+from pytest_corrsource.formats.safetensors import (
+    SAFETENSORS_DTYPE_BITS,
+    read_safetensors_header,
+    read_safetensors_layout,
+)
 
 
 def st_bytes(header: object, data: bytes = b"", *, length: int | None = None) -> bytes:
@@ -400,3 +404,24 @@ def test_dtype_table() -> None:
     assert SAFETENSORS_DTYPE_BITS["BF16"] == 16
     assert SAFETENSORS_DTYPE_BITS["C64"] == 64
     assert len(SAFETENSORS_DTYPE_BITS) == 22
+
+
+def test_layout_locates_every_tensor_like_the_reference_reader(tmp_path: Path) -> None:
+    path = tmp_path / "m.safetensors"
+    arrays: dict[str, np.ndarray] = {
+        "b.bias": np.arange(3, dtype=np.float16),
+        "a.weight": np.arange(12, dtype=np.float32).reshape(3, 4),
+        "ids": np.arange(5, dtype=np.int64),
+        "empty": np.zeros((0, 2), dtype=np.float32),
+    }
+    save_file(arrays, str(path), metadata={"format": "np"})
+    header, data_start, offsets = read_safetensors_layout(path)
+    assert header == read_safetensors_header(path)
+    assert set(offsets) == set(arrays)
+    data = path.read_bytes()
+    with safe_open(str(path), framework="np") as reference:
+        for info in header.tensors:
+            at = data_start + offsets[info.name]
+            assert data[at : at + info.nbytes] == reference.get_tensor(info.name).tobytes()
+    ends = sorted(offsets[t.name] + t.nbytes for t in header.tensors)
+    assert data_start + ends[-1] == len(data)  # the tensors tile the data section

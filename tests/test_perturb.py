@@ -315,11 +315,13 @@ def test_sharded_checkpoint(tmp_path: Path) -> None:
 def test_index_with_escaping_shard_name(tmp_path: Path) -> None:
     index = tmp_path / "model.safetensors.index.json"
     index.write_text(json.dumps({"weight_map": {"w": "../evil.safetensors"}}))
-    with pytest.raises(PerturbUnsupported, match="invalid shard name"):
+    with pytest.raises(PerturbUnsupported, match="not a plain relative path") as escaping:
         perturb_weights(index, tmp_path / "out" / index.name)
+    assert escaping.value.format == "corrupt"
     index.write_text(json.dumps({"weight_map": {"w": "missing.safetensors"}}))
     with pytest.raises(PerturbUnsupported, match="does not exist"):
         perturb_weights(index, tmp_path / "out" / index.name)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 @settings(max_examples=60, deadline=None)
@@ -463,8 +465,8 @@ def _corrupt_variants(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     data = ok.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
     cases: dict[str, tuple[bytes, str]] = {
-        "truncated": (data[:-4], "past the end"),
-        "header_too_long": (struct.pack("<Q", 10_000) + data[8:], "exceeds the file size"),
+        "truncated": (data[:-4], "file truncated"),
+        "header_too_long": (struct.pack("<Q", 10_000) + data[8:], r"exceeds the file \("),
         "bad_json": (data[:8] + b"{" + b"x" * (n - 1) + data[8 + n :], "not valid JSON"),
     }
 
@@ -474,7 +476,7 @@ def _corrupt_variants(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 
     cases["shape_mismatch"] = (
         with_header({"w": {"dtype": "F32", "shape": [5], "data_offsets": [0, 16]}}),
-        "needs 20 bytes",
+        "of F32 needs 20",
     )
     cases["overlap"] = (
         with_header(
@@ -487,12 +489,13 @@ def _corrupt_variants(tmp_path: Path) -> dict[str, tuple[Path, str]]:
     )
     cases["unknown_dtype"] = (
         with_header({"w": {"dtype": "F128", "shape": [1], "data_offsets": [0, 16]}}),
-        "unknown dtype 'F128'",
+        "unknown dtype `F128`",
     )
     dup = b'{"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},' + (
         b'"w":{"dtype":"U8","shape":[1],"data_offsets":[0,1]}}'
     )
-    cases["duplicate"] = (struct.pack("<Q", len(dup)) + dup + b"\0", "duplicate key")
+    cases["duplicate"] = (struct.pack("<Q", len(dup)) + dup + b"\0", "duplicate tensor name")
+    cases["trailing_bytes"] = (data + b"\0" * 4, "4 trailing bytes")
     out: dict[str, tuple[Path, str]] = {}
     for name, (content, message) in cases.items():
         path = tmp_path / f"{name}.safetensors"
@@ -504,8 +507,9 @@ def _corrupt_variants(tmp_path: Path) -> dict[str, tuple[Path, str]]:
 def test_corrupt_safetensors_is_reported(tmp_path: Path) -> None:
     for name, (path, message) in _corrupt_variants(tmp_path).items():
         dst = tmp_path / "out" / path.name
-        with pytest.raises(PerturbUnsupported, match=message):
+        with pytest.raises(PerturbUnsupported, match=message) as failure:
             perturb_weights(path, dst)
+        assert failure.value.format == "corrupt", name
         assert not dst.exists(), name
         assert not any((tmp_path / "out").glob("*")) if (tmp_path / "out").exists() else True
 
@@ -543,3 +547,115 @@ def test_large_file_uses_bounded_memory(tmp_path: Path) -> None:
         tail_a = np.frombuffer(a.read(), "<f4")
         tail_b = np.frombuffer(b.read(), "<f4")
     assert np.all(tail_a != tail_b)
+
+
+# ------------------------------------------------------------------------------ fast paths
+
+
+@pytest.mark.parametrize("dtype", ["<f4", "<f8"])
+def test_the_in_place_path_writes_what_the_general_path_writes(dtype: str) -> None:
+    from pytest_corrsource.perturb import _float_values, _Noise
+
+    rng = np.random.default_rng(5)
+    fi = np.finfo(dtype)
+    plain = rng.standard_normal(4096).astype(dtype)
+    chunks = {"normal": plain}
+    for label, value in [
+        ("zero", 0.0),
+        ("nan", np.nan),
+        ("inf", np.inf),
+        ("subnormal", fi.smallest_subnormal),
+        ("huge", fi.max * 0.75),
+    ]:
+        chunk = plain.copy()
+        chunk[100] = value
+        chunks[label] = chunk
+    for label, chunk in chunks.items():
+        noise = _Noise(3, label, 0)
+        expected = _float_values(chunk.view(np.uint8), np.dtype(dtype), noise)
+        buffer = chunk.copy().view(np.uint8)
+        got = _float_values(buffer, np.dtype(dtype), noise, in_place=True)
+        assert got.tobytes() == expected.tobytes(), label
+        assert not np.array_equal(got.view(dtype)[:100], chunk[:100]), label
+
+
+def big_int_safetensors(path: Path) -> Path:
+    """A float tensor between two integer tensors long enough for the kernel copy."""
+    save_file(
+        {
+            "a_ids": np.arange(1 << 16, dtype=np.int64),
+            "b_weight": np.random.default_rng(0).standard_normal(1 << 17).astype(np.float32),
+            "c_ids": np.arange(1 << 15, dtype=np.int32),
+        },
+        str(path),
+    )
+    return path
+
+
+def test_untouched_spans_are_copied_in_the_kernel_exactly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    src = big_int_safetensors(tmp_path / "m.safetensors")
+    calls: list[int] = []
+    real = os.copy_file_range
+
+    def spy(*args: int) -> int:
+        calls.append(args[2])
+        return real(*args)
+
+    monkeypatch.setattr(os, "copy_file_range", spy)
+    perturb_weights(src, tmp_path / "out.safetensors")
+    assert sum(calls) >= (1 << 19) + (1 << 17)  # both integer tensors went through the kernel
+    with safe_open(str(src), "np") as a, safe_open(str(tmp_path / "out.safetensors"), "np") as b:
+        for name in ("a_ids", "c_ids"):
+            np.testing.assert_array_equal(a.get_tensor(name), b.get_tensor(name))
+        assert np.all(a.get_tensor("b_weight") != b.get_tensor("b_weight"))
+
+
+@pytest.mark.parametrize("failure", ["refused", "short"])
+def test_a_kernel_copy_that_fails_or_stops_short_falls_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failure: str
+) -> None:
+    import errno
+    import os
+
+    src = big_int_safetensors(tmp_path / "m.safetensors")
+    perturb_weights(src, tmp_path / "expected.safetensors")
+    real = os.copy_file_range
+
+    def broken(src_fd: int, dst_fd: int, count: int, src_at: int, dst_at: int) -> int:
+        if failure == "refused":
+            raise OSError(errno.EXDEV, "cross-device")
+        if count > 4096:  # copy a little, then fail: the rest must still arrive
+            real(src_fd, dst_fd, 4096, src_at, dst_at)
+            return 4096
+        raise OSError(errno.EINVAL, "no more")
+
+    monkeypatch.setattr(os, "copy_file_range", broken)
+    perturb_weights(src, tmp_path / "out.safetensors")
+    expected = (tmp_path / "expected.safetensors").read_bytes()
+    assert (tmp_path / "out.safetensors").read_bytes() == expected
+
+
+def test_the_bf16_fast_path_writes_what_the_general_path_writes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pytest_corrsource import perturb
+
+    rng = np.random.default_rng(9)
+    chunks = {
+        "normal": rng.standard_normal(4096).astype(np.float32),
+        "near_tiny": np.full(64, 3e-38, dtype=np.float32),  # just above 2 * tiny
+        "near_max": np.full(64, 1.6e38, dtype=np.float32),  # just below max / 2
+    }
+    for label, values in chunks.items():
+        raw = (values.view(np.uint32) >> np.uint32(16)).astype("<u2").view(np.uint8)
+        noise = perturb._Noise(3, label, 0)
+        fast = perturb._bf16_values(raw.copy(), noise)
+        with monkeypatch.context() as patched:
+            patched.setattr(perturb, "_scaled_in_place", lambda x, rng: False)
+            general = perturb._bf16_values(raw.copy(), noise)
+        assert fast.tobytes() == general.tobytes(), label
+        assert np.all(fast.view("<u2") != raw.view("<u2")), label

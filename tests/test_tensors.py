@@ -412,7 +412,7 @@ def test_gguf_reference_reader_dequantizes_the_modified_copy(tmp_path: Path) -> 
         assert (a != b).mean() > 0.5, old.name  # quants of 0 stay at the block's minimum
 
 
-def test_gguf_with_a_type_it_cannot_change_is_refused(tmp_path: Path) -> None:
+def test_gguf_i_quant_blocks_change_only_in_their_scale(tmp_path: Path) -> None:
     data = bytearray(GGUF.read_bytes())
     # retag the Q4_0 tensor as IQ4_NL (type 20: same 32-element, 18-byte blocks as Q4_0)
     name = b"blk.0.q4_0.weight"
@@ -422,8 +422,12 @@ def test_gguf_with_a_type_it_cannot_change_is_refused(tmp_path: Path) -> None:
     src = tmp_path / "iq.gguf"
     src.write_bytes(bytes(data))
     assert read_schema(src)["blk.0.q4_0.weight"] == ("IQ4_NL", (256, 2))
-    with pytest.raises(PerturbUnsupported, match="ggml type IQ4_NL, whose blocks this plugin"):
-        perturb_weights(src, tmp_path / "out.gguf")
+    result = perturb_weights(src, tmp_path / "out.gguf")
+    assert "blk.0.q4_0.weight" in result.changed
+    a = open_tensors(src).raw("blk.0.q4_0.weight").reshape(-1, 18)
+    b = open_tensors(tmp_path / "out.gguf").raw("blk.0.q4_0.weight").reshape(-1, 18)
+    assert np.array_equal(a[:, 2:], b[:, 2:])  # block_iq4_nl {ggml_half d; uint8_t qs[16]}
+    assert (a[:, :2] != b[:, :2]).any(axis=1).all()
 
 
 @pytest.mark.e2e

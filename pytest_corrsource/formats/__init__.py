@@ -12,6 +12,11 @@ from dataclasses import dataclass, field
 
 from pytest_corrsource.errors import CorrsourceError
 
+#: A compressed member or stream may expand to at most this many times its compressed size
+#: (zip and decompression bombs): the one cap for npz members, the pickle scanner's zip
+#: members and joblib's compressed streams.
+MAX_DECOMPRESSION_RATIO = 1000
+
 
 class FormatError(CorrsourceError):
     """The file is not a valid instance of its format.

@@ -18,7 +18,7 @@ import zlib
 from pathlib import Path
 from typing import IO, Any, Protocol
 
-from . import FormatError, TensorInfo, WeightsHeader
+from . import MAX_DECOMPRESSION_RATIO, FormatError, TensorInfo, WeightsHeader
 
 __all__ = [
     "NPY_MAGIC",
@@ -30,7 +30,6 @@ __all__ = [
 
 NPY_MAGIC = b"\x93NUMPY"
 _MAX_HEADER = 10000  # numpy's _MAX_HEADER_SIZE
-_MAX_RATIO = 1000  # zip-bomb guard for .npz members
 _DESCR_SIMPLE = re.compile(r"([<>|=]?)([biufcSUV])(\d+)")
 _DESCR_TIME = re.compile(r"([<>|=]?)([mM])8(\[\d*[A-Za-z]+\])?")
 _DESCR_OBJECT = re.compile(r"[<>|=]?O\d*")
@@ -232,10 +231,10 @@ def read_npz_header(path: Path) -> WeightsHeader:
                         f"member `{name}` is stored but its sizes differ "
                         f"({info.compress_size} vs {info.file_size})."
                     )
-                if info.file_size > _MAX_RATIO * max(info.compress_size, 1):
+                if info.file_size > MAX_DECOMPRESSION_RATIO * max(info.compress_size, 1):
                     raise FormatError(
                         f"member `{name}` expands {info.compress_size} bytes to "
-                        f"{info.file_size} (ratio over {_MAX_RATIO}: zip bomb?)."
+                        f"{info.file_size} (ratio over {MAX_DECOMPRESSION_RATIO}: zip bomb?)."
                     )
                 member: IO[bytes]
                 with archive.open(info) as member:

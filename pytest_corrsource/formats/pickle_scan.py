@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from . import MAX_DECOMPRESSION_RATIO
 from .npy import NPY_MAGIC, ObjectDtypeError, parse_npy_header
 
 __all__ = [
@@ -160,7 +161,6 @@ _CHUNK = 64 * 1024  # read size; no argument is ever materialised beyond _MAX_KE
 _MAX_KEPT_STRING = 256  # longer strings are not kept as STACK_GLOBAL candidates
 _MAX_MEMO_KEYS = 1_000_000
 _MAX_STACK = 1_000_000
-_MAX_RATIO = 1000
 _SNIFF = 4096
 _STRING_OPS = frozenset(
     {
@@ -640,8 +640,10 @@ def _scan_zip(path: Path, acc: _Accumulator) -> None:
             if info.flag_bits & 0x1:
                 acc.errors.append(f"{prefix}encrypted member cannot be scanned")
                 continue
-            if info.file_size > _MAX_RATIO * max(info.compress_size, 1):
-                acc.errors.append(f"{prefix}compression ratio over {_MAX_RATIO} (zip bomb?)")
+            if info.file_size > MAX_DECOMPRESSION_RATIO * max(info.compress_size, 1):
+                acc.errors.append(
+                    f"{prefix}compression ratio over {MAX_DECOMPRESSION_RATIO} (zip bomb?)"
+                )
                 continue
             try:
                 _scan_member(archive, info, acc, prefix)
@@ -709,9 +711,9 @@ def is_legacy_torch_tar(path: Path) -> bool:
 
 def _scan_legacy_tar(path: Path, acc: _Accumulator) -> None:
     acc.unscannable.append(
-        "legacy PyTorch tar checkpoint: its `storages` and `tensors` members interleave "
-        "pickles with raw data whose sizes only unpickling reveals, and torch itself refuses "
-        "to load this format with weights_only=True"
+        "legacy PyTorch tar checkpoint: torch itself refuses to load this format with "
+        "weights_only=True, so loading it always unpickles its `storages`, `tensors` and "
+        "`pickle` members without an allow-list"
     )
     try:
         with tarfile.open(path, mode="r:") as archive:

@@ -27,6 +27,7 @@ from . import FormatError
 
 __all__ = [
     "KEEP_BYTES",
+    "MAX_PICKLE_DEPTH",
     "Call",
     "Global",
     "Payload",
@@ -41,7 +42,7 @@ __all__ = [
 KEEP_BYTES = 64
 _MAX_ITEMS = 5_000_000  # values created while evaluating one pickle
 _MAX_STRING = 1 << 20  # longest str kept (tensor names, keys); longer ones are an error
-_MAX_DEPTH = 200  # nesting of Calls/containers walked by the tensor finders
+MAX_PICKLE_DEPTH = 200  # nesting of Calls/containers walked by the tensor finders
 
 
 class UnsupportedFeature(FormatError):
@@ -377,8 +378,8 @@ def walk_named(value: Any, prefix: str = "") -> Any:
         visits += 1
         if visits > MAX_VISITS:
             raise FormatError(f"pickle has more than {MAX_VISITS} values to walk.")
-        if depth > _MAX_DEPTH:
-            raise FormatError(f"pickle nests deeper than {_MAX_DEPTH} levels.")
+        if depth > MAX_PICKLE_DEPTH:
+            raise FormatError(f"pickle nests deeper than {MAX_PICKLE_DEPTH} levels.")
         yield name, node
         children: list[tuple[str, Any]] = []
         if isinstance(node, dict):

@@ -18,7 +18,12 @@ from typing import Any
 
 from . import FormatError, TensorInfo, WeightsHeader
 
-__all__ = ["SAFETENSORS_DTYPE_BITS", "SAFETENSORS_MAX_HEADER", "read_safetensors_header"]
+__all__ = [
+    "SAFETENSORS_DTYPE_BITS",
+    "SAFETENSORS_MAX_HEADER",
+    "read_safetensors_header",
+    "read_safetensors_layout",
+]
 
 #: Bit size of every dtype the reference reader knows (case-sensitive names).
 SAFETENSORS_DTYPE_BITS: dict[str, int] = {
@@ -267,6 +272,17 @@ def read_safetensors_header(
     ``min(SAFETENSORS_MAX_HEADER, max_header_bytes)`` bytes, and never past the end of the file).
     Tensors are returned sorted by name. Raises :class:`FormatError` on any violation.
     """
+    return read_safetensors_layout(path, max_header_bytes=max_header_bytes)[0]
+
+
+def read_safetensors_layout(
+    path: Path, *, max_header_bytes: int = SAFETENSORS_MAX_HEADER
+) -> tuple[WeightsHeader, int, dict[str, int]]:
+    """:func:`read_safetensors_header` plus where the bytes are: ``(header, data_start,
+    offsets)``, each tensor's bytes lying at ``data_start + offsets[name]`` for
+    ``TensorInfo.nbytes`` bytes (the same shape as :func:`.gguf.read_gguf_layout`). The
+    validation guarantees the tensors tile the data section exactly: no gap, no overlap, no
+    trailing byte."""
     try:
         with open(path, "rb") as handle:
             file_size = os.fstat(handle.fileno()).st_size
@@ -296,13 +312,14 @@ def read_safetensors_header(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _validate(raw, header_len, file_size)
+        header, offsets = _validate(raw, header_len, file_size)
     finally:
         if collecting:
             gc.enable()
+    return header, 8 + header_len, offsets
 
 
-def _validate(raw: bytes, header_len: int, file_size: int) -> WeightsHeader:
+def _validate(raw: bytes, header_len: int, file_size: int) -> tuple[WeightsHeader, dict[str, int]]:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -378,4 +395,5 @@ def _validate(raw: bytes, header_len: int, file_size: int) -> WeightsHeader:
             f"{file_size} bytes ({data_end - file_size} bytes missing)."
         )
     tensors = tuple(sorted((entry[0] for entry in entries), key=lambda t: t.name))
-    return WeightsHeader(format="safetensors", tensors=tensors, metadata=metadata)
+    offsets = {tensor.name: begin for tensor, begin, _end in entries}
+    return WeightsHeader(format="safetensors", tensors=tensors, metadata=metadata), offsets

@@ -15,9 +15,7 @@ says it is a limit of this reader ("cannot read tensors of format X"), not a fau
 from __future__ import annotations
 
 import itertools
-import json
 import math
-import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from . import FormatError
+from . import MAX_DECOMPRESSION_RATIO, FormatError
 
 __all__ = [
     "TensorEntry",
@@ -49,7 +47,6 @@ _RAW_DTYPES["BOOL"] = "|b1"
 _RAW_DTYPES["BF16"] = "<u2"
 for _f8 in ("F8_E4M3", "F8_E5M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F8_E8M0"):
     _RAW_DTYPES[_f8] = "|u1"
-_MAX_JSON_HEADER = 100_000_000
 
 
 class UnreadableTensors(FormatError):
@@ -197,20 +194,13 @@ def _npz_member(entry: TensorEntry) -> npt.NDArray[Any]:
 
 
 def _safetensors(path: Path) -> dict[str, TensorEntry]:
-    from .safetensors import read_safetensors_header
+    from .safetensors import read_safetensors_layout
 
-    read_safetensors_header(path, max_header_bytes=_MAX_JSON_HEADER)  # full validation
-    with open(path, "rb") as handle:
-        (length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(length))
-    entries: dict[str, TensorEntry] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        entries[name] = TensorEntry(
-            name, info["dtype"], tuple(info["shape"]), path, 8 + length + info["data_offsets"][0]
-        )
-    return entries
+    header, data_start, offsets = read_safetensors_layout(path)  # full validation
+    return {
+        t.name: TensorEntry(t.name, t.dtype, t.shape, path, data_start + offsets[t.name])
+        for t in header.tensors
+    }
 
 
 def _safetensors_index(path: Path, root: Path) -> dict[str, TensorEntry]:
@@ -261,10 +251,10 @@ def _npz(path: Path) -> dict[str, TensorEntry]:
     }
 
 
-def _torch_zip(path: Path, legacy: bool = False) -> dict[str, TensorEntry]:
-    from .torch_zip import read_torch_legacy, read_torch_zip
+def _torch(path: Path, fmt: str) -> dict[str, TensorEntry]:
+    from .torch_zip import read_torch_checkpoint
 
-    archive = read_torch_legacy(path) if legacy else read_torch_zip(path)
+    archive = read_torch_checkpoint(path, fmt)
     order = ">" if archive.byteorder == "big" else "<"
     entries: dict[str, TensorEntry] = {}
     for t in archive.tensors:
@@ -359,10 +349,6 @@ def _pickled(path: Path, fmt: str) -> dict[str, TensorEntry]:
     return entries
 
 
-#: A decompressed joblib stream may be at most this many times its compressed size.
-MAX_DECOMPRESSION_RATIO = 1000
-
-
 def decompress_joblib(path: Path, codec: str, out: Path, max_bytes: int | None = None) -> None:
     """Decompress a joblib-compressed file into ``out``, bounded against decompression bombs
     (at most :data:`MAX_DECOMPRESSION_RATIO` times the input, and ``max_bytes`` when given;
@@ -429,9 +415,9 @@ def open_tensors(
         elif fmt == "npz":
             entries = _npz(path)
         elif fmt == "torch-zip":
-            entries = _torch_zip(path)
-        elif fmt == "pickle" and _is_torch_legacy(path):
-            fmt, entries = "torch-legacy", _torch_zip(path, legacy=True)
+            entries = _torch(path, fmt)
+        elif fmt == "pickle" and (torch_fmt := _torch_pickle_format(path)):
+            fmt, entries = torch_fmt, _torch(path, torch_fmt)
         elif fmt == "pickle":
             entries = _pickled(path, fmt)
         elif fmt == "gguf":
@@ -447,10 +433,10 @@ def open_tensors(
     return TensorFile(path, fmt, entries)
 
 
-def _is_torch_legacy(path: Path) -> bool:
-    from .torch_zip import is_torch_legacy
+def _torch_pickle_format(path: Path) -> str | None:
+    from .torch_zip import torch_pickle_format
 
-    return is_torch_legacy(path)
+    return torch_pickle_format(path)
 
 
 def _is_skops(path: Path) -> bool:

@@ -21,13 +21,23 @@ from __future__ import annotations
 import io
 import os
 import struct
+import tarfile
 import zipfile
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from . import FormatError, TensorInfo
-from .pickle_values import Call, Global, PersId, UnsupportedFeature, evaluate_pickle, walk_named
+from .pickle_values import (
+    MAX_PICKLE_DEPTH,
+    Call,
+    Global,
+    PersId,
+    UnsupportedFeature,
+    evaluate_pickle,
+    walk_named,
+)
 
 __all__ = [
     "STORAGE_DTYPES",
@@ -37,8 +47,11 @@ __all__ = [
     "TorchZip",
     "central_directory_records",
     "is_torch_legacy",
+    "read_torch_checkpoint",
     "read_torch_legacy",
+    "read_torch_tar",
     "read_torch_zip",
+    "torch_pickle_format",
 ]
 
 _MAX_PICKLE = 256 << 20  # data.pkl holds structure only; tensors are separate members
@@ -204,8 +217,8 @@ def _all_pers_ids(value: Any) -> Any:
     stack: list[tuple[Any, int]] = [(value, 0)]
     while stack:
         node, depth = stack.pop()
-        if depth > 200:
-            raise FormatError("pickle nests deeper than 200 levels.")
+        if depth > MAX_PICKLE_DEPTH:
+            raise FormatError(f"pickle nests deeper than {MAX_PICKLE_DEPTH} levels.")
         if isinstance(node, PersId):
             yield node
             continue
@@ -316,12 +329,7 @@ def read_torch_zip(path: Path) -> TorchZip:
                 tensors=[t.name for t in tensors if t.storage == key],
             )
     for t in tensors:
-        storage = storages[t.storage]
-        if any(d == 0 for d in t.shape):
-            continue
-        last = t.offset + sum((d - 1) * s for d, s in zip(t.shape, t.stride, strict=True))
-        if (last + 1) * _itemsize(t.dtype) > storage.nbytes:
-            raise FormatError(f"tensor {t.name!r} reaches past the end of storage {t.storage!r}.")
+        _check_extent(t, storages[t.storage])
     return TorchZip(prefix.rstrip("/"), byteorder, tuple(tensors), storages, central_dir)
 
 
@@ -366,32 +374,235 @@ def read_torch_legacy(path: Path) -> TorchZip:
             dtype, numel = referenced[key]
             if dtype is None:
                 raise UnsupportedFeature(f"storage {key!r} is untyped in a legacy checkpoint.")
-            count = handle.read(8)
-            if len(count) != 8:
-                raise FormatError(f"storage {key!r}: the file ends before its size.")
-            if int.from_bytes(count, "little" if little else "big") != numel:
+            storage = _raw_storage(handle, key, dtype, end, "the file", little=little)
+            if storage.nbytes != numel * _itemsize(dtype):
                 raise FormatError(
                     f"storage {key!r}: stored size differs from the pickle's {numel}."
                 )
-            start, nbytes = handle.tell(), numel * _itemsize(dtype)
-            if start + nbytes > end:
-                raise FormatError(f"storage {key!r} runs past the end of the file.")
-            handle.seek(start + nbytes)
-            storages[key] = TorchStorage(
-                key=key,
-                member="",
-                dtype=dtype,
-                nbytes=nbytes,
-                data_offset=start,
-                crc=0,
-                header_offset=-1,
-                descriptor=False,
-                tensors=[t.name for t in tensors if t.storage == key],
-            )
+            storage.tensors = [t.name for t in tensors if t.storage == key]
+            storages[key] = storage
     for t in tensors:
-        storage = storages[t.storage]
-        if t.shape and all(t.shape):
-            last = t.offset + sum((d - 1) * s for d, s in zip(t.shape, t.stride, strict=True))
-            if (last + 1) * _itemsize(t.dtype) > storage.nbytes:
-                raise FormatError(f"tensor {t.name!r} reaches past the end of its storage.")
+        _check_extent(t, storages[t.storage])
     return TorchZip("", "little" if little else "big", tuple(tensors), storages, -1)
+
+
+# --------------------------------------------------------------------------- tar (< 0.4)
+
+_MAX_DIMS = 64  # more dimensions than any tensor has: a corrupt header, not a tensor
+
+
+def _read_exact(handle: IO[bytes], count: int, end: int, what: str) -> bytes:
+    if handle.tell() + count > end:
+        raise FormatError(f"{what} runs past the end of its member.")
+    data = handle.read(count)
+    if len(data) != count:
+        raise FormatError(f"{what}: the file ends early.")
+    return data
+
+
+def _count(value: Any, what: str, limit: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= limit:
+        raise FormatError(f"{what} is not a count (got {value!r:.40}).")
+    return value
+
+
+def _tar_key(value: Any, what: str) -> int:
+    """A storage or tensor key as torch's loader uses it (``int(saved_id)``)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit():
+        return int(value)
+    raise FormatError(f"{what} {value!r:.40} is not an integer key.")
+
+
+def read_torch_tar(path: Path) -> TorchZip:
+    """torch < 0.4's tar checkpoint, as torch/serialization.py ``legacy_load`` reads it, without
+    unpickling. The uncompressed tar holds three members (the last of each name counts, as with
+    :meth:`tarfile.TarFile.getmember`):
+
+    * ``storages``: a pickled count, then per storage a pickled ``(key, location,
+      torch.XStorage)``, its element count as 8 little-endian bytes and its raw bytes; then a
+      pickled list of views ``(view key, root key, offset, numel)`` into those storages;
+    * ``tensors``: a pickled count, then per tensor a pickled ``(key, storage key, type)`` and
+      its int32 ndim, 4 unused bytes, ndim int64 sizes, ndim int64 strides and an int64 offset;
+    * ``pickle``: the object, whose persistent ids are tensor keys (``('module', …)`` tuples
+      name module classes).
+
+    Storage bytes are located in the tar file itself (``data_offset``), so a modified copy can
+    rewrite them in place: tar checksums cover headers only.
+    """
+    path = Path(path)
+    try:
+        with tarfile.open(path, mode="r:") as archive:
+            members = {m.name: m for m in archive.getmembers()}
+    except (tarfile.TarError, OSError, ValueError) as exc:
+        raise FormatError(f"not a readable tar archive: {exc}.") from None
+    size = path.stat().st_size
+    for name in ("storages", "tensors", "pickle"):
+        member = members.get(name)
+        if member is None or not member.isfile() or member.issparse():
+            raise FormatError(f"the tar has no regular `{name}` member.")
+        if member.offset_data + member.size > size:
+            raise FormatError(f"member `{name}` runs past the end of the file.")
+    with open(path, "rb") as handle:
+        storages, views = _tar_storages(handle, members["storages"])
+        by_key = _tar_tensors(handle, members["tensors"], storages, views)
+        member = members["pickle"]
+        handle.seek(member.offset_data)
+        tree = evaluate_pickle(handle, member.offset_data + member.size)
+    tensors: list[TorchTensor] = []
+    for name, value in walk_named(tree):
+        if isinstance(value, PersId) and not isinstance(value.value, tuple):
+            key = _tar_key(value.value, "a persistent id")
+            if key in by_key:
+                tensors.append(replace(by_key[key], name=name))
+            elif key not in storages and key not in views:
+                raise FormatError(f"the object refers to key {key}, which no member defines.")
+    for tensor in tensors:
+        storages[int(tensor.storage)].tensors.append(tensor.name)
+        _check_extent(tensor, storages[int(tensor.storage)])
+    return TorchZip(
+        "", "little", tuple(tensors), {str(k): s for k, s in storages.items()}, central_dir=-1
+    )
+
+
+def _raw_storage(
+    handle: IO[bytes], key: str, dtype: str, end: int, within: str, *, little: bool = True
+) -> TorchStorage:
+    """One storage as torch's ``UntypedStorage._new_with_file`` reads it (the legacy and the tar
+    formats): its element count in 8 bytes, then its raw bytes, which are skipped here and
+    located by ``data_offset``. ``within`` names what the storage must not run past."""
+    count = _read_exact(handle, 8, end, f"storage {key}'s size")
+    nbytes = int.from_bytes(count, "little" if little else "big") * _itemsize(dtype)
+    start = handle.tell()
+    if start + nbytes > end:
+        raise FormatError(f"storage {key} runs past the end of {within}.")
+    handle.seek(start + nbytes)
+    return TorchStorage(
+        key=key,
+        member="",
+        dtype=dtype,
+        nbytes=nbytes,
+        data_offset=start,
+        crc=0,
+        header_offset=-1,
+        descriptor=False,
+        tensors=[],
+    )
+
+
+def _records(
+    handle: IO[bytes], member: tarfile.TarInfo, what: str
+) -> Iterator[tuple[int, Any, Any]]:
+    """The records of a ``storages`` or ``tensors`` member: a pickled count, then per record a
+    pickled 3-tuple whose first item is its key, each followed by data the caller reads before
+    asking for the next record."""
+    end = member.offset_data + member.size
+    handle.seek(member.offset_data)
+    count = _count(evaluate_pickle(handle, end), f"the {what} count", member.size)
+    for _ in range(count):
+        record = evaluate_pickle(handle, end)
+        if not (isinstance(record, tuple) and len(record) == 3):
+            raise FormatError(f"a {what} header is not a 3-tuple: {record!r:.80}.")
+        yield _tar_key(record[0], f"{what} key"), record[1], record[2]
+
+
+def _tar_storages(
+    handle: IO[bytes], member: tarfile.TarInfo
+) -> tuple[dict[int, TorchStorage], dict[int, tuple[int, int]]]:
+    """The ``storages`` member: key -> storage, and view key -> (root key, element offset)."""
+    end = member.offset_data + member.size
+    storages: dict[int, TorchStorage] = {}
+    for key, _location, cls in _records(handle, member, "storage"):
+        if not isinstance(cls, Global):
+            raise FormatError(f"storage {key}'s type is not a class: {cls!r:.60}.")
+        if cls.module not in ("torch", "torch.cuda") or cls.name not in STORAGE_DTYPES:
+            raise UnsupportedFeature(f"unknown storage class {cls.dotted}.")
+        if key in storages:
+            raise FormatError(f"storage key {key} appears twice.")
+        dtype = STORAGE_DTYPES[cls.name][0]
+        storages[key] = _raw_storage(handle, str(key), dtype, end, "the `storages` member")
+    views: dict[int, tuple[int, int]] = {}
+    listed = evaluate_pickle(handle, end)
+    if not isinstance(listed, list):
+        raise FormatError("the storage views are not a list.")
+    for view in listed:
+        if not (isinstance(view, tuple) and len(view) == 4):
+            raise FormatError(f"a storage view is not (key, root, offset, numel): {view!r:.80}.")
+        target, root = _tar_key(view[0], "view key"), _tar_key(view[1], "view root")
+        offset = _count(view[2], "a view offset", 2**62)
+        numel = _count(view[3], "a view size", 2**62)
+        if root not in storages:
+            raise FormatError(f"view {target} is of storage {root}, which is not stored.")
+        if (offset + numel) * _itemsize(storages[root].dtype) > storages[root].nbytes:
+            raise FormatError(f"view {target} reaches past the end of storage {root}.")
+        views[target] = (root, offset)
+    return storages, views
+
+
+def _tar_tensors(
+    handle: IO[bytes],
+    member: tarfile.TarInfo,
+    storages: dict[int, TorchStorage],
+    views: dict[int, tuple[int, int]],
+) -> dict[int, TorchTensor]:
+    """The ``tensors`` member: tensor key -> tensor (named by its key until the object names
+    it), on its root storage."""
+    end = member.offset_data + member.size
+    tensors: dict[int, TorchTensor] = {}
+    for key, storage_id, _type in _records(handle, member, "tensor"):
+        storage = _tar_key(storage_id, "tensor storage")
+        ndim = struct.unpack("<i", _read_exact(handle, 4, end, f"tensor {key}'s ndim"))[0]
+        if not 0 <= ndim <= _MAX_DIMS:
+            raise FormatError(f"tensor {key} has {ndim} dimensions.")
+        _read_exact(handle, 4, end, f"tensor {key}'s padding")
+        fields = _read_exact(handle, 16 * ndim + 8, end, f"tensor {key}'s sizes")
+        numbers = struct.unpack(f"<{2 * ndim + 1}q", fields)
+        if any(n < 0 for n in numbers):
+            raise FormatError(f"tensor {key} has a negative size, stride or offset.")
+        offset = numbers[-1]
+        if storage in views:
+            storage, view_offset = views[storage]
+            offset += view_offset
+        if storage not in storages:
+            raise FormatError(f"tensor {key} is on storage {storage}, which is not stored.")
+        tensors[key] = TorchTensor(
+            name=str(key),
+            dtype=storages[storage].dtype,
+            shape=tuple(numbers[:ndim]),
+            stride=tuple(numbers[ndim : 2 * ndim]),
+            offset=offset,
+            storage=str(storage),
+        )
+    return tensors
+
+
+def _check_extent(t: TorchTensor, storage: TorchStorage) -> None:
+    """A tensor must lie inside its storage (a 0-d tensor holds one element)."""
+    if all(t.shape):
+        last = t.offset + sum((d - 1) * s for d, s in zip(t.shape, t.stride, strict=True))
+        if (last + 1) * _itemsize(t.dtype) > storage.nbytes:
+            raise FormatError(f"tensor {t.name!r} reaches past the end of storage {t.storage!r}.")
+
+
+def torch_pickle_format(path: Path) -> str | None:
+    """For a file :func:`.detect.detect_format` calls ``pickle``: ``torch-legacy`` (the pickle
+    sequence of torch 0.4-1.5), ``torch-tar`` (torch < 0.4), or None for another pickle."""
+    from .pickle_scan import is_legacy_torch_tar
+
+    if is_torch_legacy(path):
+        return "torch-legacy"
+    if is_legacy_torch_tar(path):
+        return "torch-tar"
+    return None
+
+
+def read_torch_checkpoint(path: Path, fmt: str) -> TorchZip:
+    """The tensors and storages of a torch checkpoint of format ``torch-zip``, ``torch-legacy``
+    or ``torch-tar``."""
+    readers = {
+        "torch-zip": read_torch_zip,
+        "torch-legacy": read_torch_legacy,
+        "torch-tar": read_torch_tar,
+    }
+    return readers[fmt](path)
