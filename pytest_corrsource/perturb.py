@@ -1138,8 +1138,8 @@ def perturb_weights(
     _check_distinct(src, dst)
     if layout is not None:
         return _perturb_raw(src, dst, seed, layout)
-    fmt = detect_format(src)
-    if fmt == "opaque":  # the formats a magic number alone does not tell
+    fmt: str = detect_format(src)  # or a format the first bytes alone do not tell:
+    if fmt == "opaque":
         from pytest_corrsource.formats.pickled_arrays import compression_of
         from pytest_corrsource.formats.skops import is_skops
 

@@ -57,10 +57,10 @@ def _header_of(ctx: CheckContext, path: Path, label: str) -> WeightsHeader:
     if header.format == "opaque":
         # Any file reads as "opaque": it only counts as weights when the released ones do too.
         try:
-            released = detect_format(ctx.root / ctx.manifest.weights[0].path)
+            released_opaque = detect_format(ctx.root / ctx.manifest.weights[0].path) == "opaque"
         except FormatError:
-            released = ""
-        if released != "opaque":
+            released_opaque = False
+        if not released_opaque:
             raise CheckFailed(
                 f"{label} wrote {path.name}, which is not valid weights: its format is not "
                 "recognised (not safetensors, a safetensors index, GGUF, npy/npz or a pickle)"

@@ -6,6 +6,7 @@ import os
 import struct
 import zipfile
 from pathlib import Path
+from typing import Literal, get_args
 
 from . import FormatError, WeightsHeader
 from .gguf import read_gguf_header
@@ -14,18 +15,13 @@ from .pickle_scan import is_legacy_torch_tar, looks_like_pickle
 from .safetensors import SAFETENSORS_MAX_HEADER, read_safetensors_header
 from .shards import read_safetensors_index, verify_sharded_checkpoint
 
-__all__ = ["FORMATS", "detect_format", "read_weights_header"]
+__all__ = ["FORMATS", "DetectedFormat", "detect_format", "read_weights_header"]
 
-FORMATS = (
-    "safetensors",
-    "safetensors-index",
-    "gguf",
-    "npy",
-    "npz",
-    "torch-zip",
-    "pickle",
-    "opaque",
-)
+#: What :func:`detect_format` can say a file is, by its first bytes.
+DetectedFormat = Literal[
+    "safetensors", "safetensors-index", "gguf", "npy", "npz", "torch-zip", "pickle", "opaque"
+]
+FORMATS: tuple[DetectedFormat, ...] = get_args(DetectedFormat)
 _HEAD = 4096
 _JSON_WHITESPACE = b" \t\r\n"
 _TORCH_LEGACY_MAGIC = b"\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
@@ -47,7 +43,7 @@ def _looks_like_safetensors(head: bytes, size: int) -> bool:
     return body[:1] == b"{"
 
 
-def _zip_kind(path: Path) -> str:
+def _zip_kind(path: Path) -> DetectedFormat:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -61,7 +57,7 @@ def _zip_kind(path: Path) -> str:
     return "opaque"
 
 
-def detect_format(path: Path) -> str:
+def detect_format(path: Path) -> DetectedFormat:
     """Return one of :data:`FORMATS` from the file's first bytes (reads at most 4 KiB,
     plus the zip central directory for zips). Raises :class:`FormatError` if unreadable."""
     from pytest_corrsource.safe_io import open_regular
