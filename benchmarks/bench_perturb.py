@@ -11,7 +11,8 @@ equal size, plus an integer step counter), then times, each the median of --repe
   (b) pytest_corrsource.perturb.perturb_weights on it: parse data.pkl without unpickling, stream
       every float storage through the perturbation, patch the CRCs, verify the schema;
 and prints MB/s (10**6 bytes per second) and the ratios b/a and b/a' (target >= 0.5). The
-destination is deleted before every timed run, so no figure pays for freeing the last one.
+destination is deleted and the page cache written back (os.sync) before every timed run, so no
+figure pays for freeing or flushing the previous one.
 
 Needs torch (the `real` extra) to write the checkpoint, and about 3x --size-mib of free disk.
 """
@@ -52,6 +53,9 @@ def timed(run: Callable[[], object], repeat: int, dst: Path) -> float:
     times = []
     for _ in range(repeat):
         dst.unlink(missing_ok=True)
+        # Write back what earlier runs (and torch.save) left dirty, untimed: otherwise whichever
+        # figure comes next pays for the kernel flushing a previous gigabyte, not for its work.
+        os.sync()
         start = time.perf_counter()
         run()
         times.append(time.perf_counter() - start)
