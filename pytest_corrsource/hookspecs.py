@@ -19,6 +19,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# Every module-level name starting with ``pytest_`` is taken for a hook specification: import
+# names from our modules (``from pytest_corrsource.x import Y``), never the package itself.
+
 if TYPE_CHECKING:
     from pytest_corrsource.catalogue import CheckSpec
     from pytest_corrsource.report import ManifestReport

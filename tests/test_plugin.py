@@ -233,6 +233,25 @@ def test_importing_the_plugin_is_cheap() -> None:
     assert heavy == set()
 
 
+def test_a_session_without_the_flag_imports_only_the_entry_point(tmp_path: Path) -> None:
+    """pytest loads the entry point and registers the hook specifications; nothing else of ours
+    is imported without --corresponding-source (no registry, no conftest hook is called)."""
+    (tmp_path / "test_one.py").write_text("def test_one():\n    pass\n")
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "-p", "no:randomly", "test_one.py"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    ours = {
+        line.rsplit("|", 1)[-1].strip()
+        for line in proc.stderr.splitlines()
+        if line.startswith("import time:") and "pytest_corrsource" in line
+    }
+    ours = {m for m in ours if m.startswith("pytest_corrsource")}
+    assert ours <= {"pytest_corrsource", "pytest_corrsource.plugin", "pytest_corrsource.hookspecs"}
+
+
 # --- collection ----------------------------------------------------------------------------------
 
 
