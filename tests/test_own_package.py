@@ -192,3 +192,45 @@ def test_changed_code_gets_a_new_environment_that_keeps_the_dependencies(
     again_env, again = cs402(root, installer)
     assert again_env.data == {**first_env.data, "reused": True}
     assert again.outcome == "passed", again.message
+
+
+def test_seeding_falls_back_to_an_ordinary_build_without_hard_links(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seeding only saves time: where hard links fail (another file system, a seed pruned
+    meanwhile) the environment is built from nothing, never a crash of CS202."""
+    import os
+
+    from pytest_corrsource.sandbox.environments import (
+        EnvironmentSpec,
+        InstallOutcome,
+        ensure_environment,
+    )
+
+    def install(python: Path) -> InstallOutcome:
+        return InstallOutcome(True, "installed\n")
+
+    spec = EnvironmentSpec(commands=("pip install -e .",), source="a" * 64, repository="r")
+    first = ensure_environment(spec, cache_dir=tmp_path, run_install=install)
+    assert first.seeded_from is None  # nothing to seed from yet
+
+    seeded = ensure_environment(
+        EnvironmentSpec(commands=spec.commands, source="b" * 64, repository="r"),
+        cache_dir=tmp_path,
+        run_install=install,
+    )
+    assert seeded.seeded_from == first.root.name
+    assert seeded.python.exists()
+
+    def no_links(source: str, target: str) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_links)
+    rebuilt = ensure_environment(
+        EnvironmentSpec(commands=spec.commands, source="c" * 64, repository="r"),
+        cache_dir=tmp_path,
+        run_install=install,
+    )
+    assert rebuilt.seeded_from is None
+    assert rebuilt.python.exists()
+    assert not rebuilt.reused

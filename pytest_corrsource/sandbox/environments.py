@@ -692,12 +692,18 @@ def ensure_environment(
         _remove_tree(root)
         base = base_key(spec)
         seed = None if fresh or base is None else _find_seed(envs, base, exclude=root)
+        if seed is not None:
+            try:
+                seeded_log = _seed_from(seed, root)
+            except OSError:  # no hard links on this file system, a seed pruned meanwhile …
+                shutil.rmtree(root, ignore_errors=True)
+                seed = None  # an ordinary build: seeding only saves time
         try:
             if spec.conda not in (None, "pip-section"):
                 root.mkdir()
                 venv_log = f"(the install commands make the conda environment at {python})\n"
             elif seed is not None:
-                venv_log = _seed_from(seed, root)
+                venv_log = seeded_log
             elif spec.installer == "uv" and spec.uv is not None:
                 venv_log = _create_uv_venv(spec.uv, interpreter, root)
             else:
