@@ -700,3 +700,43 @@ def test_no_data_licence_todo_once_recognised(
     write(bare, "LICENSE", MIT)
     _manifest, text, _err = draft(bare, capsys)
     assert "TODO: license of this data" in comments_near(text, "data/corpus.txt")
+
+
+CUSTOM_LICENCE_CARD = """\
+---
+license: other
+license_name: acme-model-license
+license_link: LICENSE.md
+---
+# acme
+"""
+
+
+def test_a_card_licence_off_spdx_is_drafted_as_a_licence_ref_not_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Hugging Face's `license: other` + `license_name` + `license_link`: the draft declares a
+    `LicenseRef-` with that text, **not open** until its authors say otherwise (a TODO)."""
+    write(tmp_path, "README.md", CUSTOM_LICENCE_CARD)
+    write(tmp_path, "LICENSE.md", "ACME model licence. You may not use the model for evil.\n")
+    (tmp_path / "model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    manifest, text, _err = draft(tmp_path, capsys)
+    ref = manifest.licenses.refs["LicenseRef-acme-model-license"]
+    assert (ref.text.path, ref.open, ref.name) == ("LICENSE.md", False, "acme-model-license")
+    assert manifest.licenses.distribution == "LicenseRef-acme-model-license"
+    assert "TODO: true only if its terms are open" in text
+    assert "is drafted as not open; set `open: true` only if its terms are open" in text
+
+
+@pytest.mark.parametrize("link", ["../outside/LICENSE.md", "/etc/passwd", "linked.md"])
+def test_a_card_licence_link_outside_the_repository_is_not_its_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], link: str
+) -> None:
+    repo = tmp_path / "repo"
+    write(tmp_path, "outside/LICENSE.md", "not this repository's\n")
+    write(repo, "README.md", CUSTOM_LICENCE_CARD.replace("LICENSE.md", link))
+    (repo / "linked.md").symlink_to(tmp_path / "outside" / "LICENSE.md")
+    (repo / "model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    manifest, text, _err = draft(repo, capsys)
+    assert manifest.licenses.refs == {}  # no licence text ships: nothing to declare it by
+    assert "not an SPDX licence; declare the SPDX id or LicenseRef-" in text

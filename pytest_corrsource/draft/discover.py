@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import posixpath
 import re
 import shlex
 from collections.abc import Callable
@@ -185,6 +186,39 @@ def _find_card(draft: Draft, files: list[str]) -> src.Card | None:
     return card
 
 
+def _card_license_ref(draft: Draft, front: dict[str, object], texts: list[str]) -> str | None:
+    """A model card's licence off the SPDX list (Hugging Face: `license: other`, with
+    `license_name` and `license_link`) drafted as `licenses.refs`: its text is the linked file
+    when that ships, else the one licence file. Drafted **not open**: only its authors can say
+    otherwise, and a TODO asks them to (CS001 fails until then)."""
+    name = front.get("license_name")
+    if not isinstance(name, str) or not name.strip():
+        return None
+    slug = re.sub(r"[^A-Za-z0-9.-]+", "-", name.strip()).strip("-.")[:60]
+    if not slug:
+        return None
+    link = front.get("license_link")
+    text = None
+    if isinstance(link, str) and not re.match(r"[a-z][a-z0-9+.-]*:", link):
+        candidate = posixpath.normpath(link.removeprefix("./"))
+        inside = not candidate.startswith(("../", "/")) and candidate not in ("..", ".")
+        path = draft.root / candidate
+        # A link out of the repository, or a symbolic link, is never the licence's text.
+        if inside and (candidate in texts or (path.is_file() and not path.is_symlink())):
+            text = candidate
+    if text is None and len(texts) == 1:
+        text = texts[0]
+    if text is None:
+        return None
+    ref = f"LicenseRef-{slug}"
+    draft.license_refs[ref] = (text, name.strip())
+    draft.license_notes.append(
+        f"TODO: `{ref}` ({name.strip()}, text {text}) is drafted as not open; set `open: true` "
+        "only if its terms are open (no use restrictions), then delete this note"
+    )
+    return ref
+
+
 def _find_licenses(draft: Draft, files: list[str], card: src.Card | None) -> None:
     from pytest_corrsource.checks.licenses import license_files
     from pytest_corrsource.licensing import LicenseError, normalize
@@ -206,6 +240,10 @@ def _find_licenses(draft: Draft, files: list[str], card: src.Card | None) -> Non
                 "declare the SPDX id or LicenseRef-…"
             )
     texts = license_files(draft.root)
+    if raw not in (None, "") and card_spdx is None:
+        ref = _card_license_ref(draft, front, texts)
+        if ref is not None:
+            card_spdx = ref
     sniffed: dict[str, str] = {}
     for rel in texts:
         spdx = src.sniff_license_text(draft.root / rel)

@@ -54,6 +54,8 @@ class Draft:
     name: str = ""
     name_note: str = ""
     licenses: dict[str, str] = field(default_factory=dict)
+    # `licenses.refs`: LicenseRef id -> (text path, display name) for a card licence off SPDX.
+    license_refs: dict[str, tuple[str, str]] = field(default_factory=dict)
     license_notes: list[str] = field(default_factory=list)
     weights: list[DraftWeights] = field(default_factory=list)
     weights_notes: list[str] = field(default_factory=list)

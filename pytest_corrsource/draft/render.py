@@ -115,6 +115,13 @@ def render(draft: Draft) -> str:
         for kind in ("distribution", "code", "weights", "data", "docs"):
             if kind in draft.licenses:
                 out.key(2, kind, scalar(draft.licenses[kind]))
+        if draft.license_refs:
+            out.key(2, "refs", None, "licences off the SPDX list: their text and openness")
+            for ref, (text, name) in draft.license_refs.items():
+                out.key(4, ref)
+                out.key(6, "name", scalar(name))
+                out.key(6, "text", scalar(text))
+                out.key(6, "open", "false", "TODO: true only if its terms are open")
     else:
         out.comment(0, "TODO: declare `licenses:` (SPDX expressions, e.g. `distribution: MIT`)")
         out.notes(0, draft.license_notes)
