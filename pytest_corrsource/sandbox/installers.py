@@ -26,16 +26,19 @@ import os
 import re
 import shlex
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from pytest_corrsource.errors import CorrsourceError
+from pytest_corrsource.safe_io import read_head
 
 __all__ = [
     "INSTALLERS",
     "InstallerUnavailable",
+    "RequirementFilesUnreadable",
     "find_uv",
     "pip_settings",
+    "requirement_lines",
     "select_installer",
     "uv_argv",
     "uv_environment",
@@ -172,40 +175,64 @@ def _options_mean_the_same(arguments: Sequence[str], cwd: Path) -> bool:
     return not expect_value and _files_mean_the_same(files)
 
 
-def _files_mean_the_same(files: list[Path]) -> bool:
+class RequirementFilesUnreadable(ValueError):
+    """Requirement files this module will not read through: too many, too large, or a line
+    that is not shell words."""
+
+
+_INCLUDES = ("-r", "--requirement", "-c", "--constraint")
+
+
+def requirement_lines(
+    files: Sequence[Path], *, inside: Path | None = None
+) -> Iterator[tuple[Path, list[str]]]:
+    """Each non-comment line of the requirement files as shell words, with its file, following
+    `-r`/`-c` includes (relative to the including file; only to files under *inside* when
+    given). Missing files are skipped (pip and uv both fail on them, the same way); bounded
+    by :data:`_MAX_REQUIREMENT_FILES` files of :data:`_MAX_REQUIREMENT_BYTES`, beyond which,
+    or on a line that is not shell words, :class:`RequirementFilesUnreadable` is raised."""
+    pending = list(files)
     seen: set[Path] = set()
-    while files:
-        path = files.pop()
+    while pending:
+        path = pending.pop()
         if path in seen:
             continue
         seen.add(path)
         if len(seen) > _MAX_REQUIREMENT_FILES:
-            return False
+            raise RequirementFilesUnreadable(f"more than {_MAX_REQUIREMENT_FILES} files")
         try:
-            with path.open("rb") as handle:
-                data = handle.read(_MAX_REQUIREMENT_BYTES + 1)
+            data = read_head(path, _MAX_REQUIREMENT_BYTES + 1)
         except OSError:
-            continue  # pip and uv both fail on a missing file, with the same meaning
+            continue
         if len(data) > _MAX_REQUIREMENT_BYTES:
-            return False
+            raise RequirementFilesUnreadable(f"{path.name} is over {_MAX_REQUIREMENT_BYTES} bytes")
         for line in data.decode("utf-8", "replace").splitlines():
             line = line.split(" #", 1)[0].strip()
-            if line.startswith("#"):
+            if not line or line.startswith("#"):
                 continue
             try:
                 words = shlex.split(line)
             except ValueError:
-                return False
+                raise RequirementFilesUnreadable(f"{path.name}: {line!r}") from None
+            yield path, words
             for i, word in enumerate(words):
-                if not word.startswith("-"):
-                    continue
                 name, _, value = word.partition("=")
-                if name not in _FILE_OPTIONS:
+                target = value or (words[i + 1] if i + 1 < len(words) else "")
+                if name not in _INCLUDES or not target:
+                    continue
+                include = path.parent / target
+                if inside is None or inside in include.resolve().parents:
+                    pending.append(include)
+
+
+def _files_mean_the_same(files: list[Path]) -> bool:
+    try:
+        for _path, words in requirement_lines(files):
+            for word in words:
+                if word.startswith("-") and word.partition("=")[0] not in _FILE_OPTIONS:
                     return False
-                if name in ("-r", "--requirement", "-c", "--constraint"):
-                    target = value or (words[i + 1] if i + 1 < len(words) else "")
-                    if target:
-                        files.append(path.parent / target)
+    except RequirementFilesUnreadable:
+        return False
     return True
 
 

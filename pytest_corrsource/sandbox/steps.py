@@ -65,6 +65,8 @@ from pytest_corrsource.sandbox.environments import (
 from pytest_corrsource.sandbox.installers import (
     GLOBAL_PIP_CONFIGS,
     InstallerUnavailable,
+    RequirementFilesUnreadable,
+    requirement_lines,
     select_installer,
     uv_argv,
     uv_environment,
@@ -217,43 +219,27 @@ def installs_repository(command: str, root: Path) -> bool:
     return False
 
 
-#: How much of a requirements file is read, and how deep `-r` includes are followed, to see
-#: whether it installs the repository itself.
-_REQUIREMENTS_MAX_BYTES = 1_000_000
-_REQUIREMENTS_MAX_DEPTH = 8
-
-
-def requirements_install_repository(files: Sequence[Path], root: Path, depth: int = 0) -> bool:
+def requirements_install_repository(files: Sequence[Path], root: Path) -> bool:
     """Whether a requirements file installs the repository's own code: a line ``.``,
     ``-e .``, ``./pkg``, ``file:.`` or ``-e file:./pkg`` naming a folder inside ``root``,
-    here or in a file it includes with ``-r``. Unreadable files install nothing we can see."""
-    from pytest_corrsource.safe_io import read_text_bounded
-
+    here or in a file it includes (only includes inside ``root`` are followed). Files that
+    cannot be read through install nothing we can see."""
     resolved_root = root.resolve()
-    for path in files:
-        try:
-            text = read_text_bounded(path, _REQUIREMENTS_MAX_BYTES)
-        except (OSError, ValueError):
-            continue
-        for raw in text.splitlines():
-            line = raw.split(" #", 1)[0].strip()
-            if line.startswith(("-r ", "--requirement ", "-r", "--requirement=")):
-                name = line.split("=", 1)[1] if "=" in line else line.split(None, 1)[-1]
-                name = name.removeprefix("-r").strip()
-                include = (path.parent / name).resolve()
-                inside = include == resolved_root or resolved_root in include.parents
-                follow = inside and depth < _REQUIREMENTS_MAX_DEPTH and include.is_file()
-                if follow and requirements_install_repository([include], root, depth + 1):
-                    return True
-                continue
-            for prefix in ("-e ", "--editable ", "--editable="):
-                line = line.removeprefix(prefix).strip()
-            target = line.removeprefix("file:").split("#", 1)[0].split("[", 1)[0].strip()
+    try:
+        for path, words in requirement_lines(files, inside=resolved_root):
+            editable = words[0] in ("-e", "--editable") and len(words) > 1
+            target = words[1] if editable else words[0].removeprefix("--editable=")
+            target = target.removeprefix("file:").split("#", 1)[0].split("[", 1)[0]
             if not target.startswith((".", "/")):
                 continue
-            folder = (path.parent / target).resolve()  # pip resolves from the file's folder
-            if folder.is_dir() and (folder == resolved_root or resolved_root in folder.parents):
-                return True
+            # pip reads a local path from the working directory (the repository); read it
+            # from the file's folder too: a wrong "yes" only keys the environment on the code.
+            for base in (root, path.parent):
+                folder = (base / target).resolve()
+                if folder.is_dir() and (folder == resolved_root or resolved_root in folder.parents):
+                    return True
+    except RequirementFilesUnreadable:
+        return False
     return False
 
 
