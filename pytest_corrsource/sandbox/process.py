@@ -575,6 +575,19 @@ def run_command(
     )  # fmt: skip
 
 
+def _start_problem(
+    args: tuple[str, ...], cwd: Path, env: Mapping[str, str]
+) -> CommandResult | None:
+    """Why ``args`` cannot start (exit 127, as a shell says it), or None."""
+    if not args:
+        raise ValueError("run_command needs a non-empty argv")
+    if not cwd.is_dir():
+        return _failed_start(args, 127, f"working directory does not exist: {cwd}", 0.0)
+    if _missing(args[0], cwd, env):
+        return _failed_start(args, 127, f"command not found: {args[0]}", 0.0)
+    return None
+
+
 def _run_in_bwrap(
     argv: Sequence[str],
     *,
@@ -588,12 +601,9 @@ def _run_in_bwrap(
 ) -> CommandResult:
     """:func:`_run` inside bubblewrap, in a pids cgroup where one can be made (uid 0)."""
     args = tuple(str(a) for a in argv)
-    if not args:
-        raise ValueError("run_command needs a non-empty argv")
-    if not Path(cwd).is_dir():
-        return _failed_start(args, 127, f"working directory does not exist: {cwd}", 0.0)
-    if _missing(args[0], Path(cwd), env):
-        return _failed_start(args, 127, f"command not found: {args[0]}", 0.0)
+    unstartable = _start_problem(args, Path(cwd), env)
+    if unstartable is not None:  # said of the command itself, before bwrap wraps it
+        return unstartable
     bwrap = confinement.backend.executable
     assert bwrap is not None
     limits = confinement.limits
@@ -640,13 +650,10 @@ def _run(
     leftovers is needed (bwrap is killed with its process group on a timeout, and its pid 1
     dies with it, ``--die-with-parent``)."""
     args = tuple(str(a) for a in argv)
-    if not args:
-        raise ValueError("run_command needs a non-empty argv")
     started = time.monotonic()
-    if not Path(cwd).is_dir():
-        return _failed_start(args, 127, f"working directory does not exist: {cwd}", 0.0)
-    if _missing(args[0], Path(cwd), env):
-        return _failed_start(args, 127, f"command not found: {args[0]}", 0.0)
+    unstartable = _start_problem(args, Path(cwd), env)
+    if unstartable is not None:
+        return unstartable
 
     prefix: tuple[str, ...] = ()
     if not network:
