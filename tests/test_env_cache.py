@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import RUNNABLE_FILES, RepoFactory, require_bwrap
+from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RepoFactory, require_bwrap
 from test_installer import needs_uv, run_check
 
 from pytest_corrsource.checks.api import Options
@@ -108,19 +108,16 @@ def index(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CountingI
     served.close()
 
 
-MANIFEST = """\
-version: 1
-name: tiny
-licenses: {distribution: MIT}
-weights:
-  - path: weights/model.safetensors
-    sha256: {sha}
+MANIFEST = (
+    MINIMAL_MANIFEST
+    + """\
 install:
   requirements: [requirements.txt]
   commands: [python -m pip install -r requirements.txt]
 run:
   command: python -c "import corrsource_probe; print(corrsource_probe.VALUE)"
 """
+)
 
 
 def build(root: Path, installer: str, cache: Path) -> str:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import RUNNABLE_FILES, RepoFactory
+from conftest import MINIMAL_MANIFEST, RUNNABLE_FILES, RepoFactory
 from test_installer import installed_by, run_check
 
 from pytest_corrsource.checks.api import Options
@@ -148,13 +148,9 @@ def test_hostile_files_are_bounded(tmp_path: Path) -> None:
 
 # --------------------------------------------------------------------------- building
 
-MANIFEST = """\
-version: 1
-name: tiny
-licenses: {distribution: MIT}
-weights:
-  - path: weights/model.safetensors
-    sha256: {sha}
+MANIFEST = (
+    MINIMAL_MANIFEST
+    + """\
 install:
   requirements: [environment.yml]
   commands:
@@ -165,6 +161,7 @@ run:
   expect:
     stdout: "model output: [0-9a-f]+"
 """
+)
 
 
 @pytest.fixture

@@ -205,19 +205,16 @@ def run_check(
     raise AssertionError(f"{check_id} is not planned")
 
 
-WITH_SAFETENSORS = """\
-version: 1
-name: tiny
-licenses: {distribution: MIT}
-weights:
-  - path: weights/model.safetensors
-    sha256: {sha}
+WITH_SAFETENSORS = (
+    MINIMAL_MANIFEST
+    + """\
 install:
   requirements: [requirements.txt]
   commands: [python -m pip install -r requirements.txt]
 run:
   command: python run.py --weights {weights}
 """
+)
 
 
 def installed_by(env_root: Path, project: str) -> str:

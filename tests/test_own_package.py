@@ -40,13 +40,9 @@ def test_installs_repository(command: str, expected: bool, tmp_path: Path) -> No
     assert installs_repository(command, tmp_path) is expected
 
 
-PACKAGE = """\
-version: 1
-name: tiny
-licenses: {distribution: MIT}
-weights:
-  - path: weights/model.safetensors
-    sha256: {sha}
+PACKAGE = (
+    MINIMAL_MANIFEST
+    + """\
 install:
   requirements: [pyproject.toml]
   commands: [python -m pip install -e .]
@@ -54,6 +50,7 @@ run:
   command: python -c "import sys; sys.path.pop(0); import mypkg; print('value', mypkg.VALUE)"
   expect: {stdout: "value VALUE"}
 """
+)
 PYPROJECT = """\
 [build-system]
 requires = ["setuptools"]
@@ -154,7 +151,6 @@ def test_an_editable_line_in_requirements_puts_the_code_in_the_key(
 def test_changed_code_gets_a_new_environment_that_keeps_the_dependencies(
     make_repo: RepoFactory, how: str, installer: str
 ) -> None:
-    assert MINIMAL_MANIFEST  # same weights as every test repository
     manifest_text = PACKAGE.replace('VALUE"', '1"')
     # A dependency from the session's local index: the second environment must keep it.
     pyproject = PYPROJECT.replace(
