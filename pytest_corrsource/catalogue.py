@@ -19,10 +19,7 @@ from pytest_corrsource import subjects
 from pytest_corrsource.checks.api import CheckFunction
 from pytest_corrsource.errors import CorrsourceError
 from pytest_corrsource.subjects import SubjectRule
-from pytest_corrsource.vocabulary import DEFAULT_LEVEL, LEVELS, Level, level_rank
-
-__all__ = ["DEFAULT_LEVEL", "LEVELS", "Level", "level_rank"]  # re-exported: the levels' old home
-
+from pytest_corrsource.vocabulary import LEVELS, Level
 
 #: Built-in ids: ``CS`` and three digits. Ids of checks other plugins add: ``X``, up to eight
 #: capitals naming the organisation or plugin, and three digits (``X101``, ``XACME101``), so

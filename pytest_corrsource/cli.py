@@ -22,11 +22,10 @@ from pytest_corrsource.catalogue import (
     BY_ID,
     CHECKS,
     CUSTOM_ID,
-    LEVELS,
     CheckRegistry,
     CheckSpec,
-    level_rank,
 )
+from pytest_corrsource.vocabulary import LEVELS, level_rank
 
 
 def levels_requiring(spec: CheckSpec) -> list[str]:

@@ -10,10 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_corrsource.catalogue import COMPONENTS, LEVELS
+from pytest_corrsource.catalogue import COMPONENTS
 from pytest_corrsource.manifest import Manifest
 from pytest_corrsource.plan import PlannedCheck
 from pytest_corrsource.results import CheckResult
+from pytest_corrsource.vocabulary import LEVELS
 
 
 @dataclass

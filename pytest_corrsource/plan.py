@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_corrsource.catalogue import BUILTIN, COMPONENTS, CheckRegistry, CheckSpec, level_rank
+from pytest_corrsource.catalogue import BUILTIN, COMPONENTS, CheckRegistry, CheckSpec
 from pytest_corrsource.manifest import Manifest
 from pytest_corrsource.subjects import SPEC_LEVEL, Undeclared
-from pytest_corrsource.vocabulary import Level
+from pytest_corrsource.vocabulary import Level, level_rank
 
 
 @dataclass(frozen=True)

@@ -42,9 +42,12 @@ def added_checks(config: pytest.Config) -> CheckRegistry:
     hook = config.pluginmanager.hook.pytest_corrsource_checks
     for impl in reversed(hook.get_hookimpls()):  # registration order
         returned = impl.function(*(dict(config=config)[name] for name in impl.argnames))
+        # A list or tuple of specs, or None; anything else is reported by ``extended``.
         specs: list[Any] = list(returned) if isinstance(returned, (list, tuple)) else [returned]
+        if returned is None:
+            specs = []
         try:
-            registry = registry.extended(specs if returned else (), source=impl.plugin_name)
+            registry = registry.extended(specs, source=impl.plugin_name)
         except RegistryError as exc:
             raise pytest.UsageError(str(exc)) from None
     return registry

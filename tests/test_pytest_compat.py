@@ -132,7 +132,7 @@ def test_node_id_of_a_component_selects_its_checks(
 
 def test_level_choices_are_the_catalogue_levels() -> None:
     # plugin.py keeps its own copy so that pytest start-up imports nothing of ours beyond it.
-    from pytest_corrsource.catalogue import LEVELS
     from pytest_corrsource.plugin import LEVEL_CHOICES
+    from pytest_corrsource.vocabulary import LEVELS
 
     assert tuple(LEVEL_CHOICES) == tuple(LEVELS)

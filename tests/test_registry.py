@@ -10,6 +10,7 @@ import inspect
 import json
 from collections.abc import Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -322,3 +323,18 @@ def test_the_hooks_cost_nothing_without_the_flag(
     result = pytester.runpytest_subprocess("-p", "no:randomly", "test_one.py")
     assert result.ret == 0  # the bad spec is never asked for: the plugin is not enabled
     result.assert_outcomes(passed=1)
+
+
+def test_a_report_section_that_is_not_a_title_and_a_text_is_reported_as_such() -> None:
+    from pytest_corrsource.report import ManifestReport
+
+    report = ManifestReport(path=Path("m.yaml"), display="m.yaml", level="open-weights")
+    report.add_sections([[("house rules", "fine\x1b[31m")], [("title only",)], "text", None])
+    assert report.sections[0][0] == "house rules"
+    assert "\x1b" not in report.sections[0][1]
+    invalid = "a pytest_corrsource_report_sections hook returned {}, not a (title, text) pair"
+    assert report.sections[1:] == [
+        ("invalid report section", invalid.format("tuple") + " of strings"),
+        ("invalid report section", invalid.format("str") + " of strings"),
+        ("invalid report section", invalid.format("NoneType") + " of strings"),
+    ]

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_corrsource.catalogue import LEVELS, level_rank
 from pytest_corrsource.report.sanitize import sanitize
+from pytest_corrsource.vocabulary import LEVELS, level_rank
 
 if TYPE_CHECKING:
     from pytest_corrsource.report import ManifestReport
