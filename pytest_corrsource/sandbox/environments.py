@@ -43,7 +43,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -333,11 +333,23 @@ def environment_key(spec: EnvironmentSpec) -> str:
     Raises :class:`InterpreterNotFoundError` when the requested interpreter does not
     exist (the key depends on the resolved interpreter version).
     """
+    return _keys(spec)[0]
+
+
+def _keys(spec: EnvironmentSpec) -> tuple[str, str | None]:
+    """The key of ``spec`` and its base key: the key without the repository's code, which
+    environments differing only in that code share (None when nothing of the repository is
+    installed, or for conda, whose environments are not seeded). One reading of the files."""
     interpreter = find_interpreter(spec.python)
     info = interpreter_info(interpreter) if interpreter is not None else None
     if info is None:
         raise InterpreterNotFoundError(spec.python)
     doc = _key_document(spec, info)
+    base = None if spec.source is None or spec.conda is not None else {**doc, "source": None}
+    return _digest(doc), None if base is None else _digest(base)
+
+
+def _digest(doc: dict[str, Any]) -> str:
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -472,14 +484,6 @@ def _write_marker(
 
 #: How many environments are looked at for a seed (the cache is pruned by hand, so bounded).
 _MAX_SEED_CANDIDATES = 500
-
-
-def base_key(spec: EnvironmentSpec) -> str | None:
-    """The key of ``spec`` without the repository's code: environments that differ only in
-    the code share it. None when nothing of the repository is installed, or for conda."""
-    if spec.source is None or spec.conda is not None:
-        return None
-    return environment_key(replace(spec, source=None))
 
 
 def _find_seed(envs: Path, base: str, exclude: Path) -> Path | None:
@@ -664,7 +668,7 @@ def ensure_environment(
     carrying the log.  ``fresh=True`` rebuilds even if a complete environment exists.
     Raises :class:`InterpreterNotFoundError` if the requested Python is not available.
     """
-    key = environment_key(spec)
+    key, base = _keys(spec)
     interpreter = find_interpreter(spec.python)
     if interpreter is None:  # pragma: no cover - environment_key already raised
         raise InterpreterNotFoundError(spec.python)
@@ -690,7 +694,6 @@ def ensure_environment(
                     warnings=tuple(str(w) for w in warnings) if isinstance(warnings, list) else (),
                 )
         _remove_tree(root)
-        base = base_key(spec)
         seed = None if fresh or base is None else _find_seed(envs, base, exclude=root)
         if seed is not None:
             try:
