@@ -506,10 +506,7 @@ def _seed_from(seed: Path, root: Path) -> str:
     """Copy the environment ``seed`` to ``root`` (hard links for files), point its scripts at
     ``root``, and take the repository's own distributions out; return a log line."""
 
-    def link(source: str, target: str) -> None:
-        os.link(source, target)
-
-    shutil.copytree(seed, root, symlinks=True, copy_function=link)
+    shutil.copytree(seed, root, symlinks=True, copy_function=os.link)
     (root / MARKER_NAME).unlink(missing_ok=True)
     own = seed / "src"
     shutil.rmtree(root / "src", ignore_errors=True)
@@ -553,7 +550,7 @@ def _repoint_scripts(root: Path, seed: Path) -> None:
     """Scripts and ``.pth`` files name the seed's path: rewrite them (as new files, so the
     seed's linked copy is untouched) to name ``root``."""
     old, new = os.fsencode(seed), os.fsencode(root)
-    candidates = [p for p in (root / "bin").iterdir()] if (root / "bin").is_dir() else []
+    candidates = list((root / "bin").iterdir()) if (root / "bin").is_dir() else []
     candidates += list(root.glob("lib/python*/site-packages/*.pth"))
     candidates.append(root / "pyvenv.cfg")
     for path in candidates:
