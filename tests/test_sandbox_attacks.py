@@ -500,9 +500,8 @@ def test_an_unusable_limit_fails_with_its_reason(make_repo: RepoFactory) -> None
 # ------------------------------------------------------------ the partial-isolation fallback
 
 
-def test_without_bubblewrap_cs404_falls_back_to_unshare_and_says_partial(
-    make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _only_unshare(monkeypatch: pytest.MonkeyPatch) -> None:
+    """As on a machine where bubblewrap is denied and `unshare --net` works (else a skip)."""
     from pytest_corrsource.sandbox import backends
     from pytest_corrsource.sandbox.process import network_isolation
 
@@ -512,6 +511,12 @@ def test_without_bubblewrap_cs404_falls_back_to_unshare_and_says_partial(
     unshare = Backend("unshare", "/usr/bin/unshare", "unshare --net", ("bwrap: denied",))
     found = (unshare, Backend("none"))
     monkeypatch.setattr(backends, "probe_backends", lambda path=None, use_wheel=True: found)
+
+
+def test_without_bubblewrap_cs404_falls_back_to_unshare_and_says_partial(
+    make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _only_unshare(monkeypatch)
     checks = Checks(hostile(make_repo, LOOPBACK_MODEL.replace("127.0.0.1", "localhost")))
     assert checks("CS402").outcome == "passed"
     result = checks("CS404")
@@ -523,15 +528,7 @@ def test_without_bubblewrap_cs404_falls_back_to_unshare_and_says_partial(
 def test_without_bubblewrap_the_plain_run_passes_cs404_with_partial_isolation(
     make_repo: RepoFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pytest_corrsource.sandbox import backends
-    from pytest_corrsource.sandbox.process import network_isolation
-
-    available, reason = network_isolation()
-    if not available:
-        pytest.skip(f"unshare --net does not work here either: {reason}")
-    unshare = Backend("unshare", "/usr/bin/unshare", "unshare --net", ("bwrap: denied",))
-    found = (unshare, Backend("none"))
-    monkeypatch.setattr(backends, "probe_backends", lambda path=None, use_wheel=True: found)
+    _only_unshare(monkeypatch)
     result = Checks(hostile(make_repo, OUTPUT))("CS404")
     assert result.outcome == "passed", result.message
     assert result.message == (
