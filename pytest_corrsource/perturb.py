@@ -71,11 +71,12 @@ How values are changed:
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import contextlib
 import functools
 import hashlib
-import io
+import itertools
 import math
 import os
 import shutil
@@ -90,6 +91,7 @@ from typing import IO, TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from pytest_corrsource.crc import crc32, crc32_combine
 from pytest_corrsource.errors import CorrsourceError
 from pytest_corrsource.formats import FormatError
 from pytest_corrsource.formats.detect import detect_format
@@ -114,11 +116,6 @@ if TYPE_CHECKING:
     from pytest_corrsource.manifest import RawLayout
 
 U8Array = npt.NDArray[np.uint8]
-
-try:  # ISA-L's CRC-32 (the zip one) runs at tens of GB/s, zlib's at one or two
-    from isal.isal_zlib import crc32 as _crc32
-except ImportError:  # pragma: no cover - isal is a dependency; a platform without its wheel
-    from zlib import crc32 as _crc32
 
 
 class PerturbUnsupported(CorrsourceError):
@@ -242,17 +239,32 @@ def _uint_like(dtype: np.dtype[Any]) -> np.dtype[Any]:
 def _scaled_in_place(x: npt.NDArray[Any], rng: _Noise) -> bool:
     """The common case of :func:`_float_values`, for native float32/float64 with neither zeros,
     subnormals, non-finite values nor values within a factor 2 of overflow: multiply in place
-    and return True (a few vector passes, no temporary the size of the chunk). Otherwise touch
-    nothing and return False.
+    and return True. Otherwise touch nothing and return False.
 
     Why the rule holds: every factor lies in [0.51, 0.76] or [1.26, 1.51), so for such an
     ``x`` the product is finite, normal and at least 24 % away from ``x`` — exactly what the
-    general path would compute, with no element to fix up."""
+    general path would compute, with no element to fix up.
+
+    The test reads ``x`` four times and writes nothing (``np.abs`` wrote a temporary the size
+    of the chunk, a third of the transform's cost): the float minimum and maximum bound the
+    largest magnitude (and are NaN if one is); the smallest magnitude comes from the bit
+    patterns. Read as unsigned integers every positive value sorts below every negative one,
+    read as signed integers every negative below every positive, and within one sign both
+    orders are the order of magnitudes — so the unsigned minimum is the smallest positive
+    magnitude and the signed minimum plus the sign bit the smallest negative one (and both
+    are at least the sign bit when that sign does not occur, which passes the test as it
+    should)."""
     info = np.finfo(x.dtype)
-    magnitude = np.abs(x)
-    smallest, largest = magnitude.min(), magnitude.max()
-    # NaN compares false: a chunk holding one takes the general path
-    if not (smallest >= 2 * info.tiny and largest <= info.max / 2):
+    half_max = info.max / 2
+    lowest, highest = x.min(), x.max()  # NaN compares false: such a chunk takes the general path
+    if not (-lowest <= half_max and highest <= half_max):
+        return False
+    width = 8 * x.dtype.itemsize
+    sign = 1 << (width - 1)
+    smallest_normal_bits = 2 << (info.nmant)  # the bits of 2 * tiny: exponent field 2, mantissa 0
+    if int(x.view(f"u{width // 8}").min()) < smallest_normal_bits:
+        return False
+    if int(x.view(f"i{width // 8}").min()) + sign < smallest_normal_bits:
         return False
     np.multiply(x, rng.factors(x.size, x.dtype), out=x)
     return True
@@ -412,113 +424,160 @@ def _iq1m_scales(field_bytes: U8Array, rng: _Noise) -> U8Array:
 _KERNEL_COPY_MIN = 1 << 16
 
 
-def _copy_bytes(fin: IO[bytes], fout: IO[bytes], n: int) -> None:
-    """Copy the next ``n`` bytes of ``fin`` to ``fout``; long spans in the kernel, without a
-    pass through user space (a reflink or server-side copy where the file system has one)."""
-    if n >= _KERNEL_COPY_MIN:
-        n -= _kernel_copy(fin, fout, n)
-    while n > 0:
-        block = fin.read(min(CHUNK_BYTES, n))
-        if not block:
-            raise PerturbUnsupported("unexpected end of file while copying", format="corrupt")
-        fout.write(block)
-        n -= len(block)
+@dataclass(frozen=True)
+class _Region:
+    """``length`` bytes at ``offset`` to transform as ``kind`` (seeded by ``name``)."""
+
+    offset: int
+    length: int
+    kind: _Kind
+    name: str
 
 
-def _kernel_copy(fin: IO[bytes], fout: IO[bytes], n: int) -> int:
-    """Copy up to ``n`` bytes with ``os.copy_file_range`` and return how many were copied (0
-    where the platform, the file system or the file objects do not allow it; the caller copies
-    the rest). Both file positions end after the copied bytes."""
-    copy_file_range = getattr(os, "copy_file_range", None)
-    if copy_file_range is None:  # pragma: no cover - not Linux
-        return 0
+def _workers() -> int:
+    """Threads transforming chunks: one per usable core (file reads and writes, numpy and the
+    CRC release the GIL), at most four — beyond that they only contend for memory bandwidth."""
     try:
-        src_fd, dst_fd = fin.fileno(), fout.fileno()
-    except (AttributeError, OSError, io.UnsupportedOperation):
-        return 0
-    fout.flush()
-    src_at, dst_at = fin.tell(), fout.tell()
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        usable = os.cpu_count() or 1
+    return max(1, min(4, usable))
+
+
+def _pread_exact(fd: int, into: memoryview, offset: int, what: str) -> None:
     done = 0
-    with contextlib.suppress(OSError):  # EXDEV, ENOSYS, EINVAL …: fall back to read/write
-        while done < n:
-            got: int = copy_file_range(src_fd, dst_fd, n - done, src_at + done, dst_at + done)
-            if got <= 0:  # the source ended early: the read/write loop reports it
-                break
-            done += got
-    fin.seek(src_at + done)
-    fout.seek(dst_at + done)
-    return done
+    while done < len(into):
+        got = os.preadv(fd, [into[done:]], offset + done)
+        if got <= 0:  # the file ended (or shrank) under the layout its reader proved
+            raise PerturbUnsupported(f"unexpected end of file {what}", format="corrupt")
+        done += got
 
 
-def _stream(
-    fin: io.BufferedReader,
-    fout: IO[bytes],
-    n: int,
-    kind: _Kind,
-    seed: int,
-    name: str,
-    *,
-    crc: bool = False,
-) -> int:
-    """Transform ``n`` bytes from ``fin`` into ``fout``; return the CRC-32 of what was written
-    when ``crc`` (zip members), else 0.
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        written = os.pwrite(fd, data, offset)
+        data, offset = data[written:], offset + written
 
-    Three stages overlap over three buffers: a reader thread reads chunk i+1 while chunk i is
-    transformed (in place, for float32/float64/bfloat16) and a writer thread writes chunk i-1
-    and adds it to the CRC — file reads and writes, numpy and the CRC release the GIL, so the
-    stages share both cores.
+
+def _copy_span(
+    src_fd: int, dst_fd: int, offset: int, length: int, buffer: bytearray, what: str
+) -> None:
+    """Copy ``length`` bytes at ``offset`` to the same offset of the destination; long spans
+    in the kernel, without a pass through user space (a reflink or server-side copy where the
+    file system has one), the rest — or all of it where the platform, the file system or the
+    files refuse — through ``buffer``."""
+    done = 0
+    copy_file_range = getattr(os, "copy_file_range", None)
+    if length >= _KERNEL_COPY_MIN and copy_file_range is not None:
+        with contextlib.suppress(OSError):  # EXDEV, ENOSYS, EINVAL …: read and write instead
+            while done < length:
+                at = offset + done
+                got: int = copy_file_range(src_fd, dst_fd, length - done, at, at)
+                if got <= 0:  # the source ended early: the loop below reports it
+                    break
+                done += got
+    while done < length:
+        view = memoryview(buffer)[: min(len(buffer), length - done)]
+        _pread_exact(src_fd, view, offset + done, what)
+        _pwrite_all(dst_fd, view, offset + done)
+        done += len(view)
+
+
+#: one chunk of a region: (index of the region, index of the chunk in it, offset, length)
+_Chunk = tuple[int, int, int, int]
+
+
+def _chunks(regions: list[_Region], order: list[int]) -> Iterator[_Chunk]:
+    for index in order:
+        region = regions[index]
+        kind = region.kind
+        step = CHUNK_BYTES if not kind.block else max(CHUNK_BYTES // kind.block, 1) * kind.block
+        for number, start in enumerate(range(0, region.length, step)):
+            yield index, number, region.offset + start, min(step, region.length - start)
+
+
+def _rewrite(
+    fin: IO[bytes], fout: IO[bytes], regions: list[_Region], seed: int, *, crc: bool = False
+) -> list[int]:
+    """Write a copy of ``fin`` (from its start) to ``fout`` with each region transformed in
+    place: every byte keeps its offset. Returns the CRC-32 of each region as written when
+    ``crc`` (zip members), else zeros; in the order of ``regions``.
+
+    The untouched spans are copied first. Then the regions' chunks — each seeded by its own
+    index, so independent — go to worker threads that each read a chunk at its offset,
+    transform it in place and write it at its offset, across region boundaries, while this
+    thread combines the chunks' CRCs in order and hands their buffers back. One thread
+    reading, transforming and writing in turn kept one core busy at a time: about 1 GB/s,
+    a third of the speed of copying the file.
     """
-    if kind.op == "copy" and not crc:
-        _copy_bytes(fin, fout, n)
-        return 0
-    checksum = 0
+    where = Path(fin.name).name  # errors name the source file, not the temporary output
+    src_fd, dst_fd = fin.fileno(), fout.fileno()
+    size = os.fstat(src_fd).st_size
+    order = sorted(range(len(regions)), key=lambda i: regions[i].offset)
+    buffer = bytearray(CHUNK_BYTES)
+    copying = f"of {where} while copying"
+    pos = 0
+    for index in order:
+        region = regions[index]
+        if region.offset < pos or region.offset + region.length > size:
+            raise PerturbUnsupported(
+                f"{where}: region {region.name!r} overlaps another or the end of the file",
+                format="corrupt",
+            )
+        _copy_span(src_fd, dst_fd, pos, region.offset - pos, buffer, copying)
+        pos = region.offset + region.length
+    _copy_span(src_fd, dst_fd, pos, size - pos, buffer, copying)
 
-    def emit(data: memoryview) -> None:
-        nonlocal checksum
-        fout.write(data)
+    checksums = [0] * len(regions)
+
+    def work(chunk: _Chunk, into: bytearray) -> int:
+        """Transform one chunk; return its own CRC (0 without ``crc``), taken while its bytes
+        are in this core's cache."""
+        index, number, offset, length = chunk
+        region = regions[index]
+        _pread_exact(src_fd, memoryview(into)[:length], offset, f"of {where} in {region.name!r}")
+        raw = np.frombuffer(into, dtype=np.uint8, count=length)
+        out = _transform(region.kind, raw, seed, region.name, number, in_place=True)
+        _pwrite_all(dst_fd, out.data, offset)
+        return crc32(out.data) if crc else 0
+
+    def written(chunk: _Chunk, checksum: int) -> None:
         if crc:
-            checksum = _crc32(data, checksum)
+            index, _number, _offset, length = chunk
+            checksums[index] = crc32_combine(checksums[index], checksum, length)
 
-    step = CHUNK_BYTES if not kind.block else max(CHUNK_BYTES // kind.block, 1) * kind.block
-    if n <= step:  # one chunk: nothing to overlap, and no thread to start per small tensor
-        data = bytearray(n)
-        if fin.readinto(data) != n:
-            raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
-        raw = np.frombuffer(data, dtype=np.uint8)
-        emit(_transform(kind, raw, seed, name, 0, in_place=True).data)
-        return checksum
-    sizes = [min(step, n - start) for start in range(0, n, step)]
-    buffers = [bytearray(step) for _ in range(3)]
-
-    def read(chunk: int) -> U8Array:
-        buf = buffers[chunk % 3]
-        if fin.readinto(memoryview(buf)[: sizes[chunk]]) != sizes[chunk]:
-            raise PerturbUnsupported(f"unexpected end of file in tensor {name!r}", format="corrupt")
-        return np.frombuffer(buf, dtype=np.uint8, count=sizes[chunk])
-
-    with (
-        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb-read") as reader,
-        concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="perturb-write") as writer,
-    ):
-        reads: dict[int, concurrent.futures.Future[U8Array]] = {
-            c: reader.submit(read, c) for c in range(min(2, len(sizes)))
-        }
-        written: concurrent.futures.Future[None] | None = None
+    chunks = _chunks(regions, order)
+    head = list(itertools.islice(chunks, 2))
+    if len(head) < 2:  # one chunk at most: no thread to start for a small file
+        for chunk in head:
+            written(chunk, work(chunk, buffer))
+        return checksums
+    workers = _workers()
+    idle = [buffer, *(bytearray(CHUNK_BYTES) for _ in range(workers + 1))]
+    pending: collections.deque[tuple[_Chunk, concurrent.futures.Future[int], bytearray]]
+    pending = collections.deque()
+    with concurrent.futures.ThreadPoolExecutor(workers, "perturb") as pool:
         try:
-            for chunk in range(len(sizes)):
-                raw = reads.pop(chunk).result()
-                out = _transform(kind, raw, seed, name, chunk, in_place=True)
-                if written is not None:
-                    written.result()  # in order; re-raises a write error; frees chunk - 1's buffer
-                written = writer.submit(emit, out.data)
-                if chunk + 2 < len(sizes):  # into the buffer chunk - 1 was written from
-                    reads[chunk + 2] = reader.submit(read, chunk + 2)
+            for chunk in itertools.chain(head, chunks):
+                if not idle:  # the oldest chunk's buffer is the next free one
+                    done, future, into = pending.popleft()
+                    written(done, future.result())  # in order; re-raises the chunk's error
+                    idle.append(into)
+                into = idle.pop()
+                pending.append((chunk, pool.submit(work, chunk, into), into))
+            while pending:
+                done, future, _ = pending.popleft()
+                written(done, future.result())
         finally:
-            for pending in reads.values():  # after an error: the reads not yet started
-                pending.cancel()
-            if written is not None:
-                written.result()
-    return checksum
+            for _, future, _ in pending:  # after an error: the chunks not yet started
+                future.cancel()
+    return checksums
+
+
+def _rewrite_regions(src: Path, dst: Path, regions: list[_Region], seed: int) -> None:
+    """Copy ``src`` to ``dst`` transforming the (non-overlapping) regions in place."""
+    with src.open("rb") as fin, _atomic_output(dst) as fout:
+        _rewrite(fin, fout, regions, seed)
 
 
 @contextlib.contextmanager
@@ -580,24 +639,24 @@ def _corrupt(path: Path, why: object) -> PerturbUnsupported:
 
 
 def _perturb_safetensors(src: Path, dst: Path, seed: int) -> PerturbResult:
-    """The header is copied verbatim and every tensor streamed in offset order; the reader
-    has proved that the tensors tile the data section (no gap, overlap or trailing byte)."""
+    """The header and the tensors that are not floats are copied verbatim, the float tensors
+    transformed in place; the reader has proved that the tensors tile the data section (no
+    gap, overlap or trailing byte)."""
     try:
         header, data_start, offsets = read_safetensors_layout(src)
     except FormatError as exc:
         raise _corrupt(src, exc) from None
     changed: list[str] = []
     unchanged: list[str] = []
-    with src.open("rb") as fin, _atomic_output(dst) as fout:
-        _copy_bytes(fin, fout, data_start)
-        for t in sorted(header.tensors, key=lambda t: offsets[t.name]):
-            kind = _st_kind(t.dtype)
-            if kind.op == "copy" or t.nbytes == 0:
-                kind = _COPY
-                unchanged.append(t.name)
-            else:
-                changed.append(t.name)
-            _stream(fin, fout, t.nbytes, kind, seed, t.name)
+    regions: list[_Region] = []
+    for t in header.tensors:
+        kind = _st_kind(t.dtype)
+        if kind.op == "copy" or t.nbytes == 0:
+            unchanged.append(t.name)
+        else:
+            changed.append(t.name)
+            regions.append(_Region(data_start + offsets[t.name], t.nbytes, kind, t.name))
+    _rewrite_regions(src, dst, regions, seed)
     return PerturbResult("safetensors", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst,))
 
 
@@ -675,10 +734,8 @@ def _perturb_npy(src: Path, dst: Path, seed: int) -> PerturbResult:
     name = src.name
     if kind.op == "copy" or nbytes == 0:
         kind = _COPY
-    with src.open("rb") as fin, _atomic_output(dst) as fout:
-        _copy_bytes(fin, fout, data_start)
-        _stream(fin, fout, nbytes, kind, seed, "npy")
-        _copy_bytes(fin, fout, size - data_start - nbytes)
+    regions = [_Region(data_start, nbytes, kind, "npy")] if kind.op != "copy" else []
+    _rewrite_regions(src, dst, regions, seed)
     changed = (name,) if kind.op != "copy" else ()
     return PerturbResult("npy", changed, () if changed else (name,), (dst,))
 
@@ -805,28 +862,20 @@ def _perturb_torch_zip(src: Path, dst: Path, seed: int) -> PerturbResult:
         archive = read_torch_zip(src)
     except FormatError as exc:
         raise _format_error("torch-zip", src, exc) from None
-    storages = sorted(archive.storages.values(), key=lambda s: s.data_offset)
     records = central_directory_records(src, archive.central_dir)
-    size = src.stat().st_size
     changed: set[str] = set()
     unchanged: set[str] = {t.name for t in archive.tensors}
-    crcs: list[tuple[Any, int]] = []
+    regions: list[_Region] = []
+    members = []
+    for storage in archive.storages.values():
+        kind = _torch_kind(storage.dtype, archive.byteorder, src.name)
+        if kind.op != "copy" and storage.nbytes:
+            name = f"storage/{storage.key}"
+            regions.append(_Region(storage.data_offset, storage.nbytes, kind, name))
+            members.append(storage)
+            changed.update(storage.tensors)
     with src.open("rb") as fin, _atomic_output(dst) as fout:
-        pos = 0
-        for storage in storages:
-            kind = _torch_kind(storage.dtype, archive.byteorder, src.name)
-            _copy_bytes(fin, fout, storage.data_offset - pos)
-            pos = storage.data_offset
-            if kind.op == "copy" or storage.nbytes == 0:
-                _copy_bytes(fin, fout, storage.nbytes)
-            else:
-                crc = _stream(
-                    fin, fout, storage.nbytes, kind, seed, f"storage/{storage.key}", crc=True
-                )
-                crcs.append((storage, crc))
-                changed.update(storage.tensors)
-            pos += storage.nbytes
-        _copy_bytes(fin, fout, size - pos)
+        crcs = zip(members, _rewrite(fin, fout, regions, seed, crc=True), strict=True)
         for storage, crc in crcs:
             _patch_u32(fout, fin, storage.header_offset + 14, storage.crc, crc)
             if storage.descriptor:
@@ -844,36 +893,6 @@ def _perturb_torch_zip(src: Path, dst: Path, seed: int) -> PerturbResult:
     return PerturbResult(
         "torch-zip", tuple(sorted(changed)), tuple(sorted(unchanged - changed)), (dst,)
     )
-
-
-# --------------------------------------------------------------------------- byte regions
-
-
-@dataclass(frozen=True)
-class _Region:
-    """``length`` bytes at ``offset`` to transform as ``kind`` (seeded by ``name``)."""
-
-    offset: int
-    length: int
-    kind: _Kind
-    name: str
-
-
-def _rewrite_regions(src: Path, dst: Path, regions: list[_Region], seed: int) -> None:
-    """Copy ``src`` to ``dst`` transforming the (non-overlapping) regions in place."""
-    size = src.stat().st_size
-    with src.open("rb") as fin, _atomic_output(dst) as fout:
-        pos = 0
-        for region in sorted(regions, key=lambda r: r.offset):
-            if region.offset < pos or region.offset + region.length > size:
-                raise PerturbUnsupported(
-                    f"{src.name}: region {region.name!r} overlaps another or the end of the file",
-                    format="corrupt",
-                )
-            _copy_bytes(fin, fout, region.offset - pos)
-            _stream(fin, fout, region.length, region.kind, seed, region.name)
-            pos = region.offset + region.length
-        _copy_bytes(fin, fout, size - pos)
 
 
 # --------------------------------------------------------------------------- pickled numpy

@@ -560,12 +560,20 @@ def test_the_in_place_path_writes_what_the_general_path_writes(dtype: str) -> No
     fi = np.finfo(dtype)
     plain = rng.standard_normal(4096).astype(dtype)
     chunks = {"normal": plain}
+    chunks["all_positive"] = np.abs(plain) + 1
+    chunks["all_negative"] = -np.abs(plain) - 1
     for label, value in [
         ("zero", 0.0),
+        ("negative_zero", -0.0),
         ("nan", np.nan),
         ("inf", np.inf),
+        ("negative_inf", -np.inf),
         ("subnormal", fi.smallest_subnormal),
+        ("negative_subnormal", -fi.smallest_subnormal),
+        ("below_twice_tiny", np.nextafter(2 * fi.tiny, 0, dtype=dtype)),
+        ("negative_below_twice_tiny", -np.nextafter(2 * fi.tiny, 0, dtype=dtype)),
         ("huge", fi.max * 0.75),
+        ("negative_huge", -fi.max * 0.75),
     ]:
         chunk = plain.copy()
         chunk[100] = value
@@ -577,6 +585,35 @@ def test_the_in_place_path_writes_what_the_general_path_writes(dtype: str) -> No
         got = _float_values(buffer, np.dtype(dtype), noise, in_place=True)
         assert got.tobytes() == expected.tobytes(), label
         assert not np.array_equal(got.view(dtype)[:100], chunk[:100]), label
+
+
+@pytest.mark.parametrize("dtype", ["<f4", "<f8"])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_the_in_place_path_takes_exactly_the_values_it_can_scale(dtype: str, sign: int) -> None:
+    """The bounds are inclusive and hold for either sign; one value past them, on either side,
+    sends the chunk to the general path untouched."""
+    from pytest_corrsource.perturb import _Noise, _scaled_in_place
+
+    fi = np.finfo(dtype)
+    signs = np.where(np.arange(256) % 2, 1, -1).astype(dtype)
+    base = np.linspace(0.5, 2.0, 256, dtype=dtype) * signs
+    assert base.dtype == np.dtype(dtype)
+    half_max = np.array(fi.max / 2, dtype=dtype)
+    twice_tiny = np.array(2 * fi.tiny, dtype=dtype)
+    for value, scaled in [
+        (twice_tiny, True),
+        (np.nextafter(twice_tiny, 0), False),
+        (half_max, True),
+        (np.nextafter(half_max, np.inf), False),
+    ]:
+        chunk = base.copy()
+        chunk[7] = sign * value
+        before = chunk.copy()
+        assert _scaled_in_place(chunk, _Noise(1, "x", 0)) is scaled, (value, sign)
+        if scaled:
+            assert np.all(chunk != before)
+        else:
+            assert chunk.tobytes() == before.tobytes()
 
 
 def big_int_safetensors(path: Path) -> Path:
