@@ -71,8 +71,6 @@ How values are changed:
 
 from __future__ import annotations
 
-import collections
-import concurrent.futures
 import contextlib
 import functools
 import hashlib
@@ -81,6 +79,7 @@ import math
 import os
 import shutil
 import struct
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -487,11 +486,15 @@ def _copy_span(
 _Chunk = tuple[int, int, int, int]
 
 
+def _step(kind: _Kind) -> int:
+    """Bytes per chunk: whole quantization blocks for block kinds."""
+    return CHUNK_BYTES if not kind.block else max(CHUNK_BYTES // kind.block, 1) * kind.block
+
+
 def _chunks(regions: list[_Region], order: list[int]) -> Iterator[_Chunk]:
     for index in order:
         region = regions[index]
-        kind = region.kind
-        step = CHUNK_BYTES if not kind.block else max(CHUNK_BYTES // kind.block, 1) * kind.block
+        step = _step(region.kind)
         for number, start in enumerate(range(0, region.length, step)):
             yield index, number, region.offset + start, min(step, region.length - start)
 
@@ -528,49 +531,54 @@ def _rewrite(
         pos = region.offset + region.length
     _copy_span(src_fd, dst_fd, pos, size - pos, buffer, copying)
 
-    checksums = [0] * len(regions)
-
-    def work(chunk: _Chunk, into: bytearray) -> int:
-        """Transform one chunk; return its own CRC (0 without ``crc``), taken while its bytes
-        are in this core's cache."""
-        index, number, offset, length = chunk
-        region = regions[index]
-        _pread_exact(src_fd, memoryview(into)[:length], offset, f"of {where} in {region.name!r}")
-        raw = np.frombuffer(into, dtype=np.uint8, count=length)
-        out = _transform(region.kind, raw, seed, region.name, number, in_place=True)
-        _pwrite_all(dst_fd, out.data, offset)
-        return crc32(out.data) if crc else 0
-
-    def written(chunk: _Chunk, checksum: int) -> None:
-        if crc:
-            index, _number, _offset, length = chunk
-            checksums[index] = crc32_combine(checksums[index], checksum, length)
-
     chunks = _chunks(regions, order)
     head = list(itertools.islice(chunks, 2))
-    if len(head) < 2:  # one chunk at most: no thread to start for a small file
-        for chunk in head:
-            written(chunk, work(chunk, buffer))
-        return checksums
-    workers = _workers()
-    idle = [buffer, *(bytearray(CHUNK_BYTES) for _ in range(workers + 1))]
-    pending: collections.deque[tuple[_Chunk, concurrent.futures.Future[int], bytearray]]
-    pending = collections.deque()
-    with concurrent.futures.ThreadPoolExecutor(workers, "perturb") as pool:
+    workers = _workers() if len(head) > 1 else 1  # no thread to start for one chunk
+    lock = threading.Lock()  # generators cannot be advanced by two threads at once
+    pending = itertools.chain(head, chunks)
+    #: each chunk's own CRC, by region and chunk number
+    pieces = [[0] * -(-r.length // _step(r.kind)) for r in regions] if crc else []
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        """Take the next chunk until none is left (or another thread failed): read it at its
+        offset, transform it in place, write it at its offset, and take its CRC while its
+        bytes are in this core's cache."""
+        buffer = bytearray(CHUNK_BYTES)
         try:
-            for chunk in itertools.chain(head, chunks):
-                if not idle:  # the oldest chunk's buffer is the next free one
-                    done, future, into = pending.popleft()
-                    written(done, future.result())  # in order; re-raises the chunk's error
-                    idle.append(into)
-                into = idle.pop()
-                pending.append((chunk, pool.submit(work, chunk, into), into))
-            while pending:
-                done, future, _ = pending.popleft()
-                written(done, future.result())
-        finally:
-            for _, future, _ in pending:  # after an error: the chunks not yet started
-                future.cancel()
+            while not failures:
+                with lock:
+                    chunk = next(pending, None)
+                if chunk is None:
+                    return
+                index, number, offset, length = chunk
+                region = regions[index]
+                into = memoryview(buffer)[:length]
+                _pread_exact(src_fd, into, offset, f"of {where} in {region.name!r}")
+                raw = np.frombuffer(buffer, dtype=np.uint8, count=length)
+                out = _transform(region.kind, raw, seed, region.name, number, in_place=True)
+                _pwrite_all(dst_fd, out.data, offset)
+                if crc:
+                    pieces[index][number] = crc32(out.data)
+        except BaseException as exc:  # re-raised by the calling thread, after every join
+            failures.append(exc)
+
+    helpers = [threading.Thread(target=work, name=f"perturb-{i}") for i in range(workers - 1)]
+    for helper in helpers:
+        helper.start()
+    try:
+        work()  # this thread is one of the workers
+    finally:
+        for helper in helpers:
+            helper.join()
+    if failures:
+        raise failures[0]
+    checksums = [0] * len(regions)
+    for index, crcs in enumerate(pieces):
+        step, length = _step(regions[index].kind), regions[index].length
+        for number, piece in enumerate(crcs):
+            piece_length = min(step, length - number * step)
+            checksums[index] = crc32_combine(checksums[index], piece, piece_length)
     return checksums
 
 

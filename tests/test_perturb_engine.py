@@ -1,0 +1,223 @@
+"""The rewrite engine every format goes through: chunks of many regions on worker threads.
+
+Long tensors (several chunks, a short last one) written with one worker and with several must
+be byte-identical; each zip member's CRC is combined from its chunks' CRCs; an error on any
+worker fails the modification with its reason, leaves no partial output and no thread behind.
+"""
+
+from __future__ import annotations
+
+import collections
+import io
+import os
+import pickle
+import sys
+import threading
+import types
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from pytest_corrsource import perturb
+from pytest_corrsource.formats.tensors import open_tensors
+from pytest_corrsource.perturb import CHUNK_BYTES, PerturbUnsupported, perturb_weights
+
+#: element counts: several chunks with a short last one, exactly one chunk, and a small one
+SIZES = {"big": (CHUNK_BYTES * 3 + 4_000) // 4, "one": CHUNK_BYTES // 4, "small": 10}
+
+
+def torch_like_zip(path: Path, monkeypatch: pytest.MonkeyPatch, sizes: dict[str, int]) -> Path:
+    """A torch zip checkpoint of float32 vectors, pickled as torch.save does against a
+    stand-in ``torch`` module (torch is not in the test extra); the storages are random."""
+    torch = types.ModuleType("torch")
+    utils = types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(*args: object) -> None:  # pragma: no cover - never called
+        raise AssertionError
+
+    _rebuild_tensor_v2.__module__ = "torch._utils"
+    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2  # type: ignore[attr-defined]
+    float_storage = type("FloatStorage", (), {"__module__": "torch"})
+    torch.FloatStorage = float_storage  # type: ignore[attr-defined]
+    torch._utils = utils  # type: ignore[attr-defined]
+    with monkeypatch.context() as patched:
+        patched.setitem(sys.modules, "torch", torch)
+        patched.setitem(sys.modules, "torch._utils", utils)
+
+        class StorageRef:
+            def __init__(self, key: str, numel: int) -> None:
+                self.key, self.numel = key, numel
+
+        class Tensor:
+            def __init__(self, key: str, numel: int) -> None:
+                self.ref = StorageRef(key, numel)
+
+            def __reduce__(self) -> tuple[Any, ...]:
+                args: tuple[object, ...] = (
+                    self.ref,
+                    0,
+                    (self.ref.numel,),
+                    (1,),
+                    False,
+                    collections.OrderedDict(),
+                )
+                return (_rebuild_tensor_v2, args)
+
+        class TorchPickler(pickle.Pickler):
+            def persistent_id(self, obj: object) -> object:
+                if isinstance(obj, StorageRef):
+                    return ("storage", float_storage, obj.key, "cpu", obj.numel)
+                return None
+
+        state = collections.OrderedDict(
+            (name, Tensor(str(i), numel)) for i, (name, numel) in enumerate(sizes.items())
+        )
+        buffer = io.BytesIO()
+        TorchPickler(buffer, protocol=2).dump(state)
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("archive/data.pkl", buffer.getvalue())
+        archive.writestr("archive/byteorder", b"little")
+        for i, numel in enumerate(sizes.values()):
+            values = rng.standard_normal(numel).astype("<f4")
+            archive.writestr(f"archive/data/{i}", values.tobytes())
+        archive.writestr("archive/version", b"3\n")
+    return path
+
+
+def test_a_torch_zip_of_long_storages_gets_the_crc_of_every_member_right(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = torch_like_zip(tmp_path / "ck.pt", monkeypatch, SIZES)
+    dst = tmp_path / "out.pt"
+    result = perturb_weights(src, dst)
+    assert set(result.changed) == set(SIZES)
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst) as b:
+        assert b.testzip() is None  # every member's CRC matches its new bytes
+        for i, numel in enumerate(SIZES.values()):
+            old = np.frombuffer(a.read(f"archive/data/{i}"), "<f4")
+            new = np.frombuffer(b.read(f"archive/data/{i}"), "<f4")
+            assert new.size == numel
+            assert np.all(old != new)
+        assert a.read("archive/data.pkl") == b.read("archive/data.pkl")
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_the_output_does_not_depend_on_the_number_of_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    rng = np.random.default_rng(1)
+    src = tmp_path / "m.safetensors"
+    save_file({name: rng.standard_normal(n).astype(np.float32) for name, n in SIZES.items()}, src)
+    perturb_weights(src, tmp_path / "alone.safetensors")  # this machine's worker count
+    monkeypatch.setattr(perturb, "_workers", lambda: workers)
+    perturb_weights(src, tmp_path / "out.safetensors")
+    assert (tmp_path / "out.safetensors").read_bytes() == (
+        tmp_path / "alone.safetensors"
+    ).read_bytes()
+    torch_src = torch_like_zip(tmp_path / "ck.pt", monkeypatch, SIZES)
+    perturb_weights(torch_src, tmp_path / f"ck-{workers}.pt")
+    monkeypatch.setattr(perturb, "_workers", lambda: 1)
+    perturb_weights(torch_src, tmp_path / "ck-1.pt")
+    assert (tmp_path / f"ck-{workers}.pt").read_bytes() == (tmp_path / "ck-1.pt").read_bytes()
+
+
+def _perturb_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("perturb")]
+
+
+def test_an_error_on_a_worker_fails_the_copy_and_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rng = np.random.default_rng(2)
+    src = tmp_path / "m.safetensors"
+    save_file({"big": rng.standard_normal(SIZES["big"]).astype(np.float32)}, src)
+    real = perturb._transform
+
+    def failing(kind: Any, raw: Any, seed: int, name: str, chunk: int, **kw: Any) -> Any:
+        if chunk == 2:
+            raise PerturbUnsupported("chunk 2 failed", format="corrupt")
+        return real(kind, raw, seed, name, chunk, **kw)
+
+    monkeypatch.setattr(perturb, "_transform", failing)
+    with pytest.raises(PerturbUnsupported, match="chunk 2 failed"):
+        perturb_weights(src, tmp_path / "out" / "m.safetensors")
+    assert os.listdir(tmp_path / "out") == []  # no partial file, no temporary
+    assert _perturb_threads() == []
+
+
+def test_a_source_that_ends_early_is_a_corrupt_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file shrinks after its layout was read (another process truncated it): the read
+    that comes back short names the file and the tensor, never a crash or a short copy."""
+    rng = np.random.default_rng(3)
+    src = tmp_path / "m.safetensors"
+    save_file({"big": rng.standard_normal(SIZES["big"]).astype(np.float32)}, src)
+    real = os.preadv
+
+    def shrunk(fd: int, buffers: list[memoryview], offset: int) -> int:
+        return 0 if offset > CHUNK_BYTES * 2 else real(fd, buffers, offset)
+
+    monkeypatch.setattr(os, "preadv", shrunk)
+    with pytest.raises(PerturbUnsupported, match=r"unexpected end of file of m\.safetensors in"):
+        perturb_weights(src, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()
+    assert _perturb_threads() == []
+
+
+def test_regions_are_read_back_with_the_reader_after_the_copy(tmp_path: Path) -> None:
+    """Many small tensors and one long one in the same file: every float tensor changes and
+    every other byte is the source's."""
+    rng = np.random.default_rng(4)
+    tensors: dict[str, np.ndarray[Any, Any]] = {
+        f"t{i:03}": rng.standard_normal(50).astype(np.float32) for i in range(200)
+    }
+    tensors["long"] = rng.standard_normal(SIZES["big"]).astype(np.float32)
+    tensors["ids"] = np.arange(1000, dtype=np.int64)
+    src = tmp_path / "m.safetensors"
+    save_file(tensors, src)
+    perturb_weights(src, tmp_path / "out.safetensors")
+    old, new = open_tensors(src), open_tensors(tmp_path / "out.safetensors")
+    for name in tensors:
+        if name == "ids":
+            assert np.array_equal(old.raw(name), new.raw(name))
+        else:
+            assert np.all(old.values(name) != new.values(name)), name
+
+
+@pytest.mark.parametrize("weights_only", [True, False])
+def test_torch_loads_a_modified_checkpoint_of_long_tensors(
+    tmp_path: Path, weights_only: bool
+) -> None:
+    """torch.save's own file (64-byte aligned members, its record order), with tensors of
+    several chunks: torch.load reads the copy with the same keys, dtypes, shapes and strides
+    and every float value changed; torch does not check the members' CRCs, zipfile does."""
+    torch = pytest.importorskip("torch")
+    generator = torch.Generator().manual_seed(0)
+    state = {
+        "long": torch.randn(SIZES["big"], generator=generator),
+        "matrix": torch.randn(700, 900, generator=generator).t(),  # a strided view
+        "half": torch.randn(SIZES["one"], generator=generator).half(),
+        "step": torch.tensor(7),
+    }
+    src, dst = tmp_path / "ck.pt", tmp_path / "out.pt"
+    torch.save(state, src)
+    perturb_weights(src, dst)
+    with zipfile.ZipFile(dst) as archive:
+        assert archive.testzip() is None
+    before = torch.load(src, weights_only=weights_only)
+    after = torch.load(dst, weights_only=weights_only)
+    assert before.keys() == after.keys()
+    for key, old in before.items():
+        new = after[key]
+        assert (old.dtype, old.shape, old.stride()) == (new.dtype, new.shape, new.stride())
+        if old.is_floating_point():
+            assert bool((old != new).all()), key
+        else:
+            assert torch.equal(old, new)
