@@ -10,13 +10,13 @@ Supported formats (detected by magic bytes, never by file name alone):
 
 * ``safetensors`` — the 8-byte little-endian header length followed by ``{``, validated and
   located by :func:`pytest_corrsource.formats.safetensors.read_safetensors_layout` (the one
-  safetensors reader).  The header bytes are copied verbatim and the data section is streamed
-  tensor by tensor in bounded-size chunks, so multi-GiB files need only a few MiB of memory.
+  safetensors reader).  The header bytes and the tensors that are not floats are copied
+  verbatim, the float tensors rewritten in place (see "How the bytes move").
 * ``safetensors-index`` — a ``*.safetensors.index.json`` (JSON with a ``weight_map``, read by
   :func:`pytest_corrsource.formats.shards.read_safetensors_index`).  The index is copied
   unchanged and every shard it names is perturbed into the destination index's folder under
   the same relative name.
-* ``npy`` (``\\x93NUMPY``) — header copied verbatim, data streamed like safetensors.
+* ``npy`` (``\\x93NUMPY``) — header copied verbatim, data rewritten like safetensors.
 * ``npz`` (a zip whose members are all ``.npy``) and ``skops`` (a zip of ``schema.json`` and
   ``.npy`` members) — each ``.npy`` member is loaded with ``allow_pickle=False`` (one member in
   memory at a time), perturbed and written back under the same name with the same
@@ -37,6 +37,12 @@ Supported formats (detected by magic bytes, never by file name alone):
   Q2_K–Q8_K, the i-quants IQ1_S … IQ4_XS, TQ1_0/TQ2_0, MXFP4, NVFP4) by changing each block's
   super-block scale (:data:`GGML_BLOCK_SCALES`); Q8_1 and Q1_0 are refused with the reason.
 * ``raw`` — a manifest ``layout`` names the byte ranges that are floats (llama2.c).
+
+How the bytes move (every format but npz/skops, whose members are zip-compressed): the copy
+keeps every byte at its offset. The spans that do not change are copied inside the kernel
+(``copy_file_range``); the changing regions are cut into 1 MiB chunks that one thread per
+core reads, transforms in place and writes at their offsets (:func:`_rewrite`), so a
+multi-GiB file needs one chunk of memory per thread.
 
 Every copy is read back with :mod:`pytest_corrsource.formats.tensors`: a schema that differs
 from the source's is reported as a bug, never run. Unknown formats, corrupt files and
@@ -74,7 +80,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import itertools
 import math
 import os
 import shutil
@@ -435,7 +440,8 @@ class _Region:
 
 def _workers() -> int:
     """Threads transforming chunks: one per usable core (file reads and writes, numpy and the
-    CRC release the GIL), at most four — beyond that they only contend for memory bandwidth."""
+    CRC release the GIL). At most four: the work is bound by memory bandwidth, which a few
+    cores saturate (only 2 cores were measured)."""
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # pragma: no cover - not Linux
@@ -506,12 +512,17 @@ def _rewrite(
     place: every byte keeps its offset. Returns the CRC-32 of each region as written when
     ``crc`` (zip members), else zeros; in the order of ``regions``.
 
-    The untouched spans are copied first. Then the regions' chunks — each seeded by its own
-    index, so independent — go to worker threads that each read a chunk at its offset,
-    transform it in place and write it at its offset, across region boundaries, while this
-    thread combines the chunks' CRCs in order and hands their buffers back. One thread
-    reading, transforming and writing in turn kept one core busy at a time: about 1 GB/s,
-    a third of the speed of copying the file.
+    The untouched spans are copied first, in the kernel. Then every thread — this one and
+    :func:`_workers` - 1 helpers — takes the next chunk of the regions in offset order, reads
+    it at its offset, transforms it in place and writes it at its offset; a chunk is seeded
+    by its own number, so the bytes do not depend on which thread took it. Each chunk's CRC is
+    taken by its thread and the regions' CRCs are combined at the end.
+
+    Measured on 2 cores (benchmarks/bench_perturb.py): one thread reading, transforming and
+    writing in turn ran at a third of the speed of copying the file; a reader and a writer
+    thread around it, or a pool fed one chunk at a time by this thread, gained little, because
+    handing a chunk from one thread to another (a wake-up on another core) cost about as much
+    as transforming it. Threads that take their own chunks hand nothing over.
     """
     where = Path(fin.name).name  # errors name the source file, not the temporary output
     src_fd, dst_fd = fin.fileno(), fout.fileno()
@@ -531,13 +542,11 @@ def _rewrite(
         pos = region.offset + region.length
     _copy_span(src_fd, dst_fd, pos, size - pos, buffer, copying)
 
-    chunks = _chunks(regions, order)
-    head = list(itertools.islice(chunks, 2))
-    workers = _workers() if len(head) > 1 else 1  # no thread to start for one chunk
-    lock = threading.Lock()  # generators cannot be advanced by two threads at once
-    pending = itertools.chain(head, chunks)
-    #: each chunk's own CRC, by region and chunk number
-    pieces = [[0] * -(-r.length // _step(r.kind)) for r in regions] if crc else []
+    counts = [-(-region.length // _step(region.kind)) for region in regions]
+    workers = _workers() if sum(counts) > 1 else 1  # no thread to start for one chunk
+    pending = _chunks(regions, order)
+    lock = threading.Lock()  # a generator cannot be advanced by two threads at once
+    pieces = [[0] * count for count in counts] if crc else []  # each chunk's own CRC
     failures: list[BaseException] = []
 
     def work() -> None:
