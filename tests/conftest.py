@@ -21,10 +21,13 @@ import io
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import textwrap
+import types
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
@@ -191,6 +194,36 @@ def _scrub_environment(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name, raising=False)
     for name, value in session.items():
         monkeypatch.setenv(name, value)
+
+
+@dataclass(frozen=True)
+class StandInTorch:
+    """What :func:`stand_in_torch` installed: the objects torch.save pickles by reference."""
+
+    rebuild_tensor_v2: Callable[..., None]
+    float_storage: type
+
+
+def stand_in_torch(monkeypatch: pytest.MonkeyPatch) -> StandInTorch:
+    """Install modules named ``torch`` and ``torch._utils`` holding only what a torch.save
+    pickle names (``_rebuild_tensor_v2``, ``FloatStorage``), for as long as ``monkeypatch``
+    lasts: torch is not in the test extra, and pickle only writes references to objects that
+    can be imported from where they claim to live. Nothing here is ever called."""
+    torch = types.ModuleType("torch")
+    utils = types.ModuleType("torch._utils")
+
+    def _rebuild_tensor_v2(*args: object) -> None:  # pragma: no cover - never called
+        raise AssertionError
+
+    _rebuild_tensor_v2.__module__ = "torch._utils"
+    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
+    utils._rebuild_tensor_v2 = _rebuild_tensor_v2  # type: ignore[attr-defined]
+    float_storage = type("FloatStorage", (), {"__module__": "torch"})
+    torch.FloatStorage = float_storage  # type: ignore[attr-defined]
+    torch._utils = utils  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", torch)
+    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    return StandInTorch(_rebuild_tensor_v2, float_storage)
 
 
 def sha256(path: Path) -> str:

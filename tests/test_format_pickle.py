@@ -8,14 +8,13 @@ import io
 import os
 import pickle
 import struct
-import sys
-import types
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import stand_in_torch
 
 from pytest_corrsource.formats.pickle_scan import (
     SAFE_GLOBALS,
@@ -226,20 +225,8 @@ def test_pop_across_mark_is_an_error(tmp_path: Path) -> None:
 
 def torch_like_pickle(monkeypatch: pytest.MonkeyPatch, *, evil: bool = False) -> bytes:
     """Pickle a state dict the way torch does, against a stand-in ``torch`` module."""
-    torch = types.ModuleType("torch")
-    utils = types.ModuleType("torch._utils")
-
-    def _rebuild_tensor_v2(*args: object) -> None:  # never called
-        raise AssertionError
-
-    _rebuild_tensor_v2.__module__ = "torch._utils"
-    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-    utils._rebuild_tensor_v2 = _rebuild_tensor_v2  # type: ignore[attr-defined]
-    float_storage = type("FloatStorage", (), {"__module__": "torch"})
-    torch.FloatStorage = float_storage  # type: ignore[attr-defined]
-    torch._utils = utils  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "torch", torch)
-    monkeypatch.setitem(sys.modules, "torch._utils", utils)
+    torch = stand_in_torch(monkeypatch)
+    _rebuild_tensor_v2, float_storage = torch.rebuild_tensor_v2, torch.float_storage
 
     class StorageRef:
         pass

@@ -11,15 +11,14 @@ import collections
 import io
 import os
 import pickle
-import sys
 import threading
-import types
 import zipfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from conftest import stand_in_torch
 from safetensors.numpy import save_file
 
 from pytest_corrsource import perturb
@@ -33,21 +32,9 @@ SIZES = {"big": (CHUNK_BYTES * 3 + 4_000) // 4, "one": CHUNK_BYTES // 4, "small"
 def torch_like_zip(path: Path, monkeypatch: pytest.MonkeyPatch, sizes: dict[str, int]) -> Path:
     """A torch zip checkpoint of float32 vectors, pickled as torch.save does against a
     stand-in ``torch`` module (torch is not in the test extra); the storages are random."""
-    torch = types.ModuleType("torch")
-    utils = types.ModuleType("torch._utils")
-
-    def _rebuild_tensor_v2(*args: object) -> None:  # pragma: no cover - never called
-        raise AssertionError
-
-    _rebuild_tensor_v2.__module__ = "torch._utils"
-    _rebuild_tensor_v2.__qualname__ = "_rebuild_tensor_v2"
-    utils._rebuild_tensor_v2 = _rebuild_tensor_v2  # type: ignore[attr-defined]
-    float_storage = type("FloatStorage", (), {"__module__": "torch"})
-    torch.FloatStorage = float_storage  # type: ignore[attr-defined]
-    torch._utils = utils  # type: ignore[attr-defined]
     with monkeypatch.context() as patched:
-        patched.setitem(sys.modules, "torch", torch)
-        patched.setitem(sys.modules, "torch._utils", utils)
+        torch = stand_in_torch(patched)
+        rebuild, float_storage = torch.rebuild_tensor_v2, torch.float_storage
 
         class StorageRef:
             def __init__(self, key: str, numel: int) -> None:
@@ -66,7 +53,7 @@ def torch_like_zip(path: Path, monkeypatch: pytest.MonkeyPatch, sizes: dict[str,
                     False,
                     collections.OrderedDict(),
                 )
-                return (_rebuild_tensor_v2, args)
+                return (rebuild, args)
 
         class TorchPickler(pickle.Pickler):
             def persistent_id(self, obj: object) -> object:
