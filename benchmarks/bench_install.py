@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import build_local_index  # noqa: E402 - the test suite's local index
 
-from pytest_corrsource.checks import CheckContext, Options, RunState  # noqa: E402
+from pytest_corrsource.checks.api import CheckContext, Options, RunState  # noqa: E402
 from pytest_corrsource.hashing import DigestCache  # noqa: E402
 from pytest_corrsource.manifest import load_manifest  # noqa: E402
 from pytest_corrsource.sandbox.installers import find_uv  # noqa: E402
