@@ -89,8 +89,9 @@ def main() -> None:
         os.environ["PIP_INDEX_URL"] = simple.as_uri()
         examples = [("examples/tinychar (numpy, safetensors)", args.example.resolve())]
         if args.wheel:
-            names = ", ".join(w.name for w in args.wheel)
-            examples.append((f"local wheels ({names})", wheel_repository(base, args.wheel)))
+            first = args.wheel[0].name.split("-")[0]
+            more = f" and {len(args.wheel) - 1} more wheels" if len(args.wheel) > 1 else ""
+            examples.append((f"{first}{more} (local)", wheel_repository(base, args.wheel)))
         for label, example in examples:
             for installer in installers:
                 cold, warm = [], []
