@@ -101,6 +101,7 @@ from pytest_corrsource.formats import FormatError
 from pytest_corrsource.formats.detect import detect_format
 from pytest_corrsource.formats.safetensors import SAFETENSORS_DTYPE_BITS, read_safetensors_layout
 from pytest_corrsource.formats.shards import read_safetensors_index
+from pytest_corrsource.safe_io import open_regular
 
 __all__ = [
     "PerturbResult",
@@ -506,11 +507,18 @@ def _chunks(regions: list[_Region], order: list[int]) -> Iterator[_Chunk]:
 
 
 def _rewrite(
-    fin: IO[bytes], fout: IO[bytes], regions: list[_Region], seed: int, *, crc: bool = False
+    fin: IO[bytes],
+    fout: IO[bytes],
+    regions: list[_Region],
+    seed: int,
+    *,
+    where: str,
+    crc: bool = False,
 ) -> list[int]:
     """Write a copy of ``fin`` (from its start) to ``fout`` with each region transformed in
     place: every byte keeps its offset. Returns the CRC-32 of each region as written when
-    ``crc`` (zip members), else zeros; in the order of ``regions``.
+    ``crc`` (zip members), else zeros; in the order of ``regions``. ``where`` names the
+    source in errors (never the temporary output).
 
     The untouched spans are copied first, in the kernel. Then every thread — this one and
     :func:`_workers` - 1 helpers — takes the next chunk of the regions in offset order, reads
@@ -524,7 +532,6 @@ def _rewrite(
     handing a chunk from one thread to another (a wake-up on another core) cost about as much
     as transforming it. Threads that take their own chunks hand nothing over.
     """
-    where = Path(fin.name).name  # errors name the source file, not the temporary output
     src_fd, dst_fd = fin.fileno(), fout.fileno()
     size = os.fstat(src_fd).st_size
     order = sorted(range(len(regions)), key=lambda i: regions[i].offset)
@@ -593,8 +600,8 @@ def _rewrite(
 
 def _rewrite_regions(src: Path, dst: Path, regions: list[_Region], seed: int) -> None:
     """Copy ``src`` to ``dst`` transforming the (non-overlapping) regions in place."""
-    with src.open("rb") as fin, _atomic_output(dst) as fout:
-        _rewrite(fin, fout, regions, seed)
+    with open_regular(src) as fin, _atomic_output(dst) as fout:
+        _rewrite(fin, fout, regions, seed, where=src.name)
 
 
 @contextlib.contextmanager
@@ -708,7 +715,7 @@ def _perturb_index(src: Path, dst: Path, seed: int) -> PerturbResult:
         changed.update(result.changed)
         unchanged.update(result.unchanged)
         written.append(shard_dst)
-    with src.open("rb") as fin, _atomic_output(dst) as fout:
+    with open_regular(src) as fin, _atomic_output(dst) as fout:
         shutil.copyfileobj(fin, fout)
     return PerturbResult(
         "safetensors-index", tuple(sorted(changed)), tuple(sorted(unchanged)), (dst, *written)
@@ -734,7 +741,7 @@ def _np_kind(dtype: np.dtype[Any], where: str) -> _Kind:
 def _perturb_npy(src: Path, dst: Path, seed: int) -> PerturbResult:
     fmt = np.lib.format
     size = src.stat().st_size
-    with src.open("rb") as fin:
+    with open_regular(src) as fin:
         try:
             version = fmt.read_magic(fin)
             if version == (1, 0):
@@ -891,8 +898,9 @@ def _perturb_torch_zip(src: Path, dst: Path, seed: int) -> PerturbResult:
             regions.append(_Region(storage.data_offset, storage.nbytes, kind, name))
             members.append(storage)
             changed.update(storage.tensors)
-    with src.open("rb") as fin, _atomic_output(dst) as fout:
-        crcs = zip(members, _rewrite(fin, fout, regions, seed, crc=True), strict=True)
+    with open_regular(src) as fin, _atomic_output(dst) as fout:
+        written = _rewrite(fin, fout, regions, seed, where=src.name, crc=True)
+        crcs = zip(members, written, strict=True)
         for storage, crc in crcs:
             _patch_u32(fout, fin, storage.header_offset + 14, storage.crc, crc)
             if storage.descriptor:
@@ -1182,7 +1190,7 @@ def perturb_weights(
         if is_skops(src):
             fmt = "skops"
         else:
-            with src.open("rb") as fh:
+            with open_regular(src) as fh:
                 codec = compression_of(fh.read(8))
             if codec is not None:
                 return _perturb_compressed_joblib(src, dst, seed, codec)

@@ -208,3 +208,39 @@ def test_torch_loads_a_modified_checkpoint_of_long_tensors(
             assert bool((old != new).all()), key
         else:
             assert torch.equal(old, new)
+
+
+def test_weights_swapped_for_a_fifo_after_their_layout_was_read_are_refused_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hostile step could swap the file between the layout read and the copy: opening a
+    FIFO for reading waits for a writer forever; the copy refuses it at once instead."""
+    rng = np.random.default_rng(5)
+    src = tmp_path / "m.safetensors"
+    save_file({"w": rng.standard_normal(100).astype(np.float32)}, src)
+    real = perturb.read_safetensors_layout
+
+    def swapped(path: Path) -> Any:
+        layout = real(path)
+        path.unlink()
+        os.mkfifo(path)
+        return layout
+
+    monkeypatch.setattr(perturb, "read_safetensors_layout", swapped)
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            perturb_weights(src, tmp_path / "out.safetensors")
+        except BaseException as exc:
+            outcome.append(exc)
+        else:
+            outcome.append(None)
+
+    thread = threading.Thread(target=attempt, daemon=True)  # daemon: a regression blocks it
+    thread.start()
+    thread.join(timeout=30)
+    assert outcome, "perturb_weights blocked on the FIFO"
+    assert isinstance(outcome[0], OSError)
+    assert "is FIFO, not a regular file" in str(outcome[0])
+    assert not (tmp_path / "out.safetensors").exists()
