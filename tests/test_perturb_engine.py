@@ -218,7 +218,7 @@ def test_weights_swapped_for_a_fifo_after_their_layout_was_read_are_refused_not_
     rng = np.random.default_rng(5)
     src = tmp_path / "m.safetensors"
     save_file({"w": rng.standard_normal(100).astype(np.float32)}, src)
-    real = perturb.read_safetensors_layout
+    from pytest_corrsource.formats.safetensors import read_safetensors_layout as real
 
     def swapped(path: Path) -> Any:
         layout = real(path)
@@ -242,5 +242,5 @@ def test_weights_swapped_for_a_fifo_after_their_layout_was_read_are_refused_not_
     thread.join(timeout=30)
     assert outcome, "perturb_weights blocked on the FIFO"
     assert isinstance(outcome[0], OSError)
-    assert "is FIFO, not a regular file" in str(outcome[0])
+    assert "is a FIFO (named pipe), not a regular file" in str(outcome[0])
     assert not (tmp_path / "out.safetensors").exists()
