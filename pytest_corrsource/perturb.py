@@ -99,6 +99,7 @@ from pytest_corrsource.crc import crc32, crc32_combine
 from pytest_corrsource.errors import CorrsourceError
 from pytest_corrsource.formats import FormatError
 from pytest_corrsource.formats.detect import detect_format
+from pytest_corrsource.formats.npy import ObjectDtypeError, check_npy_member
 from pytest_corrsource.formats.safetensors import SAFETENSORS_DTYPE_BITS, read_safetensors_layout
 from pytest_corrsource.formats.shards import read_safetensors_index
 from pytest_corrsource.safe_io import open_regular
@@ -818,6 +819,7 @@ def _perturb_npy_members(
                     shutil.copyfileobj(member_in, member_out, CHUNK_BYTES)
                 continue
             try:
+                check_npy_member(zin, info)  # read_array allocates the declared shape at once
                 with zin.open(info) as member_in:
                     arr = np.lib.format.read_array(member_in, allow_pickle=False)
             except ValueError as exc:
@@ -826,7 +828,11 @@ def _perturb_npy_members(
                 raise PerturbUnsupported(
                     f"{fmt}: member {name!r}: {exc}", format="corrupt"
                 ) from exc
-            except (OSError, zipfile.BadZipFile, EOFError) as exc:
+            except ObjectDtypeError as exc:
+                raise _pickle_error(fmt) from exc
+            except FormatError as exc:  # it names the member
+                raise PerturbUnsupported(f"{fmt}: {exc}", format="corrupt") from exc
+            except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
                 raise PerturbUnsupported(
                     f"{fmt}: member {name!r}: {exc}", format="corrupt"
                 ) from exc

@@ -23,6 +23,7 @@ from . import MAX_DECOMPRESSION_RATIO, FormatError, TensorInfo, WeightsHeader
 __all__ = [
     "NPY_MAGIC",
     "NpyHeader",
+    "check_npy_member",
     "parse_npy_header",
     "read_npy_header",
     "read_npz_header",
@@ -200,6 +201,41 @@ def read_npy_header(path: Path) -> WeightsHeader:
     return WeightsHeader(format="npy", tensors=(tensor,))
 
 
+def check_npy_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> NpyHeader:
+    """Validate one ``.npy`` member of a zip (npz, skops) before anything reads its data: not
+    encrypted, stored or deflated, no zip bomb, and exactly the data its header declares. Only
+    then is ``numpy.lib.format.read_array`` safe on it: it allocates the declared shape up
+    front, so a 1 MiB member declaring 256 GiB would otherwise be a MemoryError."""
+    name = info.filename
+    if info.flag_bits & 0x1:
+        raise FormatError(f"member `{name}` is encrypted.")
+    if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+        raise FormatError(
+            f"member `{name}` uses compression method {info.compress_type} "
+            "(only stored and deflate are allowed)."
+        )
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size != info.file_size:
+        raise FormatError(
+            f"member `{name}` is stored but its sizes differ "
+            f"({info.compress_size} vs {info.file_size})."
+        )
+    if info.file_size > MAX_DECOMPRESSION_RATIO * max(info.compress_size, 1):
+        raise FormatError(
+            f"member `{name}` expands {info.compress_size} bytes to "
+            f"{info.file_size} (ratio over {MAX_DECOMPRESSION_RATIO}: zip bomb?)."
+        )
+    member: IO[bytes]
+    with archive.open(info) as member:
+        try:
+            header = parse_npy_header(member)
+        except FormatError as error:
+            raise type(error)(f"member `{name}`: {error}") from None
+    data = info.file_size - header.header_len
+    if data != header.nbytes:
+        raise FormatError(f"member `{name}`: array data is {data} bytes but {_describe(header)}.")
+    return header
+
+
 def read_npz_header(path: Path) -> WeightsHeader:
     """Validate an ``.npz`` archive member by member (headers only, zip-bomb guarded)."""
     tensors: list[TensorInfo] = []
@@ -216,37 +252,7 @@ def read_npz_header(path: Path) -> WeightsHeader:
                     raise FormatError(f"member `{name}` is a directory, not a .npy array.")
                 if not name.endswith(".npy"):
                     raise FormatError(f"member `{name}` is not a .npy array.")
-                if info.flag_bits & 0x1:
-                    raise FormatError(f"member `{name}` is encrypted.")
-                if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                    raise FormatError(
-                        f"member `{name}` uses compression method {info.compress_type} "
-                        "(only stored and deflate are allowed)."
-                    )
-                if (
-                    info.compress_type == zipfile.ZIP_STORED
-                    and info.compress_size != info.file_size
-                ):
-                    raise FormatError(
-                        f"member `{name}` is stored but its sizes differ "
-                        f"({info.compress_size} vs {info.file_size})."
-                    )
-                if info.file_size > MAX_DECOMPRESSION_RATIO * max(info.compress_size, 1):
-                    raise FormatError(
-                        f"member `{name}` expands {info.compress_size} bytes to "
-                        f"{info.file_size} (ratio over {MAX_DECOMPRESSION_RATIO}: zip bomb?)."
-                    )
-                member: IO[bytes]
-                with archive.open(info) as member:
-                    try:
-                        header = parse_npy_header(member)
-                    except FormatError as error:
-                        raise type(error)(f"member `{name}`: {error}") from None
-                data = info.file_size - header.header_len
-                if data != header.nbytes:
-                    raise FormatError(
-                        f"member `{name}`: array data is {data} bytes but {_describe(header)}."
-                    )
+                header = check_npy_member(archive, info)
                 tensors.append(
                     TensorInfo(
                         name=name[: -len(".npy")],

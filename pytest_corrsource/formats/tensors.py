@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,11 +185,16 @@ def _ggml_raw(entry: TensorEntry) -> npt.NDArray[Any]:
 def _npz_member(entry: TensorEntry) -> npt.NDArray[Any]:
     import zipfile
 
+    from .npy import check_npy_member
+
     assert entry.member is not None
     try:
-        with zipfile.ZipFile(entry.file) as archive, archive.open(entry.member) as handle:
-            array = np.lib.format.read_array(handle, allow_pickle=False)
-    except (ValueError, OSError, zipfile.BadZipFile, KeyError) as exc:
+        with zipfile.ZipFile(entry.file) as archive:
+            info = archive.getinfo(entry.member)
+            check_npy_member(archive, info)  # again: the file may have changed since it was read
+            with archive.open(info) as handle:
+                array = np.lib.format.read_array(handle, allow_pickle=False)
+    except (ValueError, OSError, zipfile.BadZipFile, KeyError, EOFError, zlib.error) as exc:
         raise FormatError(f"member {entry.member}: {exc}") from None
     return np.ascontiguousarray(array)
 
@@ -355,7 +361,6 @@ def decompress_joblib(path: Path, codec: str, out: Path, max_bytes: int | None =
     never more than 1 MiB of output in memory)."""
     import bz2
     import lzma
-    import zlib
 
     limit = max(path.stat().st_size, 1 << 20) * MAX_DECOMPRESSION_RATIO
     if max_bytes is not None:
@@ -448,7 +453,7 @@ def _is_skops(path: Path) -> bool:
 def _skops(path: Path) -> dict[str, TensorEntry]:
     import zipfile
 
-    from .npy import parse_npy_header
+    from .npy import check_npy_member
     from .skops import skops_arrays
 
     entries: dict[str, TensorEntry] = {}
@@ -456,12 +461,11 @@ def _skops(path: Path) -> dict[str, TensorEntry]:
     try:
         with zipfile.ZipFile(path) as archive:
             for name, member in sorted(arrays.items()):
-                with archive.open(member) as handle:
-                    header = parse_npy_header(handle)
+                header = check_npy_member(archive, archive.getinfo(member))
                 entries[name] = TensorEntry(
                     name, canonical_dtype(header.descr), header.shape, path, member=member
                 )
-    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, zlib.error) as exc:
         raise FormatError(f"not a readable skops file: {exc}.") from None
     return entries
 
