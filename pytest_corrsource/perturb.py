@@ -766,14 +766,17 @@ def _perturb_npy(src: Path, dst: Path, seed: int) -> PerturbResult:
 
 
 def _perturb_array(arr: npt.NDArray[Any], kind: _Kind, seed: int, name: str) -> Any:
+    """Change ``arr`` (an array this module just read and owns) chunk by chunk, in its own
+    memory: a member of several GiB needs no second copy of itself."""
     fortran = arr.flags.f_contiguous and not arr.flags.c_contiguous
-    flat = arr.ravel(order="F" if fortran else "C")
+    flat = arr.ravel(order="F" if fortran else "C")  # a view: read_array returns it contiguous
     raw = flat.view(np.uint8)
-    out = np.empty_like(raw)
     for chunk, start in enumerate(range(0, raw.size, CHUNK_BYTES)):
         piece = raw[start : start + CHUNK_BYTES]
-        out[start : start + piece.size] = _transform(kind, piece, seed, name, chunk)
-    return out.view(arr.dtype).reshape(arr.shape, order="F" if fortran else "C")
+        changed = _transform(kind, piece, seed, name, chunk, in_place=True)
+        if changed is not piece:
+            piece[:] = changed
+    return flat.reshape(arr.shape, order="F" if fortran else "C")
 
 
 def _perturb_npz(src: Path, dst: Path, seed: int) -> PerturbResult:
