@@ -584,10 +584,9 @@ def _rewrite(
     for helper in helpers:
         helper.start()
     try:
-        work()  # this thread is one of the workers
+        work()  # this thread is one of the workers; it returns once every chunk is taken
     finally:
-        for helper in helpers:
-            helper.join()
+        _join_all(helpers)
     if failures:
         raise failures[0]
     checksums = [0] * len(regions)
@@ -597,6 +596,21 @@ def _rewrite(
             piece_length = min(step, length - number * step)
             checksums[index] = crc32_combine(checksums[index], piece, piece_length)
     return checksums
+
+
+def _join_all(threads: list[threading.Thread]) -> None:
+    """Wait for every thread even if this one is interrupted meanwhile (Ctrl-C), then re-raise
+    the interrupt: a helper still writing after the files were closed would write into
+    whatever file reuses the descriptor. Each has at most the chunk it holds left to do."""
+    interrupt: BaseException | None = None
+    for thread in threads:
+        while thread.is_alive():
+            try:
+                thread.join()
+            except BaseException as exc:  # the wait itself was interrupted
+                interrupt = interrupt or exc
+    if interrupt is not None:
+        raise interrupt
 
 
 def _rewrite_regions(src: Path, dst: Path, regions: list[_Region], seed: int) -> None:

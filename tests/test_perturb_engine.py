@@ -244,3 +244,43 @@ def test_weights_swapped_for_a_fifo_after_their_layout_was_read_are_refused_not_
     assert isinstance(outcome[0], OSError)
     assert "is a FIFO (named pipe), not a regular file" in str(outcome[0])
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_an_interrupt_while_waiting_for_the_helpers_still_waits_for_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C while the calling thread waits for a helper: the helper is still waited for
+    (it would otherwise write through a descriptor the copy is about to close), then the
+    interrupt goes on."""
+    rng = np.random.default_rng(6)
+    src = tmp_path / "m.safetensors"
+    save_file({"big": rng.standard_normal(SIZES["big"]).astype(np.float32)}, src)
+    monkeypatch.setattr(perturb, "_workers", lambda: 2)
+    release = threading.Event()
+    real_transform = perturb._transform
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            release.wait()  # the helper holds its chunk until the interrupt has happened
+        return real_transform(*args, **kwargs)
+
+    real_join = threading.Thread.join
+    joins: list[str] = []
+
+    def interrupted_join(self: threading.Thread, timeout: float | None = None) -> None:
+        joins.append(self.name)
+        if len(joins) == 1:
+            raise KeyboardInterrupt
+        release.set()
+        real_join(self, timeout)
+
+    monkeypatch.setattr(perturb, "_transform", held)
+    monkeypatch.setattr(threading.Thread, "join", interrupted_join)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            perturb_weights(src, tmp_path / "out.safetensors")
+        assert _perturb_threads() == []  # waited for, not left writing
+    finally:
+        release.set()  # a regression must not leave the helper blocked forever
+    assert len(joins) >= 2
+    assert not (tmp_path / "out.safetensors").exists()
