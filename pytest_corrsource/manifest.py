@@ -13,59 +13,12 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pytest_corrsource.errors import CorrsourceError
+from pytest_corrsource.plain_yaml import MAX_NESTING, TooDeep, depth_limited_loader
 from pytest_corrsource.schema.spec import Located, SpecError
 
 MANIFEST_NAME = "corresponding-source.yaml"
 # A manifest is a few KiB; refusing huge files keeps a hostile one from eating memory.
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-#: Deepest nesting of lists and mappings a manifest may have (the schema needs 5). PyYAML
-#: composes nodes recursively: 10,000 `[` would otherwise end in a RecursionError.
-MAX_NESTING = 64
-
-
-class _TooDeep(Exception):
-    def __init__(self, line: int, column: int) -> None:
-        super().__init__(line, column)
-        self.line = line
-        self.column = column
-
-
-def _depth_limited_loader(text: str) -> Any:
-    """A ``yaml.SafeLoader`` for *text* that refuses nesting deeper than :data:`MAX_NESTING`
-    before recursing into it (raises :class:`_TooDeep` at the offending node)."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        _depth = 0
-
-        def compose_node(self, parent: Any, index: Any) -> Any:
-            self._depth += 1
-            try:
-                if self._depth > MAX_NESTING:
-                    mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-                    raise _TooDeep(mark.line + 1, mark.column + 1)
-                return super().compose_node(parent, index)
-            finally:
-                self._depth -= 1
-
-    return Loader(text)
-
-
-def load_plain_yaml(text: str) -> Any:
-    """*text* as plain data (``yaml.safe_load`` semantics) with the manifest's nesting limit,
-    for the repository's other YAML files (``dvc.yaml``, ``dvc.lock``, ``*.dvc``). Raises
-    ``ValueError`` for anything that is not such a document; the caller bounds *text*'s size."""
-    import yaml
-
-    loader = _depth_limited_loader(text)
-    try:
-        return loader.get_single_data()
-    except _TooDeep as exc:
-        raise ValueError(f"nested more than {MAX_NESTING} levels deep (line {exc.line})") from None
-    except (yaml.YAMLError, RecursionError) as exc:
-        raise ValueError(f"not YAML: {exc}") from None
-    finally:
-        loader.dispose()
 
 
 class ManifestError(CorrsourceError):
@@ -310,7 +263,7 @@ def load_manifest(path: Path | str, *, display: str | None = None) -> Manifest:
 
     try:
         # The reader refuses control characters (NUL, ESC …) as soon as it is built.
-        loader = _depth_limited_loader(text)
+        loader = depth_limited_loader(text)
     except yaml.reader.ReaderError as exc:
         line, column = _line_col(text, exc.position)
         raise ManifestError(
@@ -323,7 +276,7 @@ def load_manifest(path: Path | str, *, display: str | None = None) -> Manifest:
         tree = check_document(loader, node)
     except SpecError as exc:
         raise ManifestError(display, exc.line, exc.column, exc.message, exc.keypath) from None
-    except _TooDeep as exc:
+    except TooDeep as exc:
         message = f"lists and mappings are nested more than {MAX_NESTING} levels deep"
         raise ManifestError(display, exc.line, exc.column, message) from None
     except yaml.MarkedYAMLError as exc:

@@ -127,7 +127,7 @@ def _inside(root: Path, rel: str) -> Path | None:
 
 
 def _load(root: Path, rel: str, limit: int) -> Any:
-    from pytest_corrsource.manifest import load_plain_yaml
+    from pytest_corrsource.plain_yaml import load_plain_yaml
 
     path = _inside(root, rel)
     if path is None:

@@ -340,6 +340,18 @@ def test_cs903_fails_on_invalid_front_matter(make_repo: RepoFactory) -> None:
     assert "the model card's front matter is not valid YAML" in result.message
 
 
+def test_cs903_fails_on_front_matter_nested_beyond_the_limit(make_repo: RepoFactory) -> None:
+    """10,000 `[` recursed into a RecursionError in PyYAML's composer: a crash of the check."""
+    deep = "---\nlicense: " + "[" * 10_000 + "]" * 10_000 + "\n---\n"
+    root = make_repo(manifest("{weights: MIT}"), {**LICENSE_TEXT, "README.md": deep})
+    result = check(root, "CS903", "")
+    assert result.outcome == "not-required"
+    assert (
+        "the model card's front matter is not valid YAML (nested more than 64 levels deep"
+        in result.message
+    )
+
+
 @pytest.mark.parametrize(
     "readme",
     [

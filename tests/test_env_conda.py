@@ -144,6 +144,10 @@ def test_hostile_files_are_bounded(tmp_path: Path) -> None:
     os.mkfifo(fifo)
     with pytest.raises(CondaFileError, match=r"fifo\.yml"):
         read_conda_file(fifo)  # refused without blocking on the pipe
+    # 10,000 `[` recursed into a RecursionError (a crash) in PyYAML's composer
+    deep = write(tmp_path, "dependencies: " + "[" * 10_000 + "]" * 10_000 + "\n", "deep.yml")
+    with pytest.raises(CondaFileError, match=r"deep\.yml is not valid YAML: nested more than 64"):
+        read_conda_file(deep)
 
 
 # --------------------------------------------------------------------------- building

@@ -407,8 +407,10 @@ def check_open(ctx: CheckContext) -> Finding:
 
 
 def _front_matter(text: str) -> dict[str, object] | None:
-    """The YAML front matter of a Hugging Face style model card, or None when absent."""
-    import yaml
+    """The YAML front matter of a Hugging Face style model card, or None when absent. Read
+    with the manifest's nesting limit: 10,000 `[` ended in a RecursionError (a crash of the
+    check) in PyYAML's recursive composer."""
+    from pytest_corrsource.plain_yaml import load_plain_yaml
 
     if not text.startswith("---"):
         return None
@@ -416,9 +418,9 @@ def _front_matter(text: str) -> dict[str, object] | None:
     if end == -1:
         return None
     try:
-        data = yaml.safe_load(text[3:end])
-    except yaml.YAMLError:
-        raise CheckFailed("the model card's front matter is not valid YAML") from None
+        data = load_plain_yaml(text[3:end])
+    except ValueError as exc:
+        raise CheckFailed(f"the model card's front matter is not valid YAML ({exc})") from None
     return data if isinstance(data, dict) else None
 
 

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pytest_corrsource.plain_yaml import load_plain_yaml
+
 __all__ = [
     "Card",
     "Command",
@@ -65,13 +67,11 @@ def read_text(path: Path) -> str | None:
 
 
 def read_yaml(text: str | None) -> Any:
-    import yaml
-
     if text is None:
         return None
-    try:
-        return yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError):  # deep nesting recurses in PyYAML's constructor
+    try:  # the manifest's nesting limit: deep nesting recursed in PyYAML's composer
+        return load_plain_yaml(text)
+    except ValueError:
         return None
 
 

@@ -8,8 +8,9 @@ pins (looked up like ``install.python``), its ``pip:`` section is installed with
 warning names the conda packages that were not installed: a repository is not failed for the
 tools of this machine, and the report says what was left out.
 
-Read with ``yaml.safe_load`` from at most :data:`MAX_CONDA_FILE_BYTES`, at most
-:data:`MAX_ENTRIES` dependencies; anything else is a :class:`CondaFileError`.
+Read as plain YAML (:mod:`pytest_corrsource.plain_yaml`, nesting bounded) from at most
+:data:`MAX_CONDA_FILE_BYTES`, at most :data:`MAX_ENTRIES` dependencies; anything else is a
+:class:`CondaFileError`.
 
 Plain library code: it knows nothing of pytest or of the manifest.
 """
@@ -24,9 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from pytest_corrsource.errors import CorrsourceError
+from pytest_corrsource.plain_yaml import load_plain_yaml
 from pytest_corrsource.safe_io import read_bounded
 
 __all__ = [
@@ -88,9 +88,9 @@ def _load(path: Path) -> object:
         data = read_bounded(path, MAX_CONDA_FILE_BYTES)
     except OSError as exc:
         raise CondaFileError(f"{path.name}: {exc}") from None
-    try:
-        return yaml.safe_load(data)
-    except yaml.YAMLError as exc:
+    try:  # with the manifest's nesting limit: deep nesting recursed into a RecursionError
+        return load_plain_yaml(data)
+    except ValueError as exc:
         raise CondaFileError(f"{path.name} is not valid YAML: {exc}") from None
 
 
