@@ -135,3 +135,11 @@ def test_dvc_stub_weights_pulled_not_pulled_and_linked_outside(tmp_path: Path) -
     [weights] = build_draft(linked).weights
     assert weights.sha256 is None  # the file outside the repository is never hashed
     assert weights.format is None
+
+
+def test_a_deeply_nested_config_json_is_ignored_not_a_crash(tmp_path: Path) -> None:
+    """json recurses on nesting: 100,000 `[` were a RecursionError out of ``corrsource init``."""
+    write(tmp_path, "train.py", TRAINS)
+    write(tmp_path, "config.json", "[" * 100_000 + "]" * 100_000)
+    text = render(returns(lambda: build_draft(tmp_path)))
+    assert "config.json names" not in text

@@ -230,3 +230,17 @@ def test_seeding_falls_back_to_an_ordinary_build_without_hard_links(
     assert rebuilt.seeded_from is None
     assert rebuilt.python.exists()
     assert not rebuilt.reused
+
+
+def test_a_deeply_nested_direct_url_written_by_the_install_is_skipped(tmp_path: Path) -> None:
+    """The install step writes the environment, ``direct_url.json`` included: 100,000 `[`
+    recursed into a RecursionError when seeding read it, a crash of CS202."""
+    from pytest_corrsource.sandbox.environments import _remove_own_distributions
+
+    site = tmp_path / "env" / "lib" / "python3.11" / "site-packages"
+    dist_info = site / "hostile-1.0.dist-info"
+    dist_info.mkdir(parents=True)
+    (dist_info / "direct_url.json").write_text("[" * 100_000 + "]" * 100_000)
+    (dist_info / "RECORD").write_text("hostile-1.0.dist-info/RECORD,,\n")
+    assert _remove_own_distributions(tmp_path / "env", tmp_path / "src") == []
+    assert dist_info.is_dir()  # not ours: left in place

@@ -101,3 +101,14 @@ def test_honest_members_still_change(tmp_path: Path) -> None:
     for src in (NPZ, SKOPS):
         result = perturb_weights(src, tmp_path / src.name)
         assert result.changed
+
+
+def test_a_deeply_nested_schema_is_an_unreadable_skops_file(tmp_path: Path) -> None:
+    """json recurses on nesting: 100,000 `[` in schema.json were a RecursionError (a crash)."""
+    path = tmp_path / "deep.skops"
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("schema.json", '{"content": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    with pytest.raises(FormatError, match="not a readable skops file"):
+        read_schema(path)
+    with pytest.raises(PerturbUnsupported, match="not a readable skops file"):
+        perturb_weights(path, tmp_path / "out.skops")

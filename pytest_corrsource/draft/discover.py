@@ -161,7 +161,7 @@ def _find_architecture(draft: Draft, files: list[str]) -> None:
     if config:
         try:
             archs = json.loads(config).get("architectures")
-        except (ValueError, AttributeError):
+        except (ValueError, AttributeError, RecursionError):  # json recurses on deep nesting
             archs = None
         if isinstance(archs, list) and archs:
             names = ", ".join(str(a) for a in archs)

@@ -41,7 +41,7 @@ def skops_arrays(path: Path) -> dict[str, str]:
                 raise FormatError(f"schema.json is {info.file_size} bytes (limit {_MAX_SCHEMA}).")
             schema = json.loads(archive.read(info))
             members = set(archive.namelist())
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError, RecursionError) as exc:  # deep JSON
         raise FormatError(f"not a readable skops file: {exc}.") from None
     out: dict[str, str] = {}
 

@@ -208,7 +208,7 @@ def _query_interpreter(path: str) -> InterpreterInfo | None:
         return InterpreterInfo(
             str(data["version"]), str(data["implementation"]), str(data["machine"])
         )
-    except (ValueError, KeyError, IndexError, TypeError):
+    except (ValueError, KeyError, IndexError, TypeError, RecursionError):
         return None
 
 
@@ -440,7 +440,7 @@ def _exclusive_lock(path: Path) -> Iterator[None]:
 def _read_marker(root: Path, key: str) -> dict[str, Any] | None:
     try:
         data = json.loads((root / MARKER_NAME).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(data, dict) or data.get("key") != key:
         return None
@@ -495,7 +495,7 @@ def _find_seed(envs: Path, base: str, exclude: Path) -> Path | None:
             continue
         try:
             data = json.loads(read_text_bounded(marker, 4 * LOG_TAIL_CHARS))
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             continue
         if isinstance(data, dict) and data.get("base") == base:
             found.append((float(data.get("created") or 0.0), root))
@@ -525,7 +525,7 @@ def _remove_own_distributions(root: Path, own_source: Path) -> list[str]:
     for direct_url in root.glob("lib/python*/site-packages/*.dist-info/direct_url.json"):
         try:
             url = json.loads(read_text_bounded(direct_url, 1_000_000)).get("url", "")
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError, AttributeError, RecursionError):  # written by the install
             continue
         if not isinstance(url, str) or not (url == own_url or url.startswith(own_url + "/")):
             continue
