@@ -235,6 +235,18 @@ def test_cs502_fails_python_with_a_syntax_error(make_repo: RepoFactory) -> None:
     assert "model.py:3: not valid Python" in message
 
 
+@pytest.mark.parametrize(
+    "source", ["x = " + "1+" * 100_000 + "1\n", "x = " + "-" * 100_000 + "1\n"]
+)
+def test_cs502_fails_python_nested_too_deeply_to_parse(make_repo: RepoFactory, source: str) -> None:
+    """Python's parser gives up on these (RecursionError, MemoryError), which escaped the check:
+    CPython could not compile the file either."""
+    root = make_repo(MINIMAL_MANIFEST + "architecture: [model.py]\n", {"model.py": source})
+    assert "model.py: not valid Python (nested too deeply to parse)" in failure(
+        check(root, "CS502")
+    )
+
+
 def test_cs502_fails_when_no_architecture_is_declared(make_repo: RepoFactory) -> None:
     root = make_repo(MINIMAL_MANIFEST)
     assert "the manifest declares no `architecture`" in failure(check(root, "CS502"))
