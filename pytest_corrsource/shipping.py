@@ -24,7 +24,7 @@ from pathlib import Path
 
 from pytest_corrsource.errors import CorrsourceError
 
-__all__ = ["GitListingError", "ShippedTree", "shipped_tree"]
+__all__ = ["GitListingError", "ShippedTree", "run_git", "shipped_tree"]
 
 _MAX_LISTING_BYTES = 64 << 20  # a listing beyond this is not a repository we can verify
 _GIT_TIMEOUT_SECONDS = 60.0
@@ -73,7 +73,11 @@ class GitListingError(CorrsourceError, RuntimeError):
     """git answered, but not with a listing we can trust (it failed, timed out, or overflowed)."""
 
 
-def _git(root: Path, *args: str) -> list[str]:
+def run_git(root: Path, *args: str) -> list[str]:
+    """``git -C root *args`` with the repository's own configuration made harmless (see the
+    module docstring); its NUL-separated output as a list. Raises :class:`GitListingError`
+    when git fails, times out or answers more than 64 MiB. Every git the checker runs on a
+    repository goes through here."""
     git = shutil.which("git")
     assert git is not None
     env = {
@@ -115,7 +119,7 @@ def _git(root: Path, *args: str) -> list[str]:
 
 def _inside_work_tree(root: Path) -> bool:
     try:
-        answer = _git(root, "rev-parse", "--is-inside-work-tree")
+        answer = run_git(root, "rev-parse", "--is-inside-work-tree")
     except GitListingError:  # "not a git repository"
         return False
     return bool(answer) and answer[0].strip() == "true"
@@ -129,7 +133,7 @@ def shipped_tree(root: Path) -> ShippedTree | None:
     """
     if shutil.which("git") is None or not _inside_work_tree(root):
         return None
-    files = frozenset(_git(root, "ls-files", "-z", "--cached"))
-    others = _git(root, "ls-files", "-z", "--others", "--directory", "--no-empty-directory")
+    files = frozenset(run_git(root, "ls-files", "-z", "--cached"))
+    others = run_git(root, "ls-files", "-z", "--others", "--directory", "--no-empty-directory")
     left_out = tuple(sorted(path for path in others if not path.startswith(".git/")))
     return ShippedTree(files=files, left_out=left_out)

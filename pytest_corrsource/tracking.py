@@ -338,19 +338,19 @@ def lfs_pointer_fields(data: bytes) -> tuple[str | None, int | None] | None:
 def lfs_oid(root: Path, rel: str) -> str | None:
     """The sha256 that the Git LFS pointer in git's index records for ``rel``, when
     ``.gitattributes`` gives it ``filter=lfs``; None otherwise (no git, not tracked, not LFS)."""
-    from pytest_corrsource.shipping import GitListingError, _git
+    from pytest_corrsource.shipping import GitListingError, run_git
 
     if shutil.which("git") is None:
         return None
     here = f"./{rel}"  # `:./path` is relative to `-C root`, which may be a subfolder of the repo
     try:
-        attributes = _git(root, "check-attr", "-z", "filter", "--", rel)
+        attributes = run_git(root, "check-attr", "-z", "filter", "--", rel)
         if attributes[-1:] != ["lfs"]:
             return None
-        (size_text,) = _git(root, "cat-file", "-s", f":{here}")
+        (size_text,) = run_git(root, "cat-file", "-s", f":{here}")
         if int(size_text.strip()) >= LFS_POINTER_MAX:
             return None  # real content was committed, not a pointer
-        blob = "\0".join(_git(root, "cat-file", "blob", f":{here}"))
+        blob = "\0".join(run_git(root, "cat-file", "blob", f":{here}"))
     except (GitListingError, ValueError):
         return None
     fields = lfs_pointer_fields(blob.encode("utf-8", "surrogateescape"))

@@ -183,6 +183,25 @@ def test_cs501_in_a_git_checkout_ignores_gitignored_files(make_repo: RepoFactory
     assert "build/x.pyc" not in message
 
 
+def test_cs501_in_a_hostile_git_checkout_runs_none_of_its_commands(
+    make_repo: RepoFactory, tmp_path: Path
+) -> None:
+    """The repository's .git/config names a command for core.fsmonitor, which `git ls-files`
+    runs: listing the files for CS501 ran it, outside any sandbox."""
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    root = source_repo(make_repo, {"src/y.py": "Y = 2\n"})
+    subprocess.run(["git", "init", "-q", str(root)], check=True, capture_output=True)
+    canary = tmp_path / "fsmonitor-ran"
+    hook = tmp_path / "hook.sh"
+    hook.write_text(f"#!/bin/sh\ntouch {canary}\n")
+    hook.chmod(0o755)
+    subprocess.run(["git", "-C", str(root), "config", "core.fsmonitor", str(hook)], check=True)
+    (root / "leftover.pyc").write_bytes(bytes(16))  # untracked: git's listing was used
+    assert "leftover.pyc" in failure(check(root, "CS501"))
+    assert not canary.exists()
+
+
 def test_cs501_walk_without_git_judges_build_outputs(make_repo: RepoFactory) -> None:
     root = source_repo(make_repo, {".gitignore": "build/\n", "build/x.pyc": bytes(16)})
     assert "build/x.pyc" in failure(check(root, "CS501"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 import fnmatch
 import os
-import subprocess
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,14 +67,14 @@ class SourceFinding:
 def repository_files(root: Path) -> list[str]:
     """Files of the repository, relative, sorted: git's list (tracked and untracked, ignored
     files excluded) in a checkout, else a walk that skips tool folders."""
-    if (root / ".git").exists():
+    from pytest_corrsource.shipping import GitListingError, run_git
+
+    if (root / ".git").exists() and shutil.which("git") is not None:
         try:
-            out = subprocess.run(
-                ["git", "-C", str(root), "ls-files", "-z", "--cached", "--others",
-                 "--exclude-standard"],
-                capture_output=True, timeout=60, check=True,
-            ).stdout  # fmt: skip
-            listed = sorted({f for f in out.decode("utf-8", "replace").split("\0") if f})
+            # through run_git: a plain `git ls-files` ran the repository's core.fsmonitor
+            # command, outside any sandbox
+            listing = run_git(root, "ls-files", "-z", "--cached", "--others", "--exclude-standard")
+            listed = sorted(set(listing))
             # Regular files, and whatever else is there but not a directory or dangling link
             # (a tracked symlink to /dev/zero): the scan reports those instead of reading them.
             kept = [
@@ -84,7 +84,7 @@ def repository_files(root: Path) -> list[str]:
                 or regular_file_problem(root / f) not in (None, "a directory")
             ]
             return kept[:MAX_FILES]
-        except (OSError, subprocess.SubprocessError):
+        except (OSError, GitListingError):
             pass  # not a usable checkout: walk it instead
     files: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
