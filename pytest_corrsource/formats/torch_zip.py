@@ -317,12 +317,18 @@ def read_torch_zip(path: Path) -> TorchZip:
             if len(local) < 30 or local[:4] != b"PK\x03\x04":
                 raise FormatError(f"member {member}: bad local header.")
             n, m = struct.unpack("<HH", local[26:30])
+            data_offset = info.header_offset + 30 + n + m
+            if data_offset + nbytes > central_dir:  # the directory's sizes are only claims
+                raise FormatError(
+                    f"storage {key!r} ({member}) needs {nbytes} bytes at byte {data_offset}, "
+                    f"past the zip's central directory at byte {central_dir}."
+                )
             storages[key] = TorchStorage(
                 key=key,
                 member=member,
                 dtype=dtype,
                 nbytes=nbytes,
-                data_offset=info.header_offset + 30 + n + m,
+                data_offset=data_offset,
                 crc=info.CRC,
                 header_offset=info.header_offset,
                 descriptor=bool(info.flag_bits & 0x8),
