@@ -447,3 +447,20 @@ def test_families_already_safe_stay_refused(tmp_path: Path, case: str) -> None:
     if expect.perturb is None and expect.schema is not None:
         expect = Expect(expect.schema, perturb=expect.schema)
     check(path, expect)
+
+
+def test_a_zip_end_record_spanning_disks_is_scanned_not_raised(tmp_path: Path) -> None:
+    """zipfile.is_zipfile raises BadZipFile (it does not return False) for a zip64 end-of-
+    central-directory locator whose disk number is not 0; the pickle scanner let it escape
+    (found by tests/test_format_torch_archive.py's mutation test: two bytes changed)."""
+    from pytest_corrsource.formats.pickle_scan import scan_weights_file
+
+    data = bytearray((FIXTURES / "torch_state_dict.pt").read_bytes())
+    data[0] = 0  # not a zip by its first bytes: the end record decides
+    locator = data.rindex(b"PK\x06\x07")  # torch writes zip64 records
+    data[locator + 4 : locator + 8] = struct.pack("<I", 1)  # "disk with the zip64 record"
+    path = tmp_path / "w.pt"
+    path.write_bytes(bytes(data))
+    scan = scan_weights_file(path, claims_pickle=True)
+    assert not scan.safe
+    check(path, Expect(r"cannot read tensors of format \w+", perturb=r"unknown format|pickle"))

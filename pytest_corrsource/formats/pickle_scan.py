@@ -729,6 +729,15 @@ def _scan_legacy_tar(path: Path, acc: _Accumulator) -> None:
         acc.errors.append(f"legacy tar checkpoint cannot be read: {error}")
 
 
+def _has_zip_directory(path: Path) -> bool:
+    """:func:`zipfile.is_zipfile`, which raises BadZipFile (not only returns False) for an end
+    record that declares several disks: such a file is no zip any loader opens."""
+    try:
+        return zipfile.is_zipfile(path)
+    except zipfile.BadZipFile:
+        return False
+
+
 def scan_weights_file(path: Path, *, claims_pickle: bool = False) -> PickleScan:
     """Everything ``pickle.load``, ``numpy.load(allow_pickle=True)`` or
     ``torch.load(weights_only=False)`` could unpickle from ``path``, whatever its format.
@@ -755,7 +764,7 @@ def scan_weights_file(path: Path, *, claims_pickle: bool = False) -> PickleScan:
     except OSError as error:
         acc.errors.append(f"cannot read the file: {error.strerror or error}")
         return acc.result()
-    is_zip = head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or zipfile.is_zipfile(path)
+    is_zip = head.startswith((b"PK\x03\x04", b"PK\x05\x06")) or _has_zip_directory(path)
     is_tar = not is_zip and is_legacy_torch_tar(path)
     # A container's own loader takes it (torch: zip by its first 4 bytes, then tar); its
     # offset-0 stream is still probed, for pickle.load and numpy.load.
