@@ -299,6 +299,8 @@ def check_architecture(ctx: CheckContext) -> Finding:
                 ast.parse(data.decode("utf-8", "replace"))
             except SyntaxError as exc:
                 problems.append(f"{ref.path}:{exc.lineno}: not valid Python ({exc.msg})")
+            except (RecursionError, MemoryError):  # `1+1+…` or `---…1` many thousands deep
+                problems.append(f"{ref.path}: not valid Python (nested too deeply to parse)")
     if problems:
         raise CheckFailed("; ".join(problems))
     return Finding(message=", ".join(r.path for r in ctx.manifest.architecture))
