@@ -1010,6 +1010,7 @@ def _perturb_compressed_joblib(src: Path, dst: Path, seed: int, codec: str) -> P
     from pytest_corrsource.formats.tensors import decompress_joblib
 
     fmt = f"joblib-{codec}"
+    dst.parent.mkdir(parents=True, exist_ok=True)  # as _atomic_output does for every format
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".joblib-") as tmp:
         plain, changed = Path(tmp) / "plain.pkl", Path(tmp) / "changed.pkl"
         try:

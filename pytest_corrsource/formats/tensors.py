@@ -114,7 +114,12 @@ class TensorFile:
         return {name: (e.dtype, e.shape) for name, e in self.entries.items()}
 
     def raw(self, name: str) -> npt.NDArray[Any]:
-        """The tensor's elements in C order, as stored (BF16 as uint16 bits, F8 as bytes)."""
+        """The tensor's elements in C order, as stored (BF16 as uint16 bits, F8 as bytes).
+
+        Every size is checked before numpy allocates it (``np.fromfile`` allocates ``count``
+        elements before it reads one): the shape must be one numpy can hold, the bytes must be
+        in the file now (it may have changed since it was described), and a strided view may
+        not expand its bytes past :data:`MAX_DECOMPRESSION_RATIO` times."""
         entry = self.entries[name]
         if entry.member is not None:
             return _npz_member(entry)
@@ -122,6 +127,7 @@ class TensorFile:
             raise UnreadableTensors(
                 self.format, f"{name!r} is pickled as text (protocol 2); its values are not read"
             )
+        _check_holdable(self.format, entry)
         if entry.ggml_nbytes is not None:
             return _ggml_raw(entry)
         descr = entry.raw_dtype or _RAW_DTYPES.get(entry.dtype)
@@ -132,6 +138,7 @@ class TensorFile:
             dtype = dtype.newbyteorder(">")
         count = math.prod(entry.shape)
         if entry.stride is None:
+            _check_in_file(entry, count * dtype.itemsize)
             data = np.fromfile(entry.file, dtype=dtype, count=count, offset=entry.offset)
             if data.size != count:
                 raise FormatError(f"tensor {name!r} is truncated.")
@@ -142,6 +149,15 @@ class TensorFile:
         if count == 0:
             return np.empty(entry.shape, dtype=dtype)
         span = 1 + sum((d - 1) * s for d, s in zip(entry.shape, entry.stride, strict=True))
+        _check_in_file(entry, span * dtype.itemsize)
+        limit = max(span * dtype.itemsize, 1 << 20) * MAX_DECOMPRESSION_RATIO
+        if count * dtype.itemsize > limit:  # e.g. stride 0: one stored element, 2**40 read
+            raise UnreadableTensors(
+                self.format,
+                f"{name!r} is a view of {span * dtype.itemsize} stored bytes that reads as "
+                f"{count * dtype.itemsize} bytes (over {MAX_DECOMPRESSION_RATIO}x); it is "
+                "not expanded in memory",
+            )
         data = np.fromfile(entry.file, dtype=dtype, count=span, offset=entry.offset)
         if data.size != span:
             raise FormatError(f"tensor {name!r} is truncated.")
@@ -165,10 +181,45 @@ class TensorFile:
         return raw
 
 
+#: numpy's NPY_MAXDIMS (numpy 2); numpy 1 allowed 32, which only lowers what numpy refuses
+_NUMPY_MAX_DIMS = 64
+
+
+def _check_holdable(fmt: str, entry: TensorEntry) -> None:
+    """Refuse a shape no numpy array can have before numpy is asked to make one (it raises
+    ValueError): more than 64 dimensions, or dimensions whose non-zero product overflows
+    numpy's sizes even when another dimension is 0 (a valid safetensors or GGUF header may
+    declare ``[0, 2**64 - 1]``)."""
+    shape = entry.shape
+    shown = repr(list(shape)) if len(shape) <= 8 else f"of {len(shape)} dimensions"
+    if len(shape) > _NUMPY_MAX_DIMS:
+        raise UnreadableTensors(
+            fmt, f"{entry.name!r} has shape {shown}; numpy holds at most {_NUMPY_MAX_DIMS}"
+        )
+    extent = 1
+    for dim in shape:
+        extent *= max(dim, 1)
+    if extent * 16 >= 2**63:  # 16: the widest element (C128); numpy's sizes are signed 64-bit
+        raise UnreadableTensors(fmt, f"{entry.name!r} has shape {shown}, too large for numpy")
+
+
+def _check_in_file(entry: TensorEntry, nbytes: int) -> None:
+    """The ``nbytes`` a read of ``entry`` needs must be in its file now, checked before
+    ``np.fromfile`` allocates them (the file may be shorter than a header, or a zip's
+    central directory, claims, or have shrunk since it was described)."""
+    size = entry.file.stat().st_size
+    if entry.offset + nbytes > size:
+        raise FormatError(
+            f"tensor {entry.name!r} needs {nbytes} bytes at byte {entry.offset} but "
+            f"{entry.file.name} has {size} bytes (truncated)."
+        )
+
+
 def _ggml_raw(entry: TensorEntry) -> npt.NDArray[Any]:
     """A GGUF tensor in numpy (C) order; quantized blocks as their bytes."""
     assert entry.ggml_nbytes is not None
     descr = _RAW_DTYPES.get(entry.dtype)
+    _check_in_file(entry, entry.ggml_nbytes)
     if descr is None:  # quantized: the blocks' bytes, for exact comparison
         data = np.fromfile(entry.file, dtype=np.uint8, count=entry.ggml_nbytes, offset=entry.offset)
         if data.size != entry.ggml_nbytes:

@@ -55,6 +55,11 @@ __all__ = [
 ]
 
 _MAX_PICKLE = 256 << 20  # data.pkl holds structure only; tensors are separate members
+# Evaluating a pickle costs a few microseconds per opcode: a 4 KiB deflated data.pkl of 4 MiB
+# of two-byte opcodes took 14 s per read. A compressed data.pkl (torch.save never writes one)
+# may inflate past 1 MiB only at a ratio real pickles have (their repeated key strings).
+_PICKLE_FREE_BYTES = 1 << 20
+_MAX_PICKLE_RATIO = 16
 
 #: torch storage class -> (dtype in safetensors' spelling, bytes per element)
 STORAGE_DTYPES: dict[str, tuple[str, int]] = {
@@ -276,6 +281,17 @@ def read_torch_zip(path: Path) -> TorchZip:
         info = infos[pickles[0]]
         if info.file_size > _MAX_PICKLE:
             raise FormatError(f"data.pkl is {info.file_size} bytes (limit {_MAX_PICKLE}).")
+        if info.compress_type != zipfile.ZIP_STORED and info.file_size > max(
+            _PICKLE_FREE_BYTES, info.compress_size * _MAX_PICKLE_RATIO
+        ):
+            raise UnsupportedFeature(
+                f"data.pkl is compressed {info.compress_size} -> {info.file_size} bytes (over "
+                f"{_MAX_PICKLE_RATIO}x); torch.save stores it uncompressed, and only such a "
+                "pickle, or a compressed one of a usual ratio, is read here."
+            )
+        order_info = infos.get(prefix + "byteorder")
+        if order_info is not None and order_info.file_size > 16:
+            raise FormatError(f"byteorder is {order_info.file_size} bytes, not `little` or `big`.")
         try:
             raw = archive.read(info)
             order = archive.read(prefix + "byteorder") if prefix + "byteorder" in infos else b""
@@ -317,12 +333,18 @@ def read_torch_zip(path: Path) -> TorchZip:
             if len(local) < 30 or local[:4] != b"PK\x03\x04":
                 raise FormatError(f"member {member}: bad local header.")
             n, m = struct.unpack("<HH", local[26:30])
+            data_offset = info.header_offset + 30 + n + m
+            if data_offset + nbytes > central_dir:  # the directory's sizes are only claims
+                raise FormatError(
+                    f"storage {key!r} ({member}) needs {nbytes} bytes at byte {data_offset}, "
+                    f"past the zip's central directory at byte {central_dir}."
+                )
             storages[key] = TorchStorage(
                 key=key,
                 member=member,
                 dtype=dtype,
                 nbytes=nbytes,
-                data_offset=info.header_offset + 30 + n + m,
+                data_offset=data_offset,
                 crc=info.CRC,
                 header_offset=info.header_offset,
                 descriptor=bool(info.flag_bits & 0x8),
