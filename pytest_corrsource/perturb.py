@@ -1007,12 +1007,14 @@ def _perturb_compressed_joblib(src: Path, dst: Path, seed: int, codec: str) -> P
     """joblib's compressed files: decompress -> change in place -> recompress (same codec)."""
     import tempfile
 
-    from pytest_corrsource.formats.tensors import decompress_joblib
+    from pytest_corrsource.formats.pickle_values import opcode_limit
+    from pytest_corrsource.formats.tensors import decompress_joblib, joblib_opcode_limit
 
     fmt = f"joblib-{codec}"
     dst.parent.mkdir(parents=True, exist_ok=True)  # as _atomic_output does for every format
     with tempfile.TemporaryDirectory(dir=dst.parent, prefix=".joblib-") as tmp:
-        plain, changed = Path(tmp) / "plain.pkl", Path(tmp) / "changed.pkl"
+        # the decompressed copy keeps the source's name: errors about it name the file the user has
+        plain, changed = Path(tmp) / src.name, Path(tmp) / f"changed-{src.name}"
         try:
             decompress_joblib(src, codec, plain)
         except FormatError as exc:
@@ -1021,8 +1023,9 @@ def _perturb_compressed_joblib(src: Path, dst: Path, seed: int, codec: str) -> P
             ) from None
         if detect_format(plain) != "pickle":
             raise PerturbUnsupported(f"{src.name}: unknown format", format="unknown")
-        result = _perturb_pickle(plain, changed, seed, fmt)
-        schema = _verify_same_schema(plain, changed, "pickle")
+        with opcode_limit(joblib_opcode_limit(src)):  # a few bytes can inflate to an opcode bomb
+            result = _perturb_pickle(plain, changed, seed, fmt)
+            schema = _verify_same_schema(plain, changed, "pickle")
         with changed.open("rb") as fin, _atomic_output(dst) as fout:
             _compress(fin, fout, codec)
     return _with_counts(replace(result, files=(dst,)), schema)

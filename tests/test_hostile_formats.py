@@ -499,3 +499,49 @@ def test_a_zip_end_record_spanning_disks_is_scanned_not_raised(tmp_path: Path) -
     scan = scan_weights_file(path, claims_pickle=True)
     assert not scan.safe
     check(path, Expect(r"cannot read tensors of format \w+", perturb=r"unknown format|pickle"))
+
+
+def test_a_compressed_joblib_opcode_bomb_is_refused_within_its_budget(tmp_path: Path) -> None:
+    """1.6 KB of xz inflate to a pickle of 600,000 opcodes: evaluation costs microseconds per
+    opcode, and such files took minutes through the entry points. A decompressed stream may
+    take 16 opcodes per compressed byte (real models: about 0.04), at least 250,000."""
+    import lzma
+
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.tensors import read_schema
+    from pytest_corrsource.perturb import PerturbUnsupported, perturb_weights
+
+    pickle_bytes = b"\x80\x04" + b"N0" * 300_000 + b"N."  # 600,002 opcodes, no array
+    bomb = tmp_path / "bomb.joblib.xz"
+    bomb.write_bytes(lzma.compress(pickle_bytes, format=lzma.FORMAT_XZ, preset=9))
+    assert bomb.stat().st_size * 16 < 250_000  # so the floor applies
+    limit = "more than 250000 opcodes"
+    with pytest.raises(FormatError, match=limit):
+        read_schema(bomb)
+    with pytest.raises(PerturbUnsupported, match=rf"cannot modify bomb\.joblib\.xz: .*{limit}"):
+        perturb_weights(bomb, tmp_path / "out" / bomb.name)
+    # the same pickle uncompressed pays for its opcodes with its own bytes: no budget
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle_bytes)
+    assert read_schema(plain) == {}
+
+
+def test_an_opcode_budget_is_shared_and_names_where_it_ran_out() -> None:
+    from pytest_corrsource.formats import FormatError
+    from pytest_corrsource.formats.pickle_values import OpcodeBudget, new_budget, opcode_limit
+    from pytest_corrsource.formats.tensors import JOBLIB_MIN_OPCODES, joblib_opcode_limit
+
+    budget = OpcodeBudget(2)
+    budget.spend(0)
+    budget.spend(1)
+    with pytest.raises(FormatError, match=r"more than 2 opcodes \(at byte 7\)"):
+        budget.spend(7)
+    assert new_budget() is None  # outside a decompressed stream: no limit
+    with opcode_limit(5):
+        first, second = new_budget(), new_budget()
+        assert first is not None
+        assert second is not None
+        assert first is not second
+        assert first.left == second.left == 5  # one budget per reading of the file
+    assert new_budget() is None
+    assert joblib_opcode_limit(FIXTURES / "sklearn_mlp.joblib.xz") == JOBLIB_MIN_OPCODES

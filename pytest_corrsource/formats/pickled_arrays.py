@@ -24,6 +24,7 @@ joblib's compressed files (zlib, gzip, bz2, xz, lzma) wrap the same stream in on
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from dataclasses import dataclass
@@ -33,7 +34,16 @@ from typing import IO, Any
 import numpy as np
 
 from . import FormatError
-from .pickle_values import Call, Global, Payload, UnsupportedFeature, evaluate_pickle, walk_named
+from .pickle_values import (
+    Call,
+    Global,
+    OpcodeBudget,
+    Payload,
+    UnsupportedFeature,
+    evaluate_pickle,
+    new_budget,
+    walk_named,
+)
 
 __all__ = ["PickledArray", "compression_of", "read_pickled_arrays"]
 
@@ -141,7 +151,7 @@ def _array_of(name: str, call: Call) -> PickledArray | None:
     return None
 
 
-def _joblib_hook(call: Call, handle: IO[bytes]) -> None:
+def _joblib_hook(call: Call, handle: IO[bytes], budget: OpcodeBudget | None = None) -> None:
     """Consume the array bytes joblib writes after a NumpyArrayWrapper's BUILD."""
     if call.func != _JOBLIB_WRAPPER or not isinstance(call.state, dict):
         return
@@ -153,7 +163,7 @@ def _joblib_hook(call: Call, handle: IO[bytes]) -> None:
         and isinstance(dtype_call.args[0], str)
         and dtype_call.args[0].startswith("O")
     ):  # object array: a nested pickle follows
-        evaluate_pickle(handle, os.fstat(handle.fileno()).st_size)
+        evaluate_pickle(handle, os.fstat(handle.fileno()).st_size, budget=budget)
         return
     dtype = _dtype_of(dtype_call)
     if dtype is None or dims is None:
@@ -181,10 +191,12 @@ def read_pickled_arrays(path: Path) -> list[PickledArray]:
     Raises :class:`FormatError` if the stream is not a well-formed pickle.
     """
     arrays: list[PickledArray] = []
+    budget = new_budget()  # set for decompressed streams (pickle_values.opcode_limit)
+    hook = functools.partial(_joblib_hook, budget=budget)
     with open(path, "rb") as handle:
         end = os.fstat(handle.fileno()).st_size
         for index in range(_MAX_PICKLES):
-            tree = evaluate_pickle(handle, end, after_build=_joblib_hook)
+            tree = evaluate_pickle(handle, end, after_build=hook, budget=budget)
             prefix = f"{index}." if index else ""
             for name, value in walk_named(tree):
                 if isinstance(value, Call):

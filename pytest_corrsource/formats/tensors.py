@@ -406,6 +406,17 @@ def _pickled(path: Path, fmt: str) -> dict[str, TensorEntry]:
     return entries
 
 
+#: Opcodes a decompressed joblib stream may have: per compressed byte (real models have
+#: about 0.04: their bulk is array bytes, not opcodes), and at least 250,000 (about 1.5 s).
+JOBLIB_OPCODES_PER_BYTE = 16
+JOBLIB_MIN_OPCODES = 250_000
+
+
+def joblib_opcode_limit(compressed: Path) -> int:
+    """The opcode budget of the pickle inside the compressed joblib file ``compressed``."""
+    return max(JOBLIB_MIN_OPCODES, JOBLIB_OPCODES_PER_BYTE * compressed.stat().st_size)
+
+
 def decompress_joblib(path: Path, codec: str, out: Path, max_bytes: int | None = None) -> None:
     """Decompress a joblib-compressed file into ``out``, bounded against decompression bombs
     (at most :data:`MAX_DECOMPRESSION_RATIO` times the input, and ``max_bytes`` when given;
@@ -543,7 +554,10 @@ def _compressed(path: Path, codec: str) -> TensorFile:
 
         if detect_format(plain) != "pickle":
             raise UnreadableTensors(fmt, f"the {codec} stream does not hold a pickle")
-        entries = _pickled(plain, fmt)
+        from .pickle_values import opcode_limit
+
+        with opcode_limit(joblib_opcode_limit(path)):  # a few bytes can inflate to an opcode bomb
+            entries = _pickled(plain, fmt)
     except BaseException:
         keep.cleanup()
         raise
