@@ -265,12 +265,12 @@ def _scaled_in_place(x: npt.NDArray[Any], rng: _Noise) -> bool:
     lowest, highest = x.min(), x.max()  # NaN compares false: such a chunk takes the general path
     if not (-lowest <= half_max and highest <= half_max):
         return False
-    width = 8 * x.dtype.itemsize
-    sign = 1 << (width - 1)
-    smallest_normal_bits = 2 << (info.nmant)  # the bits of 2 * tiny: exponent field 2, mantissa 0
-    if int(x.view(f"u{width // 8}").min()) < smallest_normal_bits:
+    size = x.dtype.itemsize
+    sign = 1 << (8 * size - 1)
+    smallest_normal_bits = 2 << info.nmant  # the bits of 2 * tiny: exponent field 2, mantissa 0
+    if int(x.view(f"u{size}").min()) < smallest_normal_bits:
         return False
-    if int(x.view(f"i{width // 8}").min()) + sign < smallest_normal_bits:
+    if int(x.view(f"i{size}").min()) + sign < smallest_normal_bits:
         return False
     np.multiply(x, rng.factors(x.size, x.dtype), out=x)
     return True
@@ -554,7 +554,8 @@ def _rewrite(
     workers = _workers() if sum(counts) > 1 else 1  # no thread to start for one chunk
     pending = _chunks(regions, order)
     lock = threading.Lock()  # a generator cannot be advanced by two threads at once
-    pieces = [[0] * count for count in counts] if crc else []  # each chunk's own CRC
+    #: each chunk's own CRC and length, by region and chunk number
+    pieces: list[list[tuple[int, int]]] = [[(0, 0)] * count for count in counts] if crc else []
     failures: list[BaseException] = []
 
     def work() -> None:
@@ -576,7 +577,7 @@ def _rewrite(
                 out = _transform(region.kind, raw, seed, region.name, number, in_place=True)
                 _pwrite_all(dst_fd, out.data, offset)
                 if crc:
-                    pieces[index][number] = crc32(out.data)
+                    pieces[index][number] = (crc32(out.data), length)
         except BaseException as exc:  # re-raised by the calling thread, after every join
             failures.append(exc)
 
@@ -590,11 +591,9 @@ def _rewrite(
     if failures:
         raise failures[0]
     checksums = [0] * len(regions)
-    for index, crcs in enumerate(pieces):
-        step, length = _step(regions[index].kind), regions[index].length
-        for number, piece in enumerate(crcs):
-            piece_length = min(step, length - number * step)
-            checksums[index] = crc32_combine(checksums[index], piece, piece_length)
+    for index, chunks in enumerate(pieces):
+        for piece, length in chunks:
+            checksums[index] = crc32_combine(checksums[index], piece, length)
     return checksums
 
 
@@ -771,11 +770,9 @@ def _perturb_npy(src: Path, dst: Path, seed: int) -> PerturbResult:
     if data_start + nbytes > size:
         raise PerturbUnsupported(f"npy: {src.name} is truncated", format="corrupt")
     name = src.name
-    if kind.op == "copy" or nbytes == 0:
-        kind = _COPY
-    regions = [_Region(data_start, nbytes, kind, "npy")] if kind.op != "copy" else []
-    _rewrite_regions(src, dst, regions, seed)
-    changed = (name,) if kind.op != "copy" else ()
+    modified = kind.op != "copy" and nbytes > 0
+    _rewrite_regions(src, dst, [_Region(data_start, nbytes, kind, "npy")] if modified else [], seed)
+    changed = (name,) if modified else ()
     return PerturbResult("npy", changed, () if changed else (name,), (dst,))
 
 

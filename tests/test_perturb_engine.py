@@ -284,3 +284,41 @@ def test_an_interrupt_while_waiting_for_the_helpers_still_waits_for_them(
         release.set()  # a regression must not leave the helper blocked forever
     assert len(joins) >= 2
     assert not (tmp_path / "out.safetensors").exists()
+
+
+def test_regions_that_overlap_or_pass_the_end_are_a_corrupt_layout(tmp_path: Path) -> None:
+    """Every reader proves its layout first; the engine still refuses one it cannot honour."""
+    src = tmp_path / "m.bin"
+    src.write_bytes(bytes(1000))
+    kind = perturb._Kind("float", np.dtype("<f4"))
+    layouts = {
+        "overlap": [perturb._Region(0, 400, kind, "a"), perturb._Region(200, 400, kind, "b")],
+        "past the end": [perturb._Region(800, 400, kind, "c")],
+    }
+    for label, regions in layouts.items():
+        with pytest.raises(PerturbUnsupported) as refused:
+            perturb._rewrite_regions(src, tmp_path / "out.bin", regions, 0)
+        assert refused.value.format == "corrupt", label
+        expected = {"overlap": "'b'", "past the end": "'c'"}[label]
+        assert str(refused.value) == (
+            f"m.bin: region {expected} overlaps another or the end of the file"
+        ), label
+        assert not (tmp_path / "out.bin").exists()
+
+
+def test_a_source_that_ends_early_in_an_untouched_span_is_a_corrupt_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same as a short read inside a tensor, for the bytes copied as they are (when the
+    kernel copy is refused and the read/write fallback meets the end of the file)."""
+    rng = np.random.default_rng(7)
+    src = tmp_path / "m.safetensors"
+    save_file({"ids": np.arange(1 << 17, dtype=np.int64), "w": rng.standard_normal(8)}, src)
+    monkeypatch.delattr(os, "copy_file_range", raising=False)
+    real = os.preadv
+    monkeypatch.setattr(
+        os, "preadv", lambda fd, buffers, offset: 0 if offset > 4096 else real(fd, buffers, offset)
+    )
+    with pytest.raises(PerturbUnsupported, match=r"unexpected end of file of m\.safetensors while"):
+        perturb_weights(src, tmp_path / "out.safetensors")
+    assert not (tmp_path / "out.safetensors").exists()

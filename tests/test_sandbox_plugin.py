@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -10,6 +11,7 @@ from conftest import MINIMAL_MANIFEST, RepoFactory, require_bwrap
 
 from pytest_corrsource.sandbox import backends
 from pytest_corrsource.sandbox.backends import Backend
+from pytest_corrsource.sandbox.installers import INSTALLERS
 
 ARGS = ("-p", "no:randomly", "--corresponding-source", "--corrsource-level=open-weights")
 
@@ -140,3 +142,20 @@ def test_nothing_a_run_starts_outlives_the_pytest_session(make_repo: RepoFactory
     time.sleep(4)  # past the daemon's write
     assert alive() == []
     assert not late.exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "modes"),
+    [("--corrsource-sandbox", backends.MODES), ("--corrsource-installer", INSTALLERS)],
+)
+def test_the_option_choices_are_the_modes_the_code_knows(
+    pytester: pytest.Pytester, option: str, modes: tuple[str, ...]
+) -> None:
+    """plugin.py spells the choices out (importing the sandbox at start-up would cost every
+    pytest session): they must stay the modes the sandbox and installer code accept."""
+    result = pytester.runpytest(f"{option}=bogus")
+    assert result.ret == 4
+    error = "\n".join(result.errlines)
+    listed = re.search(r"invalid choice: '?bogus'? \(choose from (.*)\)", error)
+    assert listed is not None, error
+    assert tuple(choice.strip(" '") for choice in listed.group(1).split(",")) == modes

@@ -37,6 +37,7 @@ __all__ = [
     "PersId",
     "UnsupportedFeature",
     "evaluate_pickle",
+    "new_budget",
     "opcode_limit",
     "walk_named",
 ]
@@ -158,8 +159,8 @@ _OPCODE_LIMIT: contextvars.ContextVar[int | None] = contextvars.ContextVar(
 
 @contextlib.contextmanager
 def opcode_limit(limit: int) -> Iterator[None]:
-    """Within this block, every reading of a file's pickles (:func:`new_budget`) may take at
-    most ``limit`` opcodes in all."""
+    """Within this block, each reading of a file's pickles (each :func:`new_budget`) may take
+    at most ``limit`` opcodes, all its consecutive and nested pickles together."""
     token = _OPCODE_LIMIT.set(limit)
     try:
         yield
